@@ -1,0 +1,526 @@
+//! The long CSV layout: one reading per row, with columns for meter, time and value, and
+//! optionally unit, measure and kind. Header names are matched case-insensitively, ignoring
+//! spaces, `_`, `-` and `.`, against common aliases (`meter_id`, `timestamp`, `reading`...).
+//! Any other column whose name is a valid tag key becomes a tag (`location`, `line`).
+//!
+//! Times may be RFC 3339, `yyyy-MM-dd HH:mm[:ss]` in the options' zone, epoch seconds or epoch
+//! milliseconds (see [`TimeFormat`](crate::time::TimeFormat)).
+//!
+//! This is the hot path of bulk imports: it works on byte records, and re-uses the previous
+//! row's meter, unit, measure, kind and tags when the bytes are the same, so a typical row costs
+//! one time parse, one number parse and no allocation.
+
+use std::io::BufRead;
+
+use super::{record_text, skip_bom, DecodeOptions, Decoded, Rejected, FATAL_PREFIX};
+use crate::reading::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
+use crate::time::parse_instant;
+
+/// The default measure.
+pub const DEFAULT_MEASURE: &str = "consumption";
+/// The default source name.
+pub const DEFAULT_SOURCE: &str = "csv";
+
+const METER: &[&str] = &[
+    "meter", "meterid", "meterno", "meternumber", "device", "deviceid", "sensor", "sensorid",
+    "identifier", "id", "endpoint", "ep", "counterid", "mpan", "serial",
+];
+const TIME: &[&str] = &[
+    "time", "timestamp", "ts", "datetime", "readingtime", "readat", "measuredat", "date",
+    "timeutc", "epoch", "instant",
+];
+const VALUE: &[&str] = &["value", "reading", "val", "amount", "quantity", "consumption", "usage"];
+const UNIT: &[&str] = &["unit", "units", "uom", "unitofmeasure"];
+const MEASURE: &[&str] = &["measure", "measurename", "metric", "measurement", "channel"];
+const KIND: &[&str] = &["kind", "valuekind", "readingtype", "valuetype"];
+
+fn normalise(h: &str) -> String {
+    h.trim()
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '_' | '-' | '.'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+#[derive(Debug)]
+struct Columns {
+    names: Vec<String>,
+    meter: usize,
+    time: usize,
+    value: usize,
+    unit: Option<usize>,
+    measure: Option<usize>,
+    kind: Option<usize>,
+    tags: Vec<(usize, String)>,
+}
+
+impl Columns {
+    fn from_header(names: Vec<String>) -> Result<Self, String> {
+        let norm: Vec<String> = names.iter().map(|n| normalise(n)).collect();
+        let mut used = vec![false; names.len()];
+        let mut find = |aliases: &[&str]| {
+            // Aliases are in order of preference, so "meter" wins over "id" when both exist.
+            aliases.iter().find_map(|a| {
+                let i = norm.iter().position(|n| n == a)?;
+                if used[i] {
+                    return None;
+                }
+                used[i] = true;
+                Some(i)
+            })
+        };
+        let meter = find(METER);
+        let time = find(TIME);
+        let value = find(VALUE);
+        let unit = find(UNIT);
+        let measure = find(MEASURE);
+        let kind = find(KIND);
+        let (Some(meter), Some(time), Some(value)) = (meter, time, value) else {
+            let mut missing = Vec::new();
+            if meter.is_none() {
+                missing.push("meter (or meter_id, device, sensor, id)");
+            }
+            if time.is_none() {
+                missing.push("time (or timestamp, datetime, date)");
+            }
+            if value.is_none() {
+                missing.push("value (or reading, amount)");
+            }
+            return Err(format!(
+                "the header lacks {}; it has {}",
+                missing.join(", "),
+                names.join(",")
+            ));
+        };
+        let tags = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !used[*i])
+            .filter_map(|(i, n)| {
+                let key = n.trim().to_ascii_lowercase().replace([' ', '-'], "_");
+                Tags::new([(key.as_str(), "x")]).ok().map(|_| (i, key))
+            })
+            .take(Tags::MAX)
+            .collect();
+        Ok(Self {
+            names,
+            meter,
+            time,
+            value,
+            unit,
+            measure,
+            kind,
+            tags,
+        })
+    }
+}
+
+/// A value parsed from bytes, kept with the bytes so the next identical cell re-uses it.
+#[derive(Debug)]
+struct Cache<T> {
+    bytes: Vec<u8>,
+    value: Option<T>,
+}
+
+impl<T: Clone> Cache<T> {
+    fn new() -> Self {
+        Self {
+            bytes: Vec::new(),
+            value: None,
+        }
+    }
+
+    fn get<E>(&mut self, cell: &[u8], parse: impl FnOnce(&str) -> Result<T, E>) -> Result<T, E> {
+        if let Some(v) = &self.value {
+            if self.bytes == cell {
+                return Ok(v.clone());
+            }
+        }
+        let text = String::from_utf8_lossy(cell);
+        let v = parse(&text)?;
+        self.bytes.clear();
+        self.bytes.extend_from_slice(cell);
+        self.value = Some(v.clone());
+        Ok(v)
+    }
+}
+
+/// Decodes the long layout. Reads `zone`, `time_format`, and `measure`, `unit` (default
+/// dimensionless), `kind` (default interval), `source` and `tags` as defaults for columns the
+/// file lacks.
+#[derive(Debug)]
+pub struct LongCsvDecoder<R> {
+    reader: csv::Reader<R>,
+    options: DecodeOptions,
+    columns: Option<Columns>,
+    record: csv::ByteRecord,
+    fatal: Option<Rejected>,
+    done: bool,
+    measure: MeasureName,
+    unit: Unit,
+    kind: Kind,
+    source: SourceName,
+    meters: Cache<MeterId>,
+    units: Cache<Unit>,
+    measures: Cache<MeasureName>,
+    kinds: Cache<Kind>,
+    tag_bytes: Vec<u8>,
+    tags: Tags,
+}
+
+impl<R: BufRead> LongCsvDecoder<R> {
+    /// Starts decoding; nothing is read until the first item is asked for.
+    pub fn new(mut reader: R, options: DecodeOptions) -> Self {
+        let bom = skip_bom(&mut reader);
+        let csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(256 * 1024)
+            .from_reader(reader);
+        let mut me = Self {
+            reader: csv,
+            measure: options.measure_or(DEFAULT_MEASURE),
+            unit: options.unit.clone().unwrap_or(Unit::Dimensionless),
+            kind: options.kind.unwrap_or(Kind::Interval),
+            source: options.source_or(DEFAULT_SOURCE),
+            tags: options.tags.clone(),
+            options,
+            columns: None,
+            record: csv::ByteRecord::new(),
+            fatal: None,
+            done: false,
+            meters: Cache::new(),
+            units: Cache::new(),
+            measures: Cache::new(),
+            kinds: Cache::new(),
+            tag_bytes: Vec::new(),
+        };
+        if let Err(e) = bom {
+            me.set_fatal(1, format!("could not read the input: {e}"));
+        }
+        me
+    }
+
+    fn set_fatal(&mut self, line: u64, reason: String) {
+        self.fatal = Some(Rejected::new(
+            &self.options.file,
+            line,
+            None,
+            format!("{FATAL_PREFIX}{reason}"),
+            &record_text(&self.record),
+        ));
+        self.done = true;
+    }
+
+    fn read_header(&mut self) {
+        match self.reader.read_byte_record(&mut self.record) {
+            Ok(true) => {
+                let names = self
+                    .record
+                    .iter()
+                    .map(|c| String::from_utf8_lossy(c).trim().to_owned())
+                    .collect();
+                match Columns::from_header(names) {
+                    Ok(c) => self.columns = Some(c),
+                    Err(reason) => self.set_fatal(1, reason),
+                }
+            }
+            Ok(false) => self.done = true,
+            Err(e) => self.set_fatal(1, format!("the header could not be read: {e}")),
+        }
+    }
+
+    fn reject(&self, col: Option<usize>, reason: impl std::fmt::Display) -> Rejected {
+        let line = self.record.position().map_or(0, |p| p.line());
+        let field = col.and_then(|i| self.columns.as_ref().map(|c| c.names[i].as_str()));
+        Rejected::new(
+            &self.options.file,
+            line,
+            field,
+            reason,
+            &record_text(&self.record),
+        )
+    }
+
+    /// Turns the current record into a reading, or says which cell is wrong.
+    fn decode_row(&mut self) -> Option<Decoded> {
+        let cols = self.columns.as_ref()?;
+        let rec = &self.record;
+        if rec.len() != cols.names.len() {
+            if rec.len() == 1 && rec[0].is_empty() {
+                return None; // a blank line
+            }
+            let reason = format!(
+                "the row has {} cells; the header has {}",
+                rec.len(),
+                cols.names.len()
+            );
+            return Some(Err(self.reject(None, reason)));
+        }
+        let (mc, tc, vc) = (cols.meter, cols.time, cols.value);
+        let (uc, msc, kc) = (cols.unit, cols.measure, cols.kind);
+
+        let meter = match self.meters.get(rec[mc].trim_ascii(), MeterId::new) {
+            Ok(m) => m,
+            Err(e) => return Some(Err(self.reject(Some(mc), e))),
+        };
+        let time_cell = rec[tc].trim_ascii();
+        let time = match std::str::from_utf8(time_cell) {
+            Ok(s) => parse_instant(s, self.options.time_format, self.options.zone),
+            Err(_) => return Some(Err(self.reject(Some(tc), "the time is not UTF-8 text"))),
+        };
+        let time = match time {
+            Ok(t) => t,
+            Err(e) => return Some(Err(self.reject(Some(tc), e))),
+        };
+        let value_cell = rec[vc].trim_ascii();
+        let value = match std::str::from_utf8(value_cell).ok().map(str::parse::<f64>) {
+            Some(Ok(v)) => v,
+            _ if value_cell.is_empty() => {
+                return Some(Err(self.reject(Some(vc), "the value is empty")))
+            }
+            _ => {
+                let reason = format!(
+                    "{:?} is not a number",
+                    String::from_utf8_lossy(value_cell)
+                );
+                return Some(Err(self.reject(Some(vc), reason)));
+            }
+        };
+        let unit = match uc.map(|i| rec[i].trim_ascii()) {
+            Some(cell) if !cell.is_empty() => match self.units.get(cell, Unit::parse) {
+                Ok(u) => u,
+                Err(e) => return Some(Err(self.reject(uc, e))),
+            },
+            _ => self.unit.clone(),
+        };
+        let measure = match msc.map(|i| rec[i].trim_ascii()) {
+            Some(cell) if !cell.is_empty() => match self.measures.get(cell, MeasureName::new) {
+                Ok(m) => m,
+                Err(e) => return Some(Err(self.reject(msc, e))),
+            },
+            _ => self.measure.clone(),
+        };
+        let kind = match kc.map(|i| rec[i].trim_ascii()) {
+            Some(cell) if !cell.is_empty() => match self.kinds.get(cell, |s| s.parse::<Kind>()) {
+                Ok(k) => k,
+                Err(e) => return Some(Err(self.reject(kc, e))),
+            },
+            _ => self.kind,
+        };
+        if !cols.tags.is_empty() {
+            if let Err((i, e)) = self.row_tags() {
+                return Some(Err(self.reject(Some(i), e)));
+            }
+        }
+        let reading = Reading::new(meter, measure, value, unit, kind, time, self.source.clone());
+        Some(match reading {
+            Ok(r) => Ok(r.with_tags(self.tags.clone())),
+            Err(e @ crate::reading::ReadingError::TimeOutOfRange(_)) => {
+                Err(self.reject(Some(tc), e))
+            }
+            Err(e) => Err(self.reject(Some(vc), e)),
+        })
+    }
+
+    /// Refreshes `self.tags` from the tag columns when their bytes changed since the last row.
+    fn row_tags(&mut self) -> Result<(), (usize, crate::reading::ReadingError)> {
+        let Some(cols) = &self.columns else {
+            return Ok(());
+        };
+        let rec = &self.record;
+        let same = {
+            let mut pos = 0;
+            cols.tags.iter().all(|(i, _)| {
+                let cell = rec[*i].trim_ascii();
+                let end = pos + cell.len() + 1;
+                let ok = self.tag_bytes.get(pos..end - 1) == Some(cell)
+                    && self.tag_bytes.get(end - 1) == Some(&0);
+                pos = end;
+                ok
+            }) && pos == self.tag_bytes.len()
+        };
+        if same {
+            return Ok(());
+        }
+        let mut tags = self.options.tags.clone();
+        self.tag_bytes.clear();
+        for (i, key) in &cols.tags {
+            let cell = rec[*i].trim_ascii();
+            self.tag_bytes.extend_from_slice(cell);
+            self.tag_bytes.push(0);
+            if !cell.is_empty() {
+                tags = tags
+                    .with(key, &String::from_utf8_lossy(cell))
+                    .map_err(|e| (*i, e))?;
+            }
+        }
+        self.tags = tags;
+        Ok(())
+    }
+}
+
+impl<R: BufRead> Iterator for LongCsvDecoder<R> {
+    type Item = Decoded;
+
+    fn next(&mut self) -> Option<Decoded> {
+        loop {
+            if let Some(f) = self.fatal.take() {
+                return Some(Err(f));
+            }
+            if self.done {
+                return None;
+            }
+            if self.columns.is_none() {
+                self.read_header();
+                continue;
+            }
+            match self.reader.read_byte_record(&mut self.record) {
+                Ok(true) => {
+                    if let Some(item) = self.decode_row() {
+                        return Some(item);
+                    }
+                }
+                Ok(false) => self.done = true,
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    self.set_fatal(line.max(1), format!("the CSV could not be read: {e}"));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::TimeFormat;
+    use chrono_tz::Tz;
+
+    fn decode_with(text: &str, opts: DecodeOptions) -> (Vec<Reading>, Vec<Rejected>) {
+        let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        for item in LongCsvDecoder::new(text.as_bytes(), opts) {
+            match item {
+                Ok(r) => ok.push(r),
+                Err(e) => bad.push(e),
+            }
+        }
+        (ok, bad)
+    }
+
+    fn decode(text: &str) -> (Vec<Reading>, Vec<Rejected>) {
+        decode_with(text, DecodeOptions::new("l.csv"))
+    }
+
+    #[test]
+    fn aliases_optional_columns_and_tags() {
+        let text = "\u{feff}Meter ID,Timestamp,Reading,UOM,Measure,Kind,Location\r\n\
+                    m1,2024-01-01T00:00:00Z,12.5,kWh,energy,interval,garage\r\n\
+                    m1,1704067200,3,L,volume,cumulative,garage\r\n";
+        let (ok, bad) = decode(text);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[0].meter().as_str(), "m1");
+        assert_eq!(ok[0].unit(), &Unit::KilowattHour);
+        assert_eq!(ok[0].measure().as_str(), "energy");
+        assert_eq!(ok[1].kind(), Kind::Cumulative);
+        assert_eq!(ok[1].time(), ok[0].time());
+        assert_eq!(ok[1].tags().get("location"), Some("garage"));
+    }
+
+    #[test]
+    fn local_times_use_the_zone_option() {
+        let mut opts = DecodeOptions::new("l.csv");
+        opts.zone = Tz::America__New_York;
+        let (ok, _) = decode_with("meter,time,value\nm,2024-07-01 08:00,1\n", opts);
+        assert_eq!(ok[0].time().to_rfc3339(), "2024-07-01T12:00:00+00:00");
+    }
+
+    #[test]
+    fn forced_epoch_millis() {
+        let mut opts = DecodeOptions::new("l.csv");
+        opts.time_format = TimeFormat::EpochMillis;
+        let (ok, bad) = decode_with("meter,ts,value\nm,1000,1\nm,2024-01-01,1\n", opts);
+        assert_eq!(ok[0].time().timestamp_millis(), 1000);
+        assert_eq!(bad[0].field.as_deref(), Some("ts"));
+    }
+
+    fn one_bad(line: &str) -> Rejected {
+        let text = format!("meter,time,value,unit,kind\n{line}\n");
+        let (ok, bad) = decode(&text);
+        assert!(ok.is_empty());
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(bad[0].line, 2);
+        bad.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn malformed_rows_name_field_and_reason() {
+        let cases: [(&str, Option<&str>, &str); 13] = [
+            (",2024-01-01T00:00:00Z,1,L,gauge", Some("meter"), "meter id is empty"),
+            ("m,,1,L,gauge", Some("time"), "is not a time"),
+            ("m,2024-01-01T25:00:00Z,1,L,gauge", Some("time"), "impossible"),
+            ("m,soon,1,L,gauge", Some("time"), "is not a time"),
+            ("m,2024-01-01T00:00:00Z,,L,gauge", Some("value"), "the value is empty"),
+            ("m,2024-01-01T00:00:00Z,12a,L,gauge", Some("value"), "\"12a\" is not a number"),
+            ("m,2024-01-01T00:00:00Z,inf,L,gauge", Some("value"), "not a finite number"),
+            ("m,2024-01-01T00:00:00Z,-3,L,cumulative", Some("value"), "cannot be"),
+            ("m,2024-01-01T00:00:00Z,1,bad unit,gauge", Some("unit"), "unit"),
+            ("m,2024-01-01T00:00:00Z,1,L,wobbly", Some("kind"), "kind \"wobbly\" is unknown"),
+            ("m,99999999999999999,1,L,gauge", Some("time"), "out of range"),
+            ("m,9999999999999,1,L,gauge", Some("time"), "outside 1970-01-01..2200-01-01"),
+            ("m,2024-01-01T00:00:00Z,1,L", None, "the row has 4 cells; the header has 5"),
+        ];
+        for (line, field, reason) in cases {
+            let e = one_bad(line);
+            assert_eq!(e.field.as_deref(), field, "{line}");
+            assert!(e.reason.contains(reason), "{line}: {}", e.reason);
+            assert_eq!(e.raw, line);
+        }
+    }
+
+    #[test]
+    fn a_header_without_required_columns_is_fatal() {
+        let (ok, bad) = decode("sensor,when,value\ns,2024-01-01,1\n");
+        assert!(ok.is_empty());
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].is_fatal());
+        assert!(bad[0].reason.contains("lacks time"), "{}", bad[0].reason);
+    }
+
+    #[test]
+    fn good_rows_after_bad_ones_land_and_caches_do_not_leak_values() {
+        let text = "meter,time,value,unit\n\
+                    a,2024-01-01T00:00:00Z,1,L\n\
+                    b,2024-01-01T00:00:00Z,x,L\n\
+                    b,2024-01-01T00:30:00Z,2,kWh\n\
+                    a,2024-01-01T01:00:00Z,3,\n";
+        let (ok, bad) = decode(text);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].line, 3);
+        let got: Vec<(&str, f64, String)> = ok
+            .iter()
+            .map(|r| (r.meter().as_str(), r.value(), r.unit().to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a", 1.0, "L".into()),
+                ("b", 2.0, "kWh".into()),
+                ("a", 3.0, "1".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn tag_cache_follows_changes() {
+        let text = "meter,time,value,location\n\
+                    a,2024-01-01T00:00:00Z,1,x\n\
+                    a,2024-01-01T00:01:00Z,1,x\n\
+                    a,2024-01-01T00:02:00Z,1,y\n\
+                    a,2024-01-01T00:03:00Z,1,\n";
+        let (ok, _) = decode(text);
+        let locs: Vec<Option<&str>> = ok.iter().map(|r| r.tags().get("location")).collect();
+        assert_eq!(locs, vec![Some("x"), Some("x"), Some("y"), None]);
+    }
+}

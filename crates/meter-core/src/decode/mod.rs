@@ -1,0 +1,388 @@
+//! Streaming decoders for every input format of the seed systems.
+//!
+//! Each decoder reads from any [`BufRead`], keeps one record in memory at a time, and yields
+//! [`Decoded`] items: a valid [`Reading`], or a [`Rejected`] record that says where (file, line,
+//! field), why, and what the original text was. A bad record never stops the good ones after it;
+//! only a header that makes the whole file unreadable ends a decoder early (after saying so).
+//!
+//! | format | module | source |
+//! |---|---|---|
+//! | wide half-hourly CSV (`Meter,Date,0:00,...,23:30`) | [`wide_csv`] | seed 004 |
+//! | long CSV, one reading per row | [`long_csv`] | utility exports |
+//! | Pi logger JSON (`timestamp`, `celcius`, `fahrenheit`) | [`pi_json`] | seed 001 |
+//! | mbed Connector notifications | [`mbed`] | seed 002 |
+//! | SST Cloud counter lists | [`sst`] | seed 000 |
+
+use std::fmt;
+use std::io::{BufRead, Read};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::reading::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
+use crate::time::TimeFormat;
+
+pub mod long_csv;
+pub mod mbed;
+pub mod pi_json;
+pub mod sst;
+pub mod wide_csv;
+
+/// The most bytes of a rejected record's original text that are kept.
+pub const MAX_RAW: usize = 1024;
+
+/// The largest JSON document (mbed body, SST response, one Pi object) read into memory.
+pub const MAX_JSON_BYTES: u64 = 8 * 1024 * 1024;
+
+/// A record that could not become a reading.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    /// The file, object key or request it came from.
+    pub file: Arc<str>,
+    /// The 1-based line of a text record, or element number inside a JSON document.
+    pub line: u64,
+    /// The column or JSON field at fault, when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Why it was rejected.
+    pub reason: String,
+    /// The original text (at most [`MAX_RAW`] bytes).
+    pub raw: String,
+}
+
+impl Rejected {
+    pub(crate) fn new(
+        file: &Arc<str>,
+        line: u64,
+        field: Option<&str>,
+        reason: impl fmt::Display,
+        raw: &str,
+    ) -> Self {
+        Self {
+            file: file.clone(),
+            line,
+            field: field.map(str::to_owned),
+            reason: reason.to_string(),
+            raw: truncate(raw, MAX_RAW).to_owned(),
+        }
+    }
+
+    /// Whether the whole input was unreadable (its header or structure), not just this record.
+    pub fn is_fatal(&self) -> bool {
+        self.line == 0 || self.reason.starts_with(FATAL_PREFIX)
+    }
+}
+
+/// Prefix of the reason of a rejection that ended a decoder.
+pub(crate) const FATAL_PREFIX: &str = "unreadable input: ";
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)?;
+        if let Some(field) = &self.field {
+            write!(f, " [{field}]")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// One decoder output.
+pub type Decoded = Result<Reading, Rejected>;
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Settings shared by the decoders. Each decoder documents which it reads.
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    /// The name shown in rejections (a path or an object key).
+    pub file: Arc<str>,
+    /// The zone of times written without an offset.
+    pub zone: Tz,
+    /// How time columns are written (long CSV).
+    pub time_format: TimeFormat,
+    /// The meter of every reading, for formats that do not name it (Pi JSON).
+    pub meter: Option<MeterId>,
+    /// The measure, overriding the format's default.
+    pub measure: Option<MeasureName>,
+    /// The unit, overriding the format's default.
+    pub unit: Option<Unit>,
+    /// The kind, overriding the format's default.
+    pub kind: Option<Kind>,
+    /// The source name, overriding the format's default.
+    pub source: Option<SourceName>,
+    /// Tags added to every reading.
+    pub tags: Tags,
+    /// When the data was received: the time of readings whose format carries none (SST, mbed).
+    pub received_at: DateTime<Utc>,
+}
+
+impl DecodeOptions {
+    /// Defaults for a file: UTC, auto-detected times, the formats' own defaults, received now.
+    pub fn new(file: &str) -> Self {
+        Self {
+            file: Arc::from(file),
+            zone: Tz::UTC,
+            time_format: TimeFormat::Auto,
+            meter: None,
+            measure: None,
+            unit: None,
+            kind: None,
+            source: None,
+            tags: Tags::empty(),
+            received_at: Utc::now(),
+        }
+    }
+
+    pub(crate) fn measure_or(&self, default: &str) -> MeasureName {
+        self.measure.clone().unwrap_or_else(|| {
+            MeasureName::new(default).unwrap_or_else(|_| unreachable!("default measure is valid"))
+        })
+    }
+
+    pub(crate) fn source_or(&self, default: &str) -> SourceName {
+        self.source.clone().unwrap_or_else(|| {
+            SourceName::new(default).unwrap_or_else(|_| unreachable!("default source is valid"))
+        })
+    }
+}
+
+/// The input formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// Seed 004's `Meter,Date,0:00,...,23:30`.
+    WideCsv,
+    /// One reading per row.
+    LongCsv,
+    /// Seed 001's Pi logger objects.
+    PiJson,
+    /// Seed 002's mbed Connector notification body.
+    Mbed,
+    /// Seed 000's SST Cloud counter list.
+    SstCounters,
+}
+
+impl Format {
+    /// The name used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WideCsv => "wide-csv",
+            Self::LongCsv => "long-csv",
+            Self::PiJson => "pi-json",
+            Self::Mbed => "mbed",
+            Self::SstCounters => "sst",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "wide-csv" | "wide" => Ok(Self::WideCsv),
+            "long-csv" | "long" | "csv" => Ok(Self::LongCsv),
+            "pi-json" | "pi" => Ok(Self::PiJson),
+            "mbed" => Ok(Self::Mbed),
+            "sst" | "sst-counters" => Ok(Self::SstCounters),
+            other => Err(format!(
+                "unknown format {other:?}: use wide-csv, long-csv, pi-json, mbed or sst"
+            )),
+        }
+    }
+}
+
+/// Recognises a format from the first bytes of the content (at least the first line), using
+/// the name's extension only when the content says nothing (an empty file).
+pub fn detect(name: &str, head: &[u8]) -> Result<Format, String> {
+    let head = strip_bom(head);
+    let text = String::from_utf8_lossy(&head[..head.len().min(64 * 1024)]);
+    let trimmed = text.trim_start();
+    let lower_name = name.to_ascii_lowercase();
+    if trimmed.is_empty() {
+        return if lower_name.ends_with(".csv") {
+            Ok(Format::LongCsv)
+        } else if lower_name.ends_with(".json") || lower_name.ends_with(".jsonl") {
+            Ok(Format::PiJson)
+        } else {
+            Err(format!("{name}: empty, and its name does not tell the format"))
+        };
+    }
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        if text.contains("\"notifications\"") {
+            return Ok(Format::Mbed);
+        }
+        if text.contains("\"for_hot_water\"") || (trimmed.starts_with('[') && text.contains("\"step\"")) {
+            return Ok(Format::SstCounters);
+        }
+        if ["\"celcius\"", "\"celsius\"", "\"fahrenheit\""]
+            .iter()
+            .any(|k| text.contains(k))
+        {
+            return Ok(Format::PiJson);
+        }
+        return Err(format!(
+            "{name}: JSON, but not a Pi logger object, an mbed notification body or an SST counter list"
+        ));
+    }
+    let first_line = trimmed.lines().next().unwrap_or("");
+    if wide_csv::looks_like_header(first_line) {
+        Ok(Format::WideCsv)
+    } else {
+        Ok(Format::LongCsv)
+    }
+}
+
+fn strip_bom(b: &[u8]) -> &[u8] {
+    b.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(b)
+}
+
+/// Reads past a UTF-8 byte-order mark, if the input starts with one.
+pub(crate) fn skip_bom<R: BufRead>(reader: &mut R) -> std::io::Result<()> {
+    let buf = reader.fill_buf()?;
+    if buf.starts_with(b"\xEF\xBB\xBF") {
+        reader.consume(3);
+    }
+    Ok(())
+}
+
+/// A decoder of any format, for callers that choose the format at run time.
+pub fn decoder<'a, R: BufRead + Send + 'a>(
+    format: Format,
+    reader: R,
+    options: DecodeOptions,
+) -> Box<dyn Iterator<Item = Decoded> + Send + 'a> {
+    match format {
+        Format::WideCsv => Box::new(wide_csv::WideCsvDecoder::new(reader, options)),
+        Format::LongCsv => Box::new(long_csv::LongCsvDecoder::new(reader, options)),
+        Format::PiJson => Box::new(pi_json::PiJsonDecoder::new(reader, options)),
+        Format::Mbed => Box::new(mbed::MbedDecoder::new(reader, options)),
+        Format::SstCounters => Box::new(sst::SstCountersDecoder::new(reader, options)),
+    }
+}
+
+/// Reads a whole JSON document of at most [`MAX_JSON_BYTES`], so a hostile body cannot exhaust
+/// memory. Errors are worded for a rejection.
+pub(crate) fn read_bounded_json<R: Read>(reader: R) -> Result<serde_json::Value, String> {
+    let mut limited = reader.take(MAX_JSON_BYTES + 1);
+    let mut buf = Vec::new();
+    limited
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("could not read the input: {e}"))?;
+    if buf.len() as u64 > MAX_JSON_BYTES {
+        return Err(format!(
+            "the document is larger than {} MiB",
+            MAX_JSON_BYTES / (1024 * 1024)
+        ));
+    }
+    serde_json::from_slice(strip_bom(&buf)).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+/// What [`read_line_bounded`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum LineRead {
+    /// The end of the input.
+    Eof,
+    /// A line (with its terminator, if any) was appended to the buffer.
+    Line,
+    /// The line was longer than the limit; it was skipped up to its end.
+    TooLong,
+}
+
+/// Reads one line of at most `max` bytes into `buf`, skipping the rest of a longer line without
+/// holding it, so one huge line cannot exhaust memory.
+pub(crate) fn read_line_bounded<R: BufRead>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<LineRead> {
+    let start = buf.len();
+    let n = reader.by_ref().take(max as u64).read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(LineRead::Eof);
+    }
+    if buf.last() == Some(&b'\n') || n < max {
+        return Ok(LineRead::Line);
+    }
+    buf.truncate(start);
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(LineRead::TooLong);
+        }
+        match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(LineRead::TooLong);
+            }
+            None => {
+                let len = chunk.len();
+                reader.consume(len);
+            }
+        }
+    }
+}
+
+/// Writes CSV fields back as one line, for a rejection's original text.
+pub(crate) fn record_text(record: &csv::ByteRecord) -> String {
+    let mut out = Vec::with_capacity(record.as_slice().len() + record.len());
+    {
+        let mut w = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(&mut out);
+        // Writing to a Vec cannot fail.
+        let _ = w.write_byte_record(record);
+        let _ = w.flush();
+    }
+    if out.last() == Some(&b'\n') {
+        out.pop();
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_every_format_from_content() {
+        let cases: [(&str, &str, Format); 7] = [
+            ("a.csv", "Meter,Date,0:00,0:30\nEE1,2024-01-01,1,2\n", Format::WideCsv),
+            ("a.txt", "\u{feff}Meter,Date,0:00,0:30\n", Format::WideCsv),
+            ("a.csv", "meter,time,value\nm,2024-01-01T00:00:00Z,1\n", Format::LongCsv),
+            ("x.json", "{\"timestamp\": 1, \"celcius\": 2, \"fahrenheit\": 3}\n", Format::PiJson),
+            ("b.json", "{\"notifications\":[]}", Format::Mbed),
+            ("c.json", "[{\"id\":1,\"for_hot_water\":true,\"value\":5}]", Format::SstCounters),
+            ("d.csv", "", Format::LongCsv),
+        ];
+        for (name, head, want) in cases {
+            assert_eq!(detect(name, head.as_bytes()), Ok(want), "{name}: {head:?}");
+        }
+        assert!(detect("e.json", b"{\"foo\": 1}").is_err());
+        assert!(detect("e.bin", b"").is_err());
+    }
+
+    #[test]
+    fn raw_text_is_truncated_on_a_char_boundary() {
+        let s = "é".repeat(600);
+        let t = truncate(&s, MAX_RAW);
+        assert!(t.len() <= MAX_RAW && t.len() >= MAX_RAW - 1);
+    }
+}

@@ -1,0 +1,452 @@
+//! The ports: what every backend (SQLite, DynamoDB, Timestream, CloudWatch, the in-memory fakes)
+//! implements, and what handlers, the API and the CLI call.
+//!
+//! Traits are object-safe (`async_trait`) so a binary picks its backend at start-up and passes
+//! `&dyn ReadingWriter` around.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Timelike, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::reading::{Kind, MeasureName, MeterId, Reading, SourceName, Unit};
+use crate::rollup::{Granularity, Rollup, RollupBuilder, RollupError, RollupRule};
+use crate::time::TimeRange;
+
+/// A boxed error from a backend's client, kept as the source of a [`StoreError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A failure of a whole call to a backend (per-item failures are in the reports instead).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend could not be reached or was overloaded; the call may succeed if retried.
+    #[error("{backend} is unavailable: {message}")]
+    Unavailable {
+        /// Which backend.
+        backend: &'static str,
+        /// What happened.
+        message: String,
+        /// The client's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The backend refused the call (permissions, validation, missing table); retrying will
+    /// not help.
+    #[error("{backend} refused the request: {message}")]
+    Refused {
+        /// Which backend.
+        backend: &'static str,
+        /// What happened.
+        message: String,
+        /// The client's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The query itself was invalid (a cursor from elsewhere, a range too large).
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    /// What was stored could not be read back as valid data.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether retrying the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+impl From<RollupError> for StoreError {
+    fn from(e: RollupError) -> Self {
+        Self::InvalidQuery(e.to_string())
+    }
+}
+
+/// One item of a batch that was not stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemFailure {
+    /// Its position in the batch passed to the call.
+    pub index: usize,
+    /// Why, in words a person can act on.
+    pub reason: String,
+    /// Whether sending it again may succeed (throttling) or not (a conflicting unit).
+    pub retryable: bool,
+}
+
+/// The outcome of a batch write: how many items were stored, and which were not and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WriteReport {
+    /// Items stored (new, replaced or unchanged: writes are idempotent).
+    pub written: usize,
+    /// Items not stored, by index into the batch.
+    pub failures: Vec<ItemFailure>,
+}
+
+impl WriteReport {
+    /// Whether every item was stored.
+    pub fn is_complete(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// Adds a later report about a sub-batch that started at `offset` in the caller's batch.
+    pub fn merge(&mut self, other: WriteReport, offset: usize) {
+        self.written += other.written;
+        self.failures
+            .extend(other.failures.into_iter().map(|mut f| {
+                f.index += offset;
+                f
+            }));
+    }
+}
+
+/// Stores readings. Writes are idempotent: a reading is keyed by (meter, measure, time), so the
+/// same key written twice is stored once, and a changed value replaces the stored one.
+#[async_trait]
+pub trait ReadingWriter: Send + Sync {
+    /// The most readings one call accepts (the backend's request limit).
+    fn max_batch(&self) -> usize;
+
+    /// Writes a batch of at most [`Self::max_batch`] readings. Items that fail are listed in
+    /// the report; the call only errs when nothing could be attempted.
+    async fn write(&self, readings: &[Reading]) -> Result<WriteReport, StoreError>;
+}
+
+/// An opaque position in a paginated listing, made by the backend that returned it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Cursor(pub String);
+
+/// A request for the readings of one meter in a time range.
+#[derive(Debug, Clone)]
+pub struct RangeQuery {
+    /// The meter.
+    pub meter: MeterId,
+    /// One measure, or all of them.
+    pub measure: Option<MeasureName>,
+    /// The range, `[from, to)`.
+    pub range: TimeRange,
+    /// The most readings to return in this page.
+    pub limit: usize,
+    /// Where the previous page ended.
+    pub after: Option<Cursor>,
+}
+
+/// One page of readings, ordered by measure then time.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// The readings.
+    pub readings: Vec<Reading>,
+    /// Where to continue, or `None` after the last page.
+    pub next: Option<Cursor>,
+}
+
+/// What a store knows of one series (one measure of one meter).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesInfo {
+    /// The measure.
+    pub measure: MeasureName,
+    /// Its unit.
+    pub unit: Unit,
+    /// Its kind.
+    pub kind: Kind,
+    /// How many readings are stored.
+    pub count: u64,
+    /// The earliest reading's time.
+    pub first: DateTime<Utc>,
+    /// The latest reading's time.
+    pub last: DateTime<Utc>,
+}
+
+/// What a store knows of one meter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MeterInfo {
+    /// The meter.
+    pub meter: MeterId,
+    /// Its series, by measure name.
+    pub series: Vec<SeriesInfo>,
+}
+
+impl MeterInfo {
+    /// The series of one measure, or the only series when `measure` is `None`.
+    pub fn pick(&self, measure: Option<&MeasureName>) -> Result<&SeriesInfo, StoreError> {
+        match measure {
+            Some(m) => self.series.iter().find(|s| &s.measure == m).ok_or_else(|| {
+                StoreError::InvalidQuery(format!(
+                    "meter {} has no measure {m}; it has {}",
+                    self.meter,
+                    self.measure_names()
+                ))
+            }),
+            None if self.series.len() == 1 => Ok(&self.series[0]),
+            None => Err(StoreError::InvalidQuery(format!(
+                "meter {} has several measures ({}); name one",
+                self.meter,
+                self.measure_names()
+            ))),
+        }
+    }
+
+    fn measure_names(&self) -> String {
+        let names: Vec<&str> = self.series.iter().map(|s| s.measure.as_str()).collect();
+        names.join(", ")
+    }
+}
+
+/// A request for a rollup.
+#[derive(Debug, Clone)]
+pub struct RollupQuery {
+    /// The meter.
+    pub meter: MeterId,
+    /// The measure, or `None` for the meter's only one.
+    pub measure: Option<MeasureName>,
+    /// The range, `[from, to)`.
+    pub range: TimeRange,
+    /// Hours or days.
+    pub granularity: Granularity,
+    /// The zone buckets are cut in.
+    pub zone: Tz,
+}
+
+/// Page size used when a rollup walks the readings of a range.
+const ROLLUP_PAGE: usize = 5_000;
+
+/// Reads readings back.
+#[async_trait]
+pub trait ReadingReader: Send + Sync {
+    /// One page of the readings of a meter in a range, ordered by measure then time.
+    async fn range(&self, query: &RangeQuery) -> Result<Page, StoreError>;
+
+    /// The newest reading of each series, of one meter or of every meter.
+    async fn latest(&self, meter: Option<&MeterId>) -> Result<Vec<Reading>, StoreError>;
+
+    /// The last reading of a series strictly before `t` (the baseline of a cumulative rollup).
+    async fn before(
+        &self,
+        meter: &MeterId,
+        measure: &MeasureName,
+        t: DateTime<Utc>,
+    ) -> Result<Option<Reading>, StoreError>;
+
+    /// Every meter with its series.
+    async fn meters(&self) -> Result<Vec<MeterInfo>, StoreError>;
+
+    /// One meter with its series, or `None` if nothing is stored for it.
+    async fn meter(&self, meter: &MeterId) -> Result<Option<MeterInfo>, StoreError> {
+        Ok(self.meters().await?.into_iter().find(|m| &m.meter == meter))
+    }
+
+    /// Hourly or daily rollup of one series. The default walks the range page by page through
+    /// the streaming builder; a backend that can aggregate itself may override it.
+    async fn rollup(&self, query: &RollupQuery) -> Result<Rollup, StoreError> {
+        let info = self.meter(&query.meter).await?.ok_or_else(|| {
+            StoreError::InvalidQuery(format!("no readings are stored for meter {}", query.meter))
+        })?;
+        let series = info.pick(query.measure.as_ref())?.clone();
+        let mut builder =
+            RollupBuilder::new(query.range, query.granularity, query.zone, series.kind)?;
+        if series.kind == Kind::Cumulative {
+            if let Some(b) = self
+                .before(&query.meter, &series.measure, query.range.from())
+                .await?
+            {
+                builder.baseline(b.time(), b.value());
+            }
+        }
+        let mut page_query = RangeQuery {
+            meter: query.meter.clone(),
+            measure: Some(series.measure.clone()),
+            range: query.range,
+            limit: ROLLUP_PAGE,
+            after: None,
+        };
+        loop {
+            let page = self.range(&page_query).await?;
+            for r in &page.readings {
+                builder.push(r.time(), r.value())?;
+            }
+            match page.next {
+                Some(next) => page_query.after = Some(next),
+                None => break,
+            }
+        }
+        Ok(Rollup {
+            meter: query.meter.clone(),
+            measure: series.measure,
+            unit: series.unit,
+            kind: series.kind,
+            rule: RollupRule::for_kind(series.kind),
+            zone: query.zone.name().to_owned(),
+            granularity: query.granularity,
+            buckets: builder.finish(),
+        })
+    }
+}
+
+/// One thing to poll or accept: an SST Cloud account, an HTTP JSON identifier, a CSV meter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegistryEntry {
+    /// The entry's key (an identifier, or an account name for account-wide sources).
+    pub id: MeterId,
+    /// Which source reads it.
+    pub source: SourceName,
+    /// Source-specific settings (house id, URL template, the name of a secret; never a secret).
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// The zone its days are cut in, when not UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// Whether the scheduler polls it.
+    #[serde(default = "enabled_default")]
+    pub enabled: bool,
+}
+
+fn enabled_default() -> bool {
+    true
+}
+
+/// One page of registry entries, in id order.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryPage {
+    /// The entries.
+    pub entries: Vec<RegistryEntry>,
+    /// Where to continue, or `None` after the last page.
+    pub next: Option<Cursor>,
+}
+
+/// The registry of what to poll.
+#[async_trait]
+pub trait MeterRegistry: Send + Sync {
+    /// Adds or replaces an entry.
+    async fn put(&self, entry: &RegistryEntry) -> Result<(), StoreError>;
+    /// One entry.
+    async fn get(&self, id: &MeterId) -> Result<Option<RegistryEntry>, StoreError>;
+    /// Removes an entry; `false` if there was none.
+    async fn remove(&self, id: &MeterId) -> Result<bool, StoreError>;
+    /// One page of entries.
+    async fn list(&self, after: Option<&Cursor>, limit: usize)
+        -> Result<RegistryPage, StoreError>;
+}
+
+/// An hourly event counter (seed 002's `Endpoint`, `EventHour`, `EventCount`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CounterKey {
+    /// What is counted (an mbed endpoint name).
+    pub name: String,
+    /// The UTC hour, truncated.
+    pub hour: DateTime<Utc>,
+}
+
+impl CounterKey {
+    /// The key of the hour containing `t`.
+    pub fn at(name: impl Into<String>, t: DateTime<Utc>) -> Self {
+        let hour = t
+            .with_minute(0)
+            .and_then(|t| t.with_second(0))
+            .and_then(|t| t.with_nanosecond(0))
+            .unwrap_or(t);
+        Self {
+            name: name.into(),
+            hour,
+        }
+    }
+
+    /// The hour as seed 002 wrote it: `yyyy-MM-dd HH:00:00`.
+    pub fn event_hour(&self) -> String {
+        self.hour.format("%Y-%m-%d %H:00:00").to_string()
+    }
+}
+
+impl fmt::Display for CounterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.event_hour())
+    }
+}
+
+/// The outcome of adding to a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddOutcome {
+    /// Added; the counter's new total.
+    Added(u64),
+    /// The dedupe key was seen before; nothing changed.
+    Duplicate,
+}
+
+/// Hourly counters with at-most-once adds per dedupe key.
+#[async_trait]
+pub trait Counters: Send + Sync {
+    /// Adds `delta` to a counter, unless `dedupe` was already applied.
+    async fn add(
+        &self,
+        key: &CounterKey,
+        delta: u64,
+        dedupe: Option<&str>,
+    ) -> Result<AddOutcome, StoreError>;
+    /// A counter's total (0 if never added to).
+    async fn get(&self, key: &CounterKey) -> Result<u64, StoreError>;
+}
+
+/// One metric data point (CloudWatch's shape, which other backends can map).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricDatum {
+    /// The namespace (`MbedButtonPressHour` for seed 002).
+    pub namespace: String,
+    /// The metric name.
+    pub name: String,
+    /// Dimensions, possibly none.
+    pub dimensions: Vec<(String, String)>,
+    /// The instant it is for.
+    pub time: DateTime<Utc>,
+    /// The value.
+    pub value: f64,
+    /// The unit name (`Count`).
+    pub unit: String,
+}
+
+/// Publishes metric data.
+#[async_trait]
+pub trait MetricPublisher: Send + Sync {
+    /// The most data points one call accepts.
+    fn max_batch(&self) -> usize;
+    /// Publishes at most [`Self::max_batch`] points, reporting the ones not accepted.
+    async fn publish(&self, data: &[MetricDatum]) -> Result<WriteReport, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_keys_truncate_to_the_hour_in_seed_format() {
+        let t = DateTime::parse_from_rfc3339("2024-05-01T13:45:12.5Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let k = CounterKey::at("ep-1", t);
+        assert_eq!(k.event_hour(), "2024-05-01 13:00:00");
+    }
+
+    #[test]
+    fn reports_merge_with_offsets() {
+        let mut a = WriteReport {
+            written: 2,
+            failures: vec![],
+        };
+        a.merge(
+            WriteReport {
+                written: 1,
+                failures: vec![ItemFailure {
+                    index: 1,
+                    reason: "x".into(),
+                    retryable: false,
+                }],
+            },
+            10,
+        );
+        assert_eq!(a.written, 3);
+        assert_eq!(a.failures[0].index, 11);
+    }
+}

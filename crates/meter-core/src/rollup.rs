@@ -1,0 +1,458 @@
+//! Hourly and daily rollups in a caller's IANA time zone, with the rule chosen by the kind of
+//! value: cumulative counters give last minus first, interval amounts are summed, gauges give
+//! min / mean / max.
+//!
+//! The builder is streaming: readings are pushed in time order and only one running summary per
+//! bucket is kept, so a year of half-hourly readings costs a few kilobytes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::reading::{Kind, MeasureName, MeterId, Unit};
+use crate::time::{start_of_day, TimeRange};
+
+/// The most buckets one rollup may have (27 years of days, 13 months of hours).
+pub const MAX_BUCKETS: usize = 10_000;
+
+/// Why a rollup could not be computed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RollupError {
+    /// The range would need more than [`MAX_BUCKETS`] buckets.
+    #[error("the range needs {0} buckets; at most {max} are allowed, use a coarser granularity or a shorter range", max = MAX_BUCKETS)]
+    TooManyBuckets(usize),
+    /// Readings were pushed out of time order.
+    #[error("readings must be pushed in time order ({0} came after a later reading)")]
+    OutOfOrder(String),
+}
+
+/// The width of a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Granularity {
+    /// A local clock hour.
+    Hour,
+    /// A local calendar day (23, 24 or 25 hours).
+    Day,
+}
+
+impl FromStr for Granularity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "hour" | "hourly" => Ok(Self::Hour),
+            "day" | "daily" => Ok(Self::Day),
+            other => Err(format!("unknown granularity {other:?}: use hour or day")),
+        }
+    }
+}
+
+/// How a bucket's value was computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollupRule {
+    /// Interval amounts: the sum of the bucket's readings.
+    Sum,
+    /// Cumulative counters: the increase over the bucket (its last reading minus the reading
+    /// before it), with counter resets counted as a restart from zero rather than a negative.
+    LastMinusFirst,
+    /// Gauges: minimum, mean and maximum; `value` is the mean.
+    MinMeanMax,
+}
+
+impl RollupRule {
+    /// The rule for a kind of value.
+    pub fn for_kind(kind: Kind) -> Self {
+        match kind {
+            Kind::Cumulative => Self::LastMinusFirst,
+            Kind::Interval => Self::Sum,
+            Kind::Gauge => Self::MinMeanMax,
+        }
+    }
+
+    /// The rule's name, as shown in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sum => "sum",
+            Self::LastMinusFirst => "last_minus_first",
+            Self::MinMeanMax => "min_mean_max",
+        }
+    }
+}
+
+impl fmt::Display for RollupRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One bucket of a rollup.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bucket {
+    /// The local label: `yyyy-MM-dd` for days, an RFC 3339 local time with offset for hours
+    /// (so the repeated hour of a fall-back night has two distinct labels).
+    pub label: String,
+    /// The first instant of the bucket.
+    pub start: DateTime<Utc>,
+    /// The first instant after the bucket.
+    pub end: DateTime<Utc>,
+    /// The bucket's value under the rule; `None` when it had no readings.
+    pub value: Option<f64>,
+    /// The smallest reading (gauges only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// The largest reading (gauges only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// How many readings fell in the bucket.
+    pub count: u64,
+    /// How many counter resets were seen in the bucket (cumulative only).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub resets: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A rollup: one measure of one meter, cut into buckets in a time zone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rollup {
+    /// The meter.
+    pub meter: MeterId,
+    /// The measure.
+    pub measure: MeasureName,
+    /// The unit of every value.
+    pub unit: Unit,
+    /// The kind, which chose the rule.
+    pub kind: Kind,
+    /// The rule applied.
+    pub rule: RollupRule,
+    /// The IANA zone the buckets were cut in.
+    pub zone: String,
+    /// The bucket width.
+    pub granularity: Granularity,
+    /// Every bucket of the range, in order, empty ones included.
+    pub buckets: Vec<Bucket>,
+}
+
+/// A running summary of one bucket.
+#[derive(Debug, Clone, Copy)]
+struct Acc {
+    sum: f64,
+    min: f64,
+    max: f64,
+    count: u64,
+    resets: u32,
+}
+
+impl Default for Acc {
+    fn default() -> Self {
+        Self {
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            count: 0,
+            resets: 0,
+        }
+    }
+}
+
+/// Builds a rollup from readings pushed in time order.
+#[derive(Debug)]
+pub struct RollupBuilder {
+    kind: Kind,
+    granularity: Granularity,
+    zone: Tz,
+    bounds: Vec<DateTime<Utc>>,
+    accs: Vec<Acc>,
+    cursor: usize,
+    prev: Option<(DateTime<Utc>, f64)>,
+}
+
+impl RollupBuilder {
+    /// Prepares the buckets of `range` (clamped to it at both ends).
+    pub fn new(
+        range: TimeRange,
+        granularity: Granularity,
+        zone: Tz,
+        kind: Kind,
+    ) -> Result<Self, RollupError> {
+        let bounds = bucket_bounds(range, granularity, zone)?;
+        let accs = vec![Acc::default(); bounds.len() - 1];
+        Ok(Self {
+            kind,
+            granularity,
+            zone,
+            bounds,
+            accs,
+            cursor: 0,
+            prev: None,
+        })
+    }
+
+    /// Sets the last reading before the range, so a cumulative counter's first bucket counts
+    /// from it rather than from its own first reading. Call before the first push.
+    pub fn baseline(&mut self, time: DateTime<Utc>, value: f64) {
+        self.prev = Some((time, value));
+    }
+
+    /// Adds a reading. Readings outside the range are ignored (apart from serving as the
+    /// baseline of the next one); readings must come in time order.
+    pub fn push(&mut self, time: DateTime<Utc>, value: f64) -> Result<(), RollupError> {
+        if let Some((prev_time, _)) = self.prev {
+            if time < prev_time {
+                return Err(RollupError::OutOfOrder(time.to_rfc3339()));
+            }
+        }
+        let prev = self.prev.replace((time, value));
+        let first = self.bounds[0];
+        let last = self.bounds[self.bounds.len() - 1];
+        if time < first || time >= last {
+            return Ok(());
+        }
+        while time >= self.bounds[self.cursor + 1] {
+            self.cursor += 1;
+        }
+        let acc = &mut self.accs[self.cursor];
+        acc.count += 1;
+        acc.min = acc.min.min(value);
+        acc.max = acc.max.max(value);
+        match self.kind {
+            Kind::Interval | Kind::Gauge => acc.sum += value,
+            Kind::Cumulative => {
+                if let Some((_, before)) = prev {
+                    if value >= before {
+                        acc.sum += value - before;
+                    } else {
+                        // A counter that went down was reset (or replaced): it restarted from
+                        // zero, so everything it shows now was used since.
+                        acc.sum += value;
+                        acc.resets += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes the buckets.
+    pub fn finish(self) -> Vec<Bucket> {
+        let rule = RollupRule::for_kind(self.kind);
+        self.accs
+            .iter()
+            .enumerate()
+            .map(|(i, acc)| {
+                let start = self.bounds[i];
+                let has = acc.count > 0;
+                let value = has.then(|| match rule {
+                    RollupRule::Sum | RollupRule::LastMinusFirst => acc.sum,
+                    RollupRule::MinMeanMax => acc.sum / acc.count as f64,
+                });
+                let gauge = has && rule == RollupRule::MinMeanMax;
+                Bucket {
+                    label: label(start, self.granularity, self.zone),
+                    start,
+                    end: self.bounds[i + 1],
+                    value,
+                    min: gauge.then_some(acc.min),
+                    max: gauge.then_some(acc.max),
+                    count: acc.count,
+                    resets: acc.resets,
+                }
+            })
+            .collect()
+    }
+}
+
+fn label(start: DateTime<Utc>, granularity: Granularity, zone: Tz) -> String {
+    let local = start.with_timezone(&zone);
+    match granularity {
+        Granularity::Day => local.format("%Y-%m-%d").to_string(),
+        Granularity::Hour => local.format("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+    }
+}
+
+/// The start of the local hour that contains `t` (an offset change moves hour starts with it).
+fn start_of_hour(t: DateTime<Utc>, zone: Tz) -> DateTime<Utc> {
+    let local = t.with_timezone(&zone);
+    t - Duration::seconds(i64::from(local.minute() * 60 + local.second()))
+        - Duration::nanoseconds(i64::from(local.nanosecond()))
+}
+
+/// The boundaries of the buckets covering `range`: the range's ends, with every local hour or
+/// day start in between.
+fn bucket_bounds(
+    range: TimeRange,
+    granularity: Granularity,
+    zone: Tz,
+) -> Result<Vec<DateTime<Utc>>, RollupError> {
+    let estimate = match granularity {
+        Granularity::Hour => range.duration().num_hours(),
+        Granularity::Day => range.duration().num_days(),
+    };
+    if estimate > MAX_BUCKETS as i64 {
+        return Err(RollupError::TooManyBuckets(estimate as usize));
+    }
+    let mut bounds = vec![range.from()];
+    let mut day: NaiveDate = range.from().with_timezone(&zone).date_naive();
+    let mut hour = start_of_hour(range.from(), zone);
+    loop {
+        let next = match granularity {
+            Granularity::Hour => {
+                hour = start_of_hour(hour + Duration::minutes(90), zone);
+                hour
+            }
+            Granularity::Day => {
+                day = day.succ_opt().unwrap_or(day);
+                start_of_day(day, zone)
+            }
+        };
+        if next >= range.to() {
+            bounds.push(range.to());
+            break;
+        }
+        if next > bounds[bounds.len() - 1] {
+            bounds.push(next);
+        }
+        if bounds.len() > MAX_BUCKETS + 1 {
+            return Err(RollupError::TooManyBuckets(bounds.len()));
+        }
+    }
+    Ok(bounds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::parse_date;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn days(first: &str, last: &str, zone: Tz) -> TimeRange {
+        TimeRange::local_days(parse_date(first).unwrap(), parse_date(last).unwrap(), zone).unwrap()
+    }
+
+    #[test]
+    fn interval_readings_sum_per_local_day_across_spring_forward() {
+        let zone = Tz::Europe__London;
+        let range = days("2024-03-30", "2024-04-01", zone);
+        let mut b = RollupBuilder::new(range, Granularity::Day, zone, Kind::Interval).unwrap();
+        // One unit every half hour over the three local days: 48 + 46 + 48 half hours.
+        let mut t = range.from();
+        while t < range.to() {
+            b.push(t, 1.0).unwrap();
+            t += Duration::minutes(30);
+        }
+        let buckets = b.finish();
+        let got: Vec<(String, Option<f64>)> =
+            buckets.iter().map(|b| (b.label.clone(), b.value)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("2024-03-30".into(), Some(48.0)),
+                ("2024-03-31".into(), Some(46.0)),
+                ("2024-04-01".into(), Some(48.0)),
+            ]
+        );
+        assert_eq!(buckets[1].end - buckets[1].start, Duration::hours(23));
+    }
+
+    #[test]
+    fn fall_back_day_has_25_hourly_buckets_with_distinct_labels() {
+        let zone = Tz::Europe__London;
+        let range = days("2024-10-27", "2024-10-27", zone);
+        let b = RollupBuilder::new(range, Granularity::Hour, zone, Kind::Gauge).unwrap();
+        let buckets = b.finish();
+        assert_eq!(buckets.len(), 25);
+        assert_eq!(buckets[1].label, "2024-10-27T01:00:00+01:00");
+        assert_eq!(buckets[2].label, "2024-10-27T01:00:00+00:00");
+        assert!(buckets.iter().all(|b| b.value.is_none() && b.count == 0));
+    }
+
+    #[test]
+    fn hourly_buckets_follow_half_hour_offsets() {
+        let zone = Tz::Asia__Kolkata;
+        let range = days("2024-01-01", "2024-01-01", zone);
+        let mut b = RollupBuilder::new(range, Granularity::Hour, zone, Kind::Interval).unwrap();
+        b.push(utc("2023-12-31T18:30:00Z"), 2.0).unwrap(); // 00:00 local
+        b.push(utc("2023-12-31T19:29:59Z"), 3.0).unwrap(); // 00:59:59 local
+        b.push(utc("2023-12-31T19:30:00Z"), 5.0).unwrap(); // 01:00 local
+        let buckets = b.finish();
+        assert_eq!(buckets.len(), 24);
+        assert_eq!(buckets[0].value, Some(5.0));
+        assert_eq!(buckets[1].value, Some(5.0));
+        assert_eq!(buckets[0].label, "2024-01-01T00:00:00+05:30");
+    }
+
+    #[test]
+    fn cumulative_counts_from_the_baseline_and_survives_a_reset() {
+        let zone = Tz::UTC;
+        let range = days("2024-05-01", "2024-05-02", zone);
+        let mut b = RollupBuilder::new(range, Granularity::Day, zone, Kind::Cumulative).unwrap();
+        b.baseline(utc("2024-04-30T23:50:00Z"), 1000.0);
+        b.push(utc("2024-05-01T08:00:00Z"), 1100.0).unwrap();
+        b.push(utc("2024-05-01T20:00:00Z"), 1250.0).unwrap();
+        // Day 2: the meter is replaced and restarts from zero, then reads 40.
+        b.push(utc("2024-05-02T06:00:00Z"), 1300.0).unwrap();
+        b.push(utc("2024-05-02T12:00:00Z"), 10.0).unwrap();
+        b.push(utc("2024-05-02T18:00:00Z"), 40.0).unwrap();
+        let buckets = b.finish();
+        assert_eq!(buckets[0].value, Some(250.0));
+        assert_eq!(buckets[0].resets, 0);
+        // 50 before the reset, 10 counted by the new meter, then 30 more.
+        assert_eq!(buckets[1].value, Some(90.0));
+        assert_eq!(buckets[1].resets, 1);
+    }
+
+    #[test]
+    fn cumulative_without_baseline_is_last_minus_first_and_gaps_count_once() {
+        let zone = Tz::UTC;
+        let range = days("2024-05-01", "2024-05-03", zone);
+        let mut b = RollupBuilder::new(range, Granularity::Day, zone, Kind::Cumulative).unwrap();
+        b.push(utc("2024-05-01T01:00:00Z"), 500.0).unwrap();
+        b.push(utc("2024-05-01T23:00:00Z"), 520.0).unwrap();
+        // No reading on 05-02; the whole increase lands on the day that observed it.
+        b.push(utc("2024-05-03T12:00:00Z"), 600.0).unwrap();
+        let v: Vec<Option<f64>> = b.finish().iter().map(|b| b.value).collect();
+        assert_eq!(v, vec![Some(20.0), None, Some(80.0)]);
+    }
+
+    #[test]
+    fn gauges_give_min_mean_max() {
+        let zone = Tz::UTC;
+        let range = days("2024-05-01", "2024-05-01", zone);
+        let mut b = RollupBuilder::new(range, Granularity::Day, zone, Kind::Gauge).unwrap();
+        for (i, v) in [20.0, 26.0, 23.0].into_iter().enumerate() {
+            b.push(range.from() + Duration::hours(i as i64), v).unwrap();
+        }
+        let bucket = &b.finish()[0];
+        assert_eq!(
+            (bucket.min, bucket.value, bucket.max),
+            (Some(20.0), Some(23.0), Some(26.0))
+        );
+    }
+
+    #[test]
+    fn out_of_order_and_oversized_are_refused() {
+        let zone = Tz::UTC;
+        let range = days("2024-05-01", "2024-05-01", zone);
+        let mut b = RollupBuilder::new(range, Granularity::Hour, zone, Kind::Gauge).unwrap();
+        b.push(range.from() + Duration::hours(2), 1.0).unwrap();
+        assert!(matches!(
+            b.push(range.from(), 1.0),
+            Err(RollupError::OutOfOrder(_))
+        ));
+        let long = days("2000-01-01", "2024-01-01", zone);
+        assert!(matches!(
+            RollupBuilder::new(long, Granularity::Hour, zone, Kind::Gauge),
+            Err(RollupError::TooManyBuckets(_))
+        ));
+    }
+}

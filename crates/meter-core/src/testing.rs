@@ -1,0 +1,374 @@
+//! In-memory implementations of every port, for the tests of any crate (feature `test-util`).
+//! They follow the ports' contracts exactly (idempotent writes, ordering, pagination), so a
+//! handler tested against them behaves the same against a real backend.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::ports::{
+    AddOutcome, CounterKey, Counters, Cursor, ItemFailure, MeterInfo, MeterRegistry,
+    MetricDatum, MetricPublisher, Page, RangeQuery, ReadingReader, ReadingWriter, RegistryEntry,
+    RegistryPage, SeriesInfo, StoreError, WriteReport,
+};
+use crate::reading::{MeasureName, MeterId, Reading};
+
+type SeriesKey = (MeterId, MeasureName);
+
+#[derive(Debug, Default)]
+struct State {
+    readings: BTreeMap<SeriesKey, BTreeMap<DateTime<Utc>, Reading>>,
+    registry: BTreeMap<MeterId, RegistryEntry>,
+    counters: BTreeMap<CounterKey, u64>,
+    dedupe: HashSet<String>,
+    metrics: Vec<MetricDatum>,
+    write_calls: usize,
+}
+
+/// Every port in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+    /// Readings whose meter id is listed here are refused (to exercise partial failures).
+    pub refuse_meters: BTreeSet<String>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Every stored reading, in (meter, measure, time) order.
+    pub fn all(&self) -> Vec<Reading> {
+        self.lock()
+            .readings
+            .values()
+            .flat_map(|s| s.values().cloned())
+            .collect()
+    }
+
+    /// Every metric datum published.
+    pub fn metrics(&self) -> Vec<MetricDatum> {
+        self.lock().metrics.clone()
+    }
+
+    /// How many write calls were made.
+    pub fn write_calls(&self) -> usize {
+        self.lock().write_calls
+    }
+}
+
+/// Cursors of the fake are "measure\ttime-in-ms".
+fn cursor_of(r: &Reading) -> Cursor {
+    Cursor(format!("{}\t{}", r.measure(), r.time().timestamp_millis()))
+}
+
+#[async_trait]
+impl ReadingWriter for MemoryStore {
+    fn max_batch(&self) -> usize {
+        1000
+    }
+
+    async fn write(&self, readings: &[Reading]) -> Result<WriteReport, StoreError> {
+        let mut st = self.lock();
+        st.write_calls += 1;
+        let mut report = WriteReport::default();
+        for (index, r) in readings.iter().enumerate() {
+            if self.refuse_meters.contains(r.meter().as_str()) {
+                report.failures.push(ItemFailure {
+                    index,
+                    reason: format!("meter {} is refused by this test store", r.meter()),
+                    retryable: false,
+                });
+                continue;
+            }
+            let series = st
+                .readings
+                .entry((r.meter().clone(), r.measure().clone()))
+                .or_default();
+            if let Some(existing) = series.values().next() {
+                if existing.unit() != r.unit() || existing.kind() != r.kind() {
+                    report.failures.push(ItemFailure {
+                        index,
+                        reason: format!(
+                            "series {}/{} holds {} {}; the reading is {} {}",
+                            r.meter(),
+                            r.measure(),
+                            existing.kind(),
+                            existing.unit(),
+                            r.kind(),
+                            r.unit()
+                        ),
+                        retryable: false,
+                    });
+                    continue;
+                }
+            }
+            series.insert(r.time(), r.clone());
+            report.written += 1;
+        }
+        Ok(report)
+    }
+}
+
+#[async_trait]
+impl ReadingReader for MemoryStore {
+    async fn range(&self, q: &RangeQuery) -> Result<Page, StoreError> {
+        let st = self.lock();
+        let after = q.after.as_ref().map(|c| {
+            let (m, t) = c.0.split_once('\t').unwrap_or(("", "0"));
+            (m.to_owned(), t.parse::<i64>().unwrap_or(0))
+        });
+        let mut out: Vec<Reading> = st
+            .readings
+            .iter()
+            .filter(|((meter, measure), _)| {
+                meter == &q.meter && q.measure.as_ref().is_none_or(|m| m == measure)
+            })
+            .flat_map(|(_, s)| s.range(q.range.from()..q.range.to()).map(|(_, r)| r.clone()))
+            .filter(|r| {
+                after.as_ref().is_none_or(|(m, t)| {
+                    (r.measure().as_str(), r.time().timestamp_millis()) > (m.as_str(), *t)
+                })
+            })
+            .take(q.limit + 1)
+            .collect();
+        let next = if out.len() > q.limit {
+            out.truncate(q.limit);
+            out.last().map(cursor_of)
+        } else {
+            None
+        };
+        Ok(Page {
+            readings: out,
+            next,
+        })
+    }
+
+    async fn latest(&self, meter: Option<&MeterId>) -> Result<Vec<Reading>, StoreError> {
+        let st = self.lock();
+        Ok(st
+            .readings
+            .iter()
+            .filter(|((m, _), _)| meter.is_none_or(|want| want == m))
+            .filter_map(|(_, s)| s.values().next_back().cloned())
+            .collect())
+    }
+
+    async fn before(
+        &self,
+        meter: &MeterId,
+        measure: &MeasureName,
+        t: DateTime<Utc>,
+    ) -> Result<Option<Reading>, StoreError> {
+        let st = self.lock();
+        Ok(st
+            .readings
+            .get(&(meter.clone(), measure.clone()))
+            .and_then(|s| s.range(..t).next_back().map(|(_, r)| r.clone())))
+    }
+
+    async fn meters(&self) -> Result<Vec<MeterInfo>, StoreError> {
+        let st = self.lock();
+        let mut out: Vec<MeterInfo> = Vec::new();
+        for ((meter, measure), s) in &st.readings {
+            let (Some(first), Some(last)) = (s.values().next(), s.values().next_back()) else {
+                continue;
+            };
+            let info = SeriesInfo {
+                measure: measure.clone(),
+                unit: first.unit().clone(),
+                kind: first.kind(),
+                count: s.len() as u64,
+                first: first.time(),
+                last: last.time(),
+            };
+            match out.last_mut() {
+                Some(m) if &m.meter == meter => m.series.push(info),
+                _ => out.push(MeterInfo {
+                    meter: meter.clone(),
+                    series: vec![info],
+                }),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl MeterRegistry for MemoryStore {
+    async fn put(&self, entry: &RegistryEntry) -> Result<(), StoreError> {
+        self.lock().registry.insert(entry.id.clone(), entry.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: &MeterId) -> Result<Option<RegistryEntry>, StoreError> {
+        Ok(self.lock().registry.get(id).cloned())
+    }
+
+    async fn remove(&self, id: &MeterId) -> Result<bool, StoreError> {
+        Ok(self.lock().registry.remove(id).is_some())
+    }
+
+    async fn list(
+        &self,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<RegistryPage, StoreError> {
+        let st = self.lock();
+        let mut entries: Vec<RegistryEntry> = st
+            .registry
+            .values()
+            .filter(|e| after.is_none_or(|c| e.id.as_str() > c.0.as_str()))
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        let next = if entries.len() > limit {
+            entries.truncate(limit);
+            entries.last().map(|e| Cursor(e.id.to_string()))
+        } else {
+            None
+        };
+        Ok(RegistryPage { entries, next })
+    }
+}
+
+#[async_trait]
+impl Counters for MemoryStore {
+    async fn add(
+        &self,
+        key: &CounterKey,
+        delta: u64,
+        dedupe: Option<&str>,
+    ) -> Result<AddOutcome, StoreError> {
+        let mut st = self.lock();
+        if let Some(d) = dedupe {
+            if !st.dedupe.insert(d.to_owned()) {
+                return Ok(AddOutcome::Duplicate);
+            }
+        }
+        let total = st.counters.entry(key.clone()).or_default();
+        *total += delta;
+        Ok(AddOutcome::Added(*total))
+    }
+
+    async fn get(&self, key: &CounterKey) -> Result<u64, StoreError> {
+        Ok(self.lock().counters.get(key).copied().unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl MetricPublisher for MemoryStore {
+    fn max_batch(&self) -> usize {
+        crate::batch::CLOUDWATCH_MAX_METRICS
+    }
+
+    async fn publish(&self, data: &[MetricDatum]) -> Result<WriteReport, StoreError> {
+        self.lock().metrics.extend_from_slice(data);
+        Ok(WriteReport {
+            written: data.len(),
+            failures: Vec::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::RollupQuery;
+    use crate::reading::{Kind, SourceName, Unit};
+    use crate::rollup::{Granularity, RollupRule};
+    use crate::time::{parse_date, TimeRange};
+    use chrono_tz::Tz;
+
+    fn r(meter: &str, secs: i64, v: f64) -> Reading {
+        Reading::new(
+            MeterId::new(meter).unwrap(),
+            MeasureName::new("volume").unwrap(),
+            v,
+            Unit::Litre,
+            Kind::Cumulative,
+            DateTime::from_timestamp(secs, 0).unwrap(),
+            SourceName::new("t").unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn writes_are_idempotent_and_pages_cover_the_range() {
+        let s = MemoryStore::new();
+        let batch: Vec<Reading> = (0..10).map(|i| r("m", 86_400 + i * 3600, i as f64)).collect();
+        s.write(&batch).await.unwrap();
+        s.write(&batch).await.unwrap();
+        assert_eq!(s.all().len(), 10);
+        let range = TimeRange::new(
+            DateTime::from_timestamp(0, 0).unwrap(),
+            DateTime::from_timestamp(200_000, 0).unwrap(),
+        )
+        .unwrap();
+        let mut q = RangeQuery {
+            meter: MeterId::new("m").unwrap(),
+            measure: None,
+            range,
+            limit: 4,
+            after: None,
+        };
+        let mut seen = 0;
+        loop {
+            let p = s.range(&q).await.unwrap();
+            seen += p.readings.len();
+            match p.next {
+                Some(c) => q.after = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen, 10);
+    }
+
+    #[tokio::test]
+    async fn default_rollup_uses_the_baseline_before_the_range() {
+        let s = MemoryStore::new();
+        // 2024-05-01T00:00Z = 1714521600.
+        let day = 1_714_521_600;
+        s.write(&[r("m", day - 600, 100.0), r("m", day + 3600, 130.0), r("m", day + 7200, 150.0)])
+            .await
+            .unwrap();
+        let d = parse_date("2024-05-01").unwrap();
+        let q = RollupQuery {
+            meter: MeterId::new("m").unwrap(),
+            measure: None,
+            range: TimeRange::local_days(d, d, Tz::UTC).unwrap(),
+            granularity: Granularity::Day,
+            zone: Tz::UTC,
+        };
+        let roll = s.rollup(&q).await.unwrap();
+        assert_eq!(roll.rule, RollupRule::LastMinusFirst);
+        assert_eq!(roll.buckets[0].value, Some(50.0));
+    }
+
+    #[tokio::test]
+    async fn a_unit_conflict_fails_only_that_item() {
+        let s = MemoryStore::new();
+        s.write(&[r("m", 0, 1.0)]).await.unwrap();
+        let other = Reading::new(
+            MeterId::new("m").unwrap(),
+            MeasureName::new("volume").unwrap(),
+            1.0,
+            Unit::CubicMetre,
+            Kind::Cumulative,
+            DateTime::from_timestamp(10, 0).unwrap(),
+            SourceName::new("t").unwrap(),
+        )
+        .unwrap();
+        let rep = s.write(&[r("m", 5, 2.0), other]).await.unwrap();
+        assert_eq!(rep.written, 1);
+        assert_eq!(rep.failures[0].index, 1);
+    }
+}
