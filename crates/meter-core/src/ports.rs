@@ -324,7 +324,7 @@ pub trait MeterRegistry: Send + Sync {
     /// Adds or replaces an entry.
     async fn put(&self, entry: &RegistryEntry) -> Result<(), StoreError>;
     /// One entry.
-    async fn get(&self, id: &MeterId) -> Result<Option<RegistryEntry>, StoreError>;
+    async fn entry(&self, id: &MeterId) -> Result<Option<RegistryEntry>, StoreError>;
     /// Removes an entry; `false` if there was none.
     async fn remove(&self, id: &MeterId) -> Result<bool, StoreError>;
     /// One page of entries.
@@ -387,7 +387,7 @@ pub trait Counters: Send + Sync {
         dedupe: Option<&str>,
     ) -> Result<AddOutcome, StoreError>;
     /// A counter's total (0 if never added to).
-    async fn get(&self, key: &CounterKey) -> Result<u64, StoreError>;
+    async fn total(&self, key: &CounterKey) -> Result<u64, StoreError>;
 }
 
 /// One metric data point (CloudWatch's shape, which other backends can map).

@@ -209,7 +209,7 @@ impl MeterRegistry for MemoryStore {
         Ok(())
     }
 
-    async fn get(&self, id: &MeterId) -> Result<Option<RegistryEntry>, StoreError> {
+    async fn entry(&self, id: &MeterId) -> Result<Option<RegistryEntry>, StoreError> {
         Ok(self.lock().registry.get(id).cloned())
     }
 
@@ -259,7 +259,7 @@ impl Counters for MemoryStore {
         Ok(AddOutcome::Added(*total))
     }
 
-    async fn get(&self, key: &CounterKey) -> Result<u64, StoreError> {
+    async fn total(&self, key: &CounterKey) -> Result<u64, StoreError> {
         Ok(self.lock().counters.get(key).copied().unwrap_or(0))
     }
 }

@@ -1,1 +1,842 @@
-//! placeholder
+//! The embedded store: every meterflow port over one SQLite file, for `meter` on a laptop or a
+//! Raspberry Pi.
+//!
+//! Layout: a `series` row per (meter, measure) holds the unit, kind, source and tags; readings
+//! are `(series, ts_ms, value)` in a `WITHOUT ROWID` table keyed by `(series, ts)`, so a range
+//! query is one index range scan and an import writes 16-byte keys rather than repeated text.
+//! Writes are upserts on that key (idempotent; a changed value replaces the old one). The file is
+//! in WAL mode, so readers never wait for a writer.
+//!
+//! The synchronous methods (`write_batch`, ...) are for callers that own a thread (the CLI's
+//! import, benchmarks); the port implementations run them on Tokio's blocking pool.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use meter_core::batch::SQLITE_MAX_BATCH;
+use meter_core::ports::{
+    AddOutcome, CounterKey, Counters, Cursor, ItemFailure, MeterInfo, MeterRegistry, Page,
+    RangeQuery, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage, SeriesInfo, StoreError,
+    WriteReport,
+};
+use meter_core::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+const BACKEND: &str = "SQLite store";
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS series (
+    id      INTEGER PRIMARY KEY,
+    meter   TEXT NOT NULL,
+    measure TEXT NOT NULL,
+    unit    TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    source  TEXT NOT NULL,
+    tags    TEXT NOT NULL DEFAULT '{}',
+    UNIQUE (meter, measure)
+);
+CREATE TABLE IF NOT EXISTS readings (
+    series INTEGER NOT NULL REFERENCES series (id),
+    ts     INTEGER NOT NULL,
+    value  REAL    NOT NULL,
+    PRIMARY KEY (series, ts)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS registry (
+    id    TEXT PRIMARY KEY,
+    entry TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT    NOT NULL,
+    hour  INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (name, hour)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counter_dedupe (
+    key TEXT PRIMARY KEY,
+    at  INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The folder for the file could not be created.
+    #[error("cannot create the folder {path}: {source}")]
+    Folder {
+        /// The folder.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// SQLite could not open or set up the file.
+    #[error("cannot open the store {path}: {source}")]
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The file was made by a newer meterflow.
+    #[error("the store {path} has schema version {found}; this meter understands up to {SCHEMA_VERSION}")]
+    NewerSchema {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+    },
+}
+
+fn store_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    let busy = matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    );
+    let message = e.to_string();
+    if busy {
+        StoreError::Unavailable {
+            backend: BACKEND,
+            message,
+            source: Some(Box::new(e)),
+        }
+    } else {
+        StoreError::Refused {
+            backend: BACKEND,
+            message,
+            source: Some(Box::new(e)),
+        }
+    }
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// What the writer remembers of a series, so most rows need no lookup.
+#[derive(Debug, Clone)]
+struct SeriesRow {
+    id: i64,
+    unit: Unit,
+    kind: Kind,
+    source: SourceName,
+    tags: Tags,
+}
+
+#[derive(Debug)]
+struct Writer {
+    conn: Connection,
+    series: HashMap<(MeterId, MeasureName), SeriesRow>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Writer>,
+    reader: Mutex<Connection>,
+}
+
+/// The embedded store. Cheap to clone; clones share the connections.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves SQLite consistent (transactions roll back on drop).
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store file, its folder, and its schema.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| OpenError::Folder {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let sqlite = |source| OpenError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let writer = connect(&path, OpenFlags::default()).map_err(sqlite)?;
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(sqlite)?;
+        writer.execute_batch(SCHEMA).map_err(sqlite)?;
+        let found: Option<i64> = writer
+            .query_row(
+                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sqlite)?;
+        match found {
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(OpenError::NewerSchema { path, found: v });
+            }
+            Some(_) => {}
+            None => {
+                writer
+                    .execute(
+                        "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                        [SCHEMA_VERSION.to_string()],
+                    )
+                    .map_err(sqlite)?;
+            }
+        }
+        let reader = connect(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(Writer {
+                    conn: writer,
+                    series: HashMap::new(),
+                }),
+                reader: Mutex::new(reader),
+            }),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Writes readings in one transaction (see [`ReadingWriter::write`] for the contract).
+    pub fn write_batch(&self, readings: &[Reading]) -> Result<WriteReport, StoreError> {
+        let mut guard = lock(&self.inner.writer);
+        let Writer { conn, series } = &mut *guard;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(store_err)?;
+        let outcome = (|| {
+            let mut report = WriteReport::default();
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO readings (series, ts, value) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (series, ts) DO UPDATE SET value = excluded.value
+                     WHERE value IS NOT excluded.value",
+                )
+                .map_err(store_err)?;
+            let mut last: Option<(MeterId, MeasureName, SeriesRow)> = None;
+            for (index, r) in readings.iter().enumerate() {
+                let cached = last
+                    .as_ref()
+                    .filter(|(m, s, _)| m == r.meter() && s == r.measure())
+                    .map(|(_, _, row)| row.clone());
+                let row = match cached {
+                    Some(row) => row,
+                    None => {
+                        let row = series_for(&tx, series, r).map_err(store_err)?;
+                        last = Some((r.meter().clone(), r.measure().clone(), row.clone()));
+                        row
+                    }
+                };
+                if row.unit != *r.unit() || row.kind != r.kind() {
+                    report.failures.push(ItemFailure {
+                        index,
+                        reason: format!(
+                            "series {}/{} stores {} values in {}; this reading is {} in {}",
+                            r.meter(),
+                            r.measure(),
+                            row.kind,
+                            row.unit,
+                            r.kind(),
+                            r.unit()
+                        ),
+                        retryable: false,
+                    });
+                    continue;
+                }
+                if row.tags != *r.tags() || row.source != *r.source() {
+                    update_series_labels(&tx, series, r, row.id).map_err(store_err)?;
+                    last = None;
+                }
+                upsert
+                    .execute(params![row.id, r.time().timestamp_millis(), r.value()])
+                    .map_err(store_err)?;
+                report.written += 1;
+            }
+            Ok(report)
+        })();
+        match outcome.and_then(|report| tx.commit().map(|()| report).map_err(store_err)) {
+            Ok(report) => Ok(report),
+            Err(e) => {
+                // Nothing of this transaction is stored; forget series ids it may have created.
+                series.clear();
+                Err(e)
+            }
+        }
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let conn = lock(&self.inner.reader);
+        f(&conn)
+    }
+
+    /// See [`ReadingReader::range`].
+    pub fn range_sync(&self, q: &RangeQuery) -> Result<Page, StoreError> {
+        let after = q.after.as_ref().map(parse_cursor).transpose()?;
+        let limit = q.limit.clamp(1, 100_000);
+        self.read(|conn| {
+            let mut all = series_of(conn, &q.meter)?;
+            all.retain(|(_, measure, _)| q.measure.as_ref().is_none_or(|m| m == measure));
+            if let Some((m, _)) = &after {
+                all.retain(|(_, measure, _)| measure.as_str() >= m.as_str());
+            }
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT ts, value FROM readings
+                     WHERE series = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts LIMIT ?4",
+                )
+                .map_err(store_err)?;
+            let mut out = Vec::new();
+            let mut more = false;
+            for (id, measure, row) in &all {
+                let mut from = q.range.from().timestamp_millis();
+                if let Some((m, t)) = &after {
+                    if m == measure {
+                        from = from.max(t + 1);
+                    }
+                }
+                let want = limit + 1 - out.len();
+                let rows = stmt
+                    .query_map(
+                        params![id, from, q.range.to().timestamp_millis(), want as i64],
+                        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)),
+                    )
+                    .map_err(store_err)?;
+                for row_result in rows {
+                    let (ts, value) = row_result.map_err(store_err)?;
+                    out.push(build_reading(&q.meter, measure, row, ts, value)?);
+                }
+                if out.len() > limit {
+                    more = true;
+                    out.truncate(limit);
+                    break;
+                }
+            }
+            let next = if more {
+                out.last()
+                    .map(|r| Cursor(format!("{}:{}", r.measure(), r.time().timestamp_millis())))
+            } else {
+                None
+            };
+            Ok(Page {
+                readings: out,
+                next,
+            })
+        })
+    }
+
+    /// See [`ReadingReader::latest`].
+    pub fn latest_sync(&self, meter: Option<&MeterId>) -> Result<Vec<Reading>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT s.meter, s.measure, s.unit, s.kind, s.source, s.tags, r.ts, r.value
+                     FROM series s JOIN readings r ON r.series = s.id
+                     AND r.ts = (SELECT MAX(ts) FROM readings WHERE series = s.id)
+                     WHERE ?1 IS NULL OR s.meter = ?1
+                     ORDER BY s.meter, s.measure",
+                )
+                .map_err(store_err)?;
+            let rows = stmt
+                .query_map([meter.map(MeterId::as_str)], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, i64>(6)?,
+                        r.get::<_, f64>(7)?,
+                    ))
+                })
+                .map_err(store_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (m, measure, unit, kind, source, tags, ts, value) = row.map_err(store_err)?;
+                let meter = MeterId::new(&m).map_err(corrupt)?;
+                let measure = MeasureName::new(&measure).map_err(corrupt)?;
+                let row = series_row(0, &unit, &kind, &source, &tags)?;
+                out.push(build_reading(&meter, &measure, &row, ts, value)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// See [`ReadingReader::before`].
+    pub fn before_sync(
+        &self,
+        meter: &MeterId,
+        measure: &MeasureName,
+        t: DateTime<Utc>,
+    ) -> Result<Option<Reading>, StoreError> {
+        self.read(|conn| {
+            let Some((id, _, row)) = series_of(conn, meter)?
+                .into_iter()
+                .find(|(_, m, _)| m == measure)
+            else {
+                return Ok(None);
+            };
+            let found = conn
+                .query_row(
+                    "SELECT ts, value FROM readings WHERE series = ?1 AND ts < ?2
+                     ORDER BY ts DESC LIMIT 1",
+                    params![id, t.timestamp_millis()],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)),
+                )
+                .optional()
+                .map_err(store_err)?;
+            found
+                .map(|(ts, v)| build_reading(meter, measure, &row, ts, v))
+                .transpose()
+        })
+    }
+
+    /// See [`ReadingReader::meters`]; with a meter, only that one.
+    pub fn meters_sync(&self, only: Option<&MeterId>) -> Result<Vec<MeterInfo>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT s.meter, s.measure, s.unit, s.kind,
+                            (SELECT COUNT(*) FROM readings WHERE series = s.id),
+                            (SELECT MIN(ts) FROM readings WHERE series = s.id),
+                            (SELECT MAX(ts) FROM readings WHERE series = s.id)
+                     FROM series s WHERE ?1 IS NULL OR s.meter = ?1
+                     ORDER BY s.meter, s.measure",
+                )
+                .map_err(store_err)?;
+            let rows = stmt
+                .query_map([only.map(MeterId::as_str)], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, Option<i64>>(5)?,
+                        r.get::<_, Option<i64>>(6)?,
+                    ))
+                })
+                .map_err(store_err)?;
+            let mut out: Vec<MeterInfo> = Vec::new();
+            for row in rows {
+                let (m, measure, unit, kind, count, first, last) = row.map_err(store_err)?;
+                let (Some(first), Some(last)) = (first, last) else {
+                    continue; // a series whose only write was rolled back
+                };
+                let info = SeriesInfo {
+                    measure: MeasureName::new(&measure).map_err(corrupt)?,
+                    unit: Unit::parse(&unit).map_err(corrupt)?,
+                    kind: kind.parse().map_err(corrupt)?,
+                    count: count as u64,
+                    first: millis(first)?,
+                    last: millis(last)?,
+                };
+                match out.last_mut() {
+                    Some(mi) if mi.meter.as_str() == m => mi.series.push(info),
+                    _ => out.push(MeterInfo {
+                        meter: MeterId::new(&m).map_err(corrupt)?,
+                        series: vec![info],
+                    }),
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// How many readings are stored in all.
+    pub fn count_readings(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            conn.query_row("SELECT COUNT(*) FROM readings", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(store_err)
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(SqliteStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(me))
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                backend: BACKEND,
+                message: format!("the store task failed: {e}"),
+                source: None,
+            })?
+    }
+}
+
+fn millis(ts: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ts).ok_or_else(|| corrupt(format!("timestamp {ts} is out of range")))
+}
+
+fn series_row(id: i64, unit: &str, kind: &str, source: &str, tags: &str) -> Result<SeriesRow, StoreError> {
+    let tags: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(tags).map_err(corrupt)?;
+    Ok(SeriesRow {
+        id,
+        unit: Unit::parse(unit).map_err(corrupt)?,
+        kind: kind.parse().map_err(corrupt)?,
+        source: SourceName::new(source).map_err(corrupt)?,
+        tags: Tags::try_from(tags).map_err(corrupt)?,
+    })
+}
+
+fn build_reading(
+    meter: &MeterId,
+    measure: &MeasureName,
+    row: &SeriesRow,
+    ts: i64,
+    value: f64,
+) -> Result<Reading, StoreError> {
+    Reading::new(
+        meter.clone(),
+        measure.clone(),
+        value,
+        row.unit.clone(),
+        row.kind,
+        millis(ts)?,
+        row.source.clone(),
+    )
+    .map(|r| r.with_tags(row.tags.clone()))
+    .map_err(corrupt)
+}
+
+/// The series of a meter, ordered by measure.
+fn series_of(conn: &Connection, meter: &MeterId) -> Result<Vec<(i64, MeasureName, SeriesRow)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, measure, unit, kind, source, tags FROM series WHERE meter = ?1 ORDER BY measure",
+        )
+        .map_err(store_err)?;
+    let rows = stmt
+        .query_map([meter.as_str()], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })
+        .map_err(store_err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, measure, unit, kind, source, tags) = row.map_err(store_err)?;
+        out.push((
+            id,
+            MeasureName::new(&measure).map_err(corrupt)?,
+            series_row(id, &unit, &kind, &source, &tags)?,
+        ));
+    }
+    Ok(out)
+}
+
+fn tags_json(tags: &Tags) -> String {
+    let map: std::collections::BTreeMap<&str, &str> = tags.iter().collect();
+    serde_json::to_string(&map).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// The series of a reading, created on first sight, from the cache when possible.
+fn series_for(
+    tx: &rusqlite::Transaction<'_>,
+    cache: &mut HashMap<(MeterId, MeasureName), SeriesRow>,
+    r: &Reading,
+) -> rusqlite::Result<SeriesRow> {
+    let key = (r.meter().clone(), r.measure().clone());
+    if let Some(row) = cache.get(&key) {
+        return Ok(row.clone());
+    }
+    let existing = tx
+        .query_row(
+            "SELECT id, unit, kind, source, tags FROM series WHERE meter = ?1 AND measure = ?2",
+            params![r.meter().as_str(), r.measure().as_str()],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                ))
+            },
+        )
+        .optional()?;
+    let row = match existing {
+        Some((id, unit, kind, source, tags)) => {
+            series_row(id, &unit, &kind, &source, &tags).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+            })?
+        }
+        None => {
+            tx.execute(
+                "INSERT INTO series (meter, measure, unit, kind, source, tags)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    r.meter().as_str(),
+                    r.measure().as_str(),
+                    r.unit().symbol(),
+                    r.kind().as_str(),
+                    r.source().as_str(),
+                    tags_json(r.tags())
+                ],
+            )?;
+            SeriesRow {
+                id: tx.last_insert_rowid(),
+                unit: r.unit().clone(),
+                kind: r.kind(),
+                source: r.source().clone(),
+                tags: r.tags().clone(),
+            }
+        }
+    };
+    cache.insert(key, row.clone());
+    Ok(row)
+}
+
+/// The latest write's source and tags label the series.
+fn update_series_labels(
+    tx: &rusqlite::Transaction<'_>,
+    cache: &mut HashMap<(MeterId, MeasureName), SeriesRow>,
+    r: &Reading,
+    id: i64,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE series SET source = ?1, tags = ?2 WHERE id = ?3",
+        params![r.source().as_str(), tags_json(r.tags()), id],
+    )?;
+    if let Some(row) = cache.get_mut(&(r.meter().clone(), r.measure().clone())) {
+        row.source = r.source().clone();
+        row.tags = r.tags().clone();
+    }
+    Ok(())
+}
+
+fn parse_cursor(c: &Cursor) -> Result<(MeasureName, i64), StoreError> {
+    let bad = || StoreError::InvalidQuery("the cursor was not made by this store".into());
+    let (m, t) = c.0.rsplit_once(':').ok_or_else(bad)?;
+    Ok((MeasureName::new(m).map_err(|_| bad())?, t.parse().map_err(|_| bad())?))
+}
+
+#[async_trait]
+impl ReadingWriter for SqliteStore {
+    fn max_batch(&self) -> usize {
+        SQLITE_MAX_BATCH
+    }
+
+    async fn write(&self, readings: &[Reading]) -> Result<WriteReport, StoreError> {
+        let owned = readings.to_vec();
+        self.blocking(move |s| s.write_batch(&owned)).await
+    }
+}
+
+#[async_trait]
+impl ReadingReader for SqliteStore {
+    async fn range(&self, query: &RangeQuery) -> Result<Page, StoreError> {
+        let q = query.clone();
+        self.blocking(move |s| s.range_sync(&q)).await
+    }
+
+    async fn latest(&self, meter: Option<&MeterId>) -> Result<Vec<Reading>, StoreError> {
+        let m = meter.cloned();
+        self.blocking(move |s| s.latest_sync(m.as_ref())).await
+    }
+
+    async fn before(
+        &self,
+        meter: &MeterId,
+        measure: &MeasureName,
+        t: DateTime<Utc>,
+    ) -> Result<Option<Reading>, StoreError> {
+        let (m, ms) = (meter.clone(), measure.clone());
+        self.blocking(move |s| s.before_sync(&m, &ms, t)).await
+    }
+
+    async fn meters(&self) -> Result<Vec<MeterInfo>, StoreError> {
+        self.blocking(|s| s.meters_sync(None)).await
+    }
+
+    async fn meter(&self, meter: &MeterId) -> Result<Option<MeterInfo>, StoreError> {
+        let m = meter.clone();
+        self.blocking(move |s| Ok(s.meters_sync(Some(&m))?.into_iter().next()))
+            .await
+    }
+}
+
+#[async_trait]
+impl MeterRegistry for SqliteStore {
+    async fn put(&self, entry: &RegistryEntry) -> Result<(), StoreError> {
+        let json = serde_json::to_string(entry).map_err(|e| StoreError::InvalidQuery(e.to_string()))?;
+        let id = entry.id.to_string();
+        self.blocking(move |s| {
+            let w = lock(&s.inner.writer);
+            w.conn
+                .execute(
+                    "INSERT INTO registry (id, entry) VALUES (?1, ?2)
+                     ON CONFLICT (id) DO UPDATE SET entry = excluded.entry",
+                    params![id, json],
+                )
+                .map_err(store_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn entry(&self, id: &MeterId) -> Result<Option<RegistryEntry>, StoreError> {
+        let id = id.to_string();
+        self.blocking(move |s| {
+            s.read(|conn| {
+                let json: Option<String> = conn
+                    .query_row("SELECT entry FROM registry WHERE id = ?1", [id], |r| r.get(0))
+                    .optional()
+                    .map_err(store_err)?;
+                json.map(|j| serde_json::from_str(&j).map_err(corrupt))
+                    .transpose()
+            })
+        })
+        .await
+    }
+
+    async fn remove(&self, id: &MeterId) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.blocking(move |s| {
+            let w = lock(&s.inner.writer);
+            let n = w
+                .conn
+                .execute("DELETE FROM registry WHERE id = ?1", [id])
+                .map_err(store_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<RegistryPage, StoreError> {
+        let after = after.map(|c| c.0.clone()).unwrap_or_default();
+        let limit = limit.clamp(1, 10_000);
+        self.blocking(move |s| {
+            s.read(|conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT id, entry FROM registry WHERE id > ?1 ORDER BY id LIMIT ?2",
+                    )
+                    .map_err(store_err)?;
+                let rows = stmt
+                    .query_map(params![after, limit as i64 + 1], |r| r.get::<_, String>(1))
+                    .map_err(store_err)?;
+                let mut entries = Vec::new();
+                for json in rows {
+                    let json = json.map_err(store_err)?;
+                    entries.push(serde_json::from_str::<RegistryEntry>(&json).map_err(corrupt)?);
+                }
+                let next = if entries.len() > limit {
+                    entries.truncate(limit);
+                    entries.last().map(|e| Cursor(e.id.to_string()))
+                } else {
+                    None
+                };
+                Ok(RegistryPage { entries, next })
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Counters for SqliteStore {
+    async fn add(
+        &self,
+        key: &CounterKey,
+        delta: u64,
+        dedupe: Option<&str>,
+    ) -> Result<AddOutcome, StoreError> {
+        let (name, hour) = (key.name.clone(), key.hour.timestamp());
+        let dedupe = dedupe.map(str::to_owned);
+        let delta = i64::try_from(delta).map_err(|_| StoreError::InvalidQuery("delta too large".into()))?;
+        self.blocking(move |s| {
+            let mut w = lock(&s.inner.writer);
+            let tx = w
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(store_err)?;
+            if let Some(d) = &dedupe {
+                let fresh = tx
+                    .execute(
+                        "INSERT OR IGNORE INTO counter_dedupe (key, at) VALUES (?1, ?2)",
+                        params![d, Utc::now().timestamp()],
+                    )
+                    .map_err(store_err)?;
+                if fresh == 0 {
+                    return Ok(AddOutcome::Duplicate);
+                }
+            }
+            let total: i64 = tx
+                .query_row(
+                    "INSERT INTO counters (name, hour, count) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name, hour) DO UPDATE SET count = count + excluded.count
+                     RETURNING count",
+                    params![name, hour, delta],
+                    |r| r.get(0),
+                )
+                .map_err(store_err)?;
+            tx.commit().map_err(store_err)?;
+            Ok(AddOutcome::Added(total as u64))
+        })
+        .await
+    }
+
+    async fn total(&self, key: &CounterKey) -> Result<u64, StoreError> {
+        let (name, hour) = (key.name.clone(), key.hour.timestamp());
+        self.blocking(move |s| {
+            s.read(|conn| {
+                let n: Option<i64> = conn
+                    .query_row(
+                        "SELECT count FROM counters WHERE name = ?1 AND hour = ?2",
+                        params![name, hour],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(store_err)?;
+                Ok(n.unwrap_or(0) as u64)
+            })
+        })
+        .await
+    }
+}

@@ -107,9 +107,7 @@ fn counter(c: &Value, i: usize, options: &DecodeOptions) -> Decoded {
                 .filter_map(|(k, v)| v.map(|v| (k, v)))
                 .try_for_each(|(k, v)| add(k, &v.to_string()))
         });
-    if let Err(e) = result {
-        return Err(e);
-    }
+    result?;
     let time = options
         .received_at
         .duration_trunc(TimeDelta::seconds(1))

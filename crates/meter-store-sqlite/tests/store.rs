@@ -1,0 +1,281 @@
+//! The embedded store against the port contracts, on a real SQLite file.
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use meter_core::ports::{
+    AddOutcome, CounterKey, Counters, MeterRegistry, RangeQuery, ReadingReader, ReadingWriter,
+    RegistryEntry, RollupQuery,
+};
+use meter_core::time::{parse_date, TimeRange};
+use meter_core::{Granularity, Kind, MeasureName, MeterId, Reading, RollupRule, SourceName, Tags, Unit};
+use meter_store_sqlite::SqliteStore;
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn reading(meter: &str, measure: &str, time: DateTime<Utc>, v: f64, kind: Kind, unit: Unit) -> Reading {
+    Reading::new(
+        MeterId::new(meter).unwrap(),
+        MeasureName::new(measure).unwrap(),
+        v,
+        unit,
+        kind,
+        time,
+        SourceName::new("test").unwrap(),
+    )
+    .unwrap()
+}
+
+fn volume(meter: &str, time: &str, v: f64) -> Reading {
+    reading(meter, "volume", t(time), v, Kind::Cumulative, Unit::Litre)
+}
+
+fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path().join("sub/meter.db")).unwrap();
+    (dir, s)
+}
+
+fn range(from: &str, to: &str) -> TimeRange {
+    TimeRange::new(t(from), t(to)).unwrap()
+}
+
+#[tokio::test]
+async fn writes_are_idempotent_and_a_changed_value_replaces() {
+    let (_d, s) = store();
+    let batch = vec![
+        volume("m", "2024-05-01T00:00:00Z", 10.0),
+        volume("m", "2024-05-01T01:00:00Z", 20.0),
+    ];
+    assert_eq!(s.write(&batch).await.unwrap().written, 2);
+    assert_eq!(s.write(&batch).await.unwrap().written, 2);
+    assert_eq!(s.count_readings().unwrap(), 2);
+    s.write(&[volume("m", "2024-05-01T01:00:00Z", 25.0)]).await.unwrap();
+    assert_eq!(s.count_readings().unwrap(), 2);
+    let latest = s.latest(None).await.unwrap();
+    assert_eq!(latest.len(), 1);
+    assert_eq!(latest[0].value(), 25.0);
+}
+
+#[tokio::test]
+async fn a_unit_or_kind_conflict_fails_only_that_item() {
+    let (_d, s) = store();
+    s.write(&[volume("m", "2024-05-01T00:00:00Z", 1.0)]).await.unwrap();
+    let bad = reading("m", "volume", t("2024-05-01T02:00:00Z"), 1.0, Kind::Cumulative, Unit::CubicMetre);
+    let good = volume("m", "2024-05-01T03:00:00Z", 3.0);
+    let report = s.write(&[bad, good]).await.unwrap();
+    assert_eq!(report.written, 1);
+    assert_eq!(report.failures.len(), 1);
+    assert_eq!(report.failures[0].index, 0);
+    assert!(report.failures[0].reason.contains("stores cumulative values in L"), "{}", report.failures[0].reason);
+    assert!(!report.failures[0].retryable);
+    assert_eq!(s.count_readings().unwrap(), 2);
+}
+
+#[tokio::test]
+async fn range_pages_cover_every_reading_once_in_order() {
+    let (_d, s) = store();
+    let start = t("2024-05-01T00:00:00Z");
+    let mut batch = Vec::new();
+    for i in 0..250 {
+        batch.push(reading("m", "a", start + Duration::minutes(i), i as f64, Kind::Gauge, Unit::Celsius));
+        batch.push(reading("m", "b", start + Duration::minutes(i), i as f64, Kind::Gauge, Unit::Celsius));
+    }
+    batch.push(reading("other", "a", start, 1.0, Kind::Gauge, Unit::Celsius));
+    s.write(&batch).await.unwrap();
+    let mut q = RangeQuery {
+        meter: MeterId::new("m").unwrap(),
+        measure: None,
+        range: TimeRange::new(start + Duration::minutes(10), start + Duration::minutes(210)).unwrap(),
+        limit: 77,
+        after: None,
+    };
+    let mut got = Vec::new();
+    loop {
+        let page = s.range(&q).await.unwrap();
+        assert!(page.readings.len() <= 77);
+        got.extend(page.readings);
+        match page.next {
+            Some(c) => q.after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(got.len(), 400);
+    let keys: Vec<(String, i64)> = got.iter().map(|r| (r.measure().to_string(), r.time().timestamp())).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(keys, sorted);
+    q.measure = Some(MeasureName::new("b").unwrap());
+    q.after = None;
+    q.limit = 1000;
+    assert_eq!(s.range(&q).await.unwrap().readings.len(), 200);
+}
+
+#[tokio::test]
+async fn a_foreign_cursor_is_an_invalid_query() {
+    let (_d, s) = store();
+    let q = RangeQuery {
+        meter: MeterId::new("m").unwrap(),
+        measure: None,
+        range: range("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"),
+        limit: 10,
+        after: Some(meter_core::ports::Cursor("garbage".into())),
+    };
+    assert!(matches!(s.range(&q).await, Err(meter_core::ports::StoreError::InvalidQuery(_))));
+}
+
+#[tokio::test]
+async fn daily_rollup_of_a_counter_across_dst_with_a_reset() {
+    let (_d, s) = store();
+    let zone = Tz::Europe__London;
+    // Readings every hour from 2024-10-26 00:00 to 2024-10-28 00:00 UTC, +10 L each hour,
+    // with the meter replaced (restarting at 0) at 2024-10-27 12:00 UTC.
+    let mut batch = Vec::new();
+    let mut v = 1000.0;
+    let start = t("2024-10-25T23:00:00Z"); // 2024-10-26 00:00 BST
+    for h in 0..50 {
+        let time = start + Duration::hours(h);
+        if time == t("2024-10-27T12:00:00Z") {
+            v = 5.0;
+        } else if h > 0 {
+            v += 10.0;
+        }
+        batch.push(reading("w", "volume", time, v, Kind::Cumulative, Unit::Litre));
+    }
+    s.write(&batch).await.unwrap();
+    let q = RollupQuery {
+        meter: MeterId::new("w").unwrap(),
+        measure: None,
+        range: TimeRange::local_days(parse_date("2024-10-26").unwrap(), parse_date("2024-10-27").unwrap(), zone).unwrap(),
+        granularity: Granularity::Day,
+        zone,
+    };
+    let r = s.rollup(&q).await.unwrap();
+    assert_eq!(r.rule, RollupRule::LastMinusFirst);
+    assert_eq!(r.buckets.len(), 2);
+    // 26th: 24 readings, the first has no baseline: 23 increments of 10.
+    assert_eq!(r.buckets[0].value, Some(230.0));
+    // 27th (25 hours): 25 readings, 24 increments of 10 plus the reset reading (5 instead of 10).
+    assert_eq!(r.buckets[1].count, 25);
+    assert_eq!(r.buckets[1].resets, 1);
+    assert_eq!(r.buckets[1].value, Some(245.0));
+}
+
+#[tokio::test]
+async fn meters_latest_and_before() {
+    let (_d, s) = store();
+    s.write(&[
+        volume("a", "2024-05-01T00:00:00Z", 1.0),
+        volume("a", "2024-05-02T00:00:00Z", 2.0),
+        reading("a", "temp", t("2024-05-01T00:00:00Z"), 20.0, Kind::Gauge, Unit::Celsius),
+        volume("b", "2024-05-01T00:00:00Z", 7.0),
+    ])
+    .await
+    .unwrap();
+    let meters = s.meters().await.unwrap();
+    assert_eq!(meters.len(), 2);
+    assert_eq!(meters[0].series.len(), 2);
+    assert_eq!(meters[0].series[1].count, 2);
+    let a = MeterId::new("a").unwrap();
+    assert_eq!(s.latest(Some(&a)).await.unwrap().len(), 2);
+    let before = s
+        .before(&a, &MeasureName::new("volume").unwrap(), t("2024-05-02T00:00:00Z"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(before.value(), 1.0);
+    assert!(s.meter(&MeterId::new("zzz").unwrap()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn tags_survive_and_follow_the_latest_write() {
+    let (_d, s) = store();
+    let tagged = volume("a", "2024-05-01T00:00:00Z", 1.0).with_tags(Tags::new([("location", "flat")]).unwrap());
+    s.write(&[tagged]).await.unwrap();
+    assert_eq!(s.latest(None).await.unwrap()[0].tags().get("location"), Some("flat"));
+    let moved = volume("a", "2024-05-02T00:00:00Z", 2.0).with_tags(Tags::new([("location", "house")]).unwrap());
+    s.write(&[moved]).await.unwrap();
+    assert_eq!(s.latest(None).await.unwrap()[0].tags().get("location"), Some("house"));
+}
+
+#[tokio::test]
+async fn data_persists_across_reopen_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        s.write(&[volume("a", "2024-05-01T00:00:00Z", 1.0)]).await.unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.count_readings().unwrap(), 1);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn range_and_latest_queries_use_the_primary_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let _s = SqliteStore::open(&path).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let plan = |sql: &str| -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join(" | ")
+    };
+    let range = plan("SELECT ts, value FROM readings WHERE series = 1 AND ts >= 0 AND ts < 10 ORDER BY ts LIMIT 5");
+    assert!(range.contains("SEARCH readings USING PRIMARY KEY (series=? AND ts>? AND ts<?)"), "{range}");
+    assert!(!range.contains("TEMP B-TREE"), "{range}");
+    let before = plan("SELECT ts, value FROM readings WHERE series = 1 AND ts < 10 ORDER BY ts DESC LIMIT 1");
+    assert!(before.contains("USING PRIMARY KEY"), "{before}");
+    let series = plan("SELECT id, measure, unit, kind, source, tags FROM series WHERE meter = 'a' ORDER BY measure");
+    assert!(series.contains("sqlite_autoindex_series_1 (meter=?)"), "{series}");
+    assert!(!series.contains("TEMP B-TREE"), "{series}");
+}
+
+#[tokio::test]
+async fn registry_pages_and_removes() {
+    let (_d, s) = store();
+    for i in 0..25 {
+        let e = RegistryEntry {
+            id: MeterId::new(&format!("id-{i:03}")).unwrap(),
+            source: SourceName::new("http-json").unwrap(),
+            params: [("url".to_owned(), "http://x/{identifier}".to_owned())].into(),
+            zone: None,
+            enabled: true,
+        };
+        s.put(&e).await.unwrap();
+    }
+    let mut after = None;
+    let mut ids = Vec::new();
+    loop {
+        let page = s.list(after.as_ref(), 10).await.unwrap();
+        ids.extend(page.entries.iter().map(|e| e.id.to_string()));
+        match page.next {
+            Some(c) => after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(ids.len(), 25);
+    assert_eq!(ids[0], "id-000");
+    let id = MeterId::new("id-003").unwrap();
+    assert_eq!(s.entry(&id).await.unwrap().unwrap().params["url"], "http://x/{identifier}");
+    assert!(s.remove(&id).await.unwrap());
+    assert!(!s.remove(&id).await.unwrap());
+    assert!(s.entry(&id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn counters_add_once_per_dedupe_key() {
+    let (_d, s) = store();
+    let key = CounterKey::at("ep-1", t("2024-05-01T13:45:00Z"));
+    assert_eq!(s.add(&key, 1, Some("n1")).await.unwrap(), AddOutcome::Added(1));
+    assert_eq!(s.add(&key, 1, Some("n2")).await.unwrap(), AddOutcome::Added(2));
+    assert_eq!(s.add(&key, 1, Some("n1")).await.unwrap(), AddOutcome::Duplicate);
+    assert_eq!(s.add(&key, 3, None).await.unwrap(), AddOutcome::Added(5));
+    assert_eq!(s.total(&key).await.unwrap(), 5);
+    assert_eq!(s.total(&CounterKey::at("ep-2", t("2024-05-01T13:00:00Z"))).await.unwrap(), 0);
+}
