@@ -1,1 +1,87 @@
-fn main() {}
+//! The `meter` binary: meterflow on one machine. It imports files into the embedded SQLite store
+//! and queries readings, latest values and rollups back out.
+//!
+//! Exit codes: 0 success; 1 failure (nothing could be done, or a fatal error); 2 usage error;
+//! 3 partial success (some input was rejected or not stored, the rest landed).
+// reason: a command-line tool's output goes to stdout by design.
+#![allow(clippy::print_stdout)]
+
+mod cli;
+mod import;
+mod output;
+mod query;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use meter_core::contract;
+
+use crate::cli::{Cli, Command};
+
+/// The outcome of a command, as an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Success,
+    Partial,
+    Failure,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Success => ExitCode::SUCCESS,
+            Outcome::Failure => ExitCode::from(1),
+            Outcome::Partial => ExitCode::from(3),
+        }
+    }
+}
+
+/// The store file: the flag or `METER_STORE`, else the per-user data folder.
+fn store_path(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = flag {
+        return Ok(p);
+    }
+    let base = dirs::data_dir()
+        .or_else(|| dirs::home_dir().map(|h| h.join(".local/share")))
+        .context("cannot find a per-user data folder; pass --store or set METER_STORE")?;
+    Ok(base
+        .join(contract::DATA_DIR_NAME)
+        .join(contract::DEFAULT_STORE_FILE))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(outcome) => outcome.into(),
+        Err(e) => {
+            eprintln!("meter: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env(contract::ENV_LOG).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let store = store_path(cli.store)?;
+    match cli.command {
+        Command::Import(args) => import::run(&store, args),
+        Command::Query(args) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            rt.block_on(query::run(&store, args))
+        }
+    }
+}

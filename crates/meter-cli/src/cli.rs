@@ -1,0 +1,187 @@
+//! The command line, as clap parses it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use meter_core::contract;
+
+/// meterflow on one machine: import meter readings and query them.
+#[derive(Debug, Parser)]
+#[command(name = "meter", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// The store file (default: meterflow/meterflow.db in the per-user data folder).
+    #[arg(long, global = true, env = contract::ENV_STORE, value_name = "PATH")]
+    pub(crate) store: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Import files or folders of readings (wide or long CSV, Pi JSON, mbed, SST counters).
+    Import(ImportArgs),
+    /// Print readings, latest values, meters, or hourly/daily rollups.
+    #[command(subcommand)]
+    Query(QueryArgs),
+}
+
+/// Input formats, as named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FormatArg {
+    /// Recognise each file from its content (and extension, for empty files).
+    Auto,
+    /// `Meter,Date,0:00,...,23:30` half-hourly rows.
+    WideCsv,
+    /// One reading per row.
+    LongCsv,
+    /// Raspberry Pi logger objects.
+    PiJson,
+    /// mbed Connector notification bodies.
+    Mbed,
+    /// SST Cloud counter lists.
+    Sst,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// Files or folders (folders are walked for .csv, .json, .jsonl and .txt files).
+    #[arg(required = true, value_name = "PATH")]
+    pub(crate) paths: Vec<PathBuf>,
+
+    /// The input format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+    pub(crate) format: FormatArg,
+
+    /// Decode and validate only; store nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+
+    /// The IANA zone of times written without an offset (CSV dates and slots).
+    #[arg(long, value_name = "ZONE", default_value = "UTC")]
+    pub(crate) tz: String,
+
+    /// How long-CSV time columns are written: auto, rfc3339, local, epoch-s, epoch-ms.
+    #[arg(long, value_name = "FORMAT", default_value = "auto")]
+    pub(crate) time_format: String,
+
+    /// The meter of every reading (for files that do not name one).
+    #[arg(long, value_name = "ID")]
+    pub(crate) meter: Option<String>,
+
+    /// The measure name, instead of the format's default.
+    #[arg(long)]
+    pub(crate) measure: Option<String>,
+
+    /// The unit, instead of the format's default (kWh, L, m3, degC...).
+    #[arg(long)]
+    pub(crate) unit: Option<String>,
+
+    /// The kind of value: cumulative, interval or gauge.
+    #[arg(long)]
+    pub(crate) kind: Option<String>,
+
+    /// A tag added to every reading, as KEY=VALUE (repeatable).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub(crate) tags: Vec<String>,
+
+    /// Where rejected rows are kept (default: next to the store, *.quarantine.jsonl).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) quarantine: Option<PathBuf>,
+
+    /// Never show a progress bar (it is shown only on a terminal anyway).
+    #[arg(long)]
+    pub(crate) no_progress: bool,
+
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Output formats of queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub(crate) enum OutFormat {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// A JSON array.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum QueryArgs {
+    /// Readings of a meter in a time range.
+    Readings(ReadingsArgs),
+    /// The newest reading of each series (of one meter, or all).
+    Latest(LatestArgs),
+    /// Every meter with its measures, units, kinds and time spans.
+    Meters(FormatOnly),
+    /// Daily rollup of a meter: sum, last minus first, or min/mean/max by kind.
+    Daily(RollupArgs),
+    /// Hourly rollup of a meter.
+    Hourly(RollupArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FormatOnly {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) format: OutFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReadingsArgs {
+    /// The meter.
+    pub(crate) meter: String,
+    /// Start: an instant (RFC 3339, epoch) or a date (its start in --tz).
+    #[arg(long)]
+    pub(crate) from: String,
+    /// End (exclusive): an instant, or a date (the end of that day in --tz).
+    #[arg(long)]
+    pub(crate) to: String,
+    /// One measure only.
+    #[arg(long)]
+    pub(crate) measure: Option<String>,
+    /// The zone for dates and for local times in the output.
+    #[arg(long, value_name = "ZONE")]
+    pub(crate) tz: Option<String>,
+    /// The most readings to print.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) limit: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) format: OutFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LatestArgs {
+    /// One meter, or all of them.
+    pub(crate) meter: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) format: OutFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RollupArgs {
+    /// The meter.
+    pub(crate) meter: String,
+    /// The first day (yyyy-MM-dd).
+    #[arg(long)]
+    pub(crate) from: String,
+    /// The last day, included (yyyy-MM-dd).
+    #[arg(long)]
+    pub(crate) to: String,
+    /// The IANA zone days and hours are cut in (default: the meter's zone in the registry,
+    /// else METER_TZ, else UTC).
+    #[arg(long, value_name = "ZONE")]
+    pub(crate) tz: Option<String>,
+    /// The measure (needed when the meter has several).
+    #[arg(long)]
+    pub(crate) measure: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) format: OutFormat,
+}

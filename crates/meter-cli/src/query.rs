@@ -1,0 +1,289 @@
+//! `meter query`: readings, latest values, meters and rollups out of the store.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use meter_core::ports::{MeterRegistry, RangeQuery, ReadingReader, RollupQuery};
+use meter_core::time::{parse_date, parse_instant, parse_zone, start_of_day, TimeFormat, TimeRange};
+use meter_core::{contract, Granularity, MeasureName, MeterId, Reading, Rollup};
+use meter_store_sqlite::SqliteStore;
+use serde::Serialize;
+
+use crate::cli::{QueryArgs, RollupArgs};
+use crate::output::{number, print, Row};
+use crate::Outcome;
+
+/// A reading as printed.
+#[derive(Debug, Serialize)]
+struct ReadingRow {
+    meter: String,
+    measure: String,
+    time: String,
+    value: f64,
+    unit: String,
+    kind: String,
+    source: String,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    tags: std::collections::BTreeMap<String, String>,
+}
+
+impl ReadingRow {
+    fn new(r: &Reading, zone: Tz) -> Self {
+        Self {
+            meter: r.meter().to_string(),
+            measure: r.measure().to_string(),
+            time: r.time().with_timezone(&zone).to_rfc3339(),
+            value: r.value(),
+            unit: r.unit().to_string(),
+            kind: r.kind().to_string(),
+            source: r.source().to_string(),
+            tags: r.tags().iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+        }
+    }
+}
+
+impl Row for ReadingRow {
+    fn header() -> &'static [&'static str] {
+        &["meter", "measure", "time", "value", "unit", "kind", "source"]
+    }
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.meter.clone(),
+            self.measure.clone(),
+            self.time.clone(),
+            number(self.value),
+            self.unit.clone(),
+            self.kind.clone(),
+            self.source.clone(),
+        ]
+    }
+}
+
+/// A meter's series as printed.
+#[derive(Debug, Serialize)]
+struct SeriesRow {
+    meter: String,
+    measure: String,
+    unit: String,
+    kind: String,
+    count: u64,
+    first: String,
+    last: String,
+}
+
+impl Row for SeriesRow {
+    fn header() -> &'static [&'static str] {
+        &["meter", "measure", "unit", "kind", "count", "first", "last"]
+    }
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.meter.clone(),
+            self.measure.clone(),
+            self.unit.clone(),
+            self.kind.clone(),
+            self.count.to_string(),
+            self.first.clone(),
+            self.last.clone(),
+        ]
+    }
+}
+
+/// A rollup bucket as printed.
+#[derive(Debug, Serialize)]
+struct BucketRow {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hour: Option<String>,
+    value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max: Option<f64>,
+    count: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    resets: u32,
+    rule: &'static str,
+    unit: String,
+    meter: String,
+    measure: String,
+    zone: String,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Row for BucketRow {
+    fn header() -> &'static [&'static str] {
+        &["period", "value", "min", "max", "count", "rule", "unit"]
+    }
+    fn cells(&self) -> Vec<String> {
+        let opt = |v: Option<f64>| v.map_or(String::new(), number);
+        vec![
+            self.date.clone().or_else(|| self.hour.clone()).unwrap_or_default(),
+            self.value.map_or("-".to_owned(), number),
+            opt(self.min),
+            opt(self.max),
+            self.count.to_string(),
+            self.rule.to_owned(),
+            self.unit.clone(),
+        ]
+    }
+}
+
+fn bucket_rows(r: &Rollup) -> Vec<BucketRow> {
+    r.buckets
+        .iter()
+        .map(|b| {
+            let (date, hour) = match r.granularity {
+                Granularity::Day => (Some(b.label.clone()), None),
+                Granularity::Hour => (None, Some(b.label.clone())),
+            };
+            BucketRow {
+                date,
+                hour,
+                value: b.value,
+                min: b.min,
+                max: b.max,
+                count: b.count,
+                resets: b.resets,
+                rule: r.rule.as_str(),
+                unit: r.unit.to_string(),
+                meter: r.meter.to_string(),
+                measure: r.measure.to_string(),
+                zone: r.zone.clone(),
+                start: b.start,
+                end: b.end,
+            }
+        })
+        .collect()
+}
+
+fn open(store: &Path) -> anyhow::Result<SqliteStore> {
+    if !store.exists() {
+        bail!(
+            "there is no store at {}: import readings first (meter import PATH) or pass --store",
+            store.display()
+        );
+    }
+    Ok(SqliteStore::open(store)?)
+}
+
+/// The zone of a query: the flag, else the meter's zone in the registry, else `METER_TZ`,
+/// else UTC.
+async fn zone_for(store: &SqliteStore, flag: Option<&str>, meter: &MeterId) -> anyhow::Result<Tz> {
+    if let Some(z) = flag {
+        return Ok(parse_zone(z)?);
+    }
+    if let Some(z) = store.entry(meter).await?.and_then(|e| e.zone) {
+        return parse_zone(&z).with_context(|| format!("the registry zone of meter {meter}"));
+    }
+    match std::env::var(contract::ENV_TZ) {
+        Ok(z) if !z.trim().is_empty() => parse_zone(&z).with_context(|| contract::ENV_TZ.to_owned()),
+        _ => Ok(Tz::UTC),
+    }
+}
+
+/// An instant, or a date meaning the start of that day (`end` moves it to the day after).
+fn instant_or_date(text: &str, zone: Tz, end: bool) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(d) = parse_date(text) {
+        let d = if end { d.succ_opt().context("date out of range")? } else { d };
+        return Ok(start_of_day(d, zone));
+    }
+    Ok(parse_instant(text, TimeFormat::Auto, zone)?)
+}
+
+async fn rollup(store: &SqliteStore, args: RollupArgs, granularity: Granularity) -> anyhow::Result<Outcome> {
+    let meter = MeterId::new(&args.meter)?;
+    let zone = zone_for(store, args.tz.as_deref(), &meter).await?;
+    let from = parse_date(&args.from).context("--from")?;
+    let to = parse_date(&args.to).context("--to")?;
+    let range = TimeRange::local_days(from, to, zone).context("--from must not be after --to")?;
+    let measure = args.measure.as_deref().map(MeasureName::new).transpose()?;
+    let query = RollupQuery {
+        meter,
+        measure,
+        range,
+        granularity,
+        zone,
+    };
+    let r = store.rollup(&query).await?;
+    print(&bucket_rows(&r), args.format)?;
+    Ok(Outcome::Success)
+}
+
+pub(crate) async fn run(store_path: &Path, args: QueryArgs) -> anyhow::Result<Outcome> {
+    let store = open(store_path)?;
+    match args {
+        QueryArgs::Readings(a) => {
+            let meter = MeterId::new(&a.meter)?;
+            let zone = zone_for(&store, a.tz.as_deref(), &meter).await?;
+            let range = TimeRange::new(
+                instant_or_date(&a.from, zone, false).context("--from")?,
+                instant_or_date(&a.to, zone, true).context("--to")?,
+            )?;
+            if store.meter(&meter).await?.is_none() {
+                bail!("no readings are stored for meter {meter}");
+            }
+            let mut q = RangeQuery {
+                meter,
+                measure: a.measure.as_deref().map(MeasureName::new).transpose()?,
+                range,
+                limit: a.limit.min(10_000),
+                after: None,
+            };
+            let mut rows = Vec::new();
+            while rows.len() < a.limit {
+                let page = store.range(&q).await?;
+                rows.extend(page.readings.iter().map(|r| ReadingRow::new(r, zone)));
+                match page.next {
+                    Some(c) => q.after = Some(c),
+                    None => break,
+                }
+            }
+            rows.truncate(a.limit);
+            print(&rows, a.format)?;
+            Ok(Outcome::Success)
+        }
+        QueryArgs::Latest(a) => {
+            let meter = a.meter.as_deref().map(MeterId::new).transpose()?;
+            let latest = store.latest(meter.as_ref()).await?;
+            if latest.is_empty() {
+                if let Some(m) = meter {
+                    bail!("no readings are stored for meter {m}");
+                }
+            }
+            let rows: Vec<ReadingRow> = latest.iter().map(|r| ReadingRow::new(r, Tz::UTC)).collect();
+            print(&rows, a.format)?;
+            Ok(Outcome::Success)
+        }
+        QueryArgs::Meters(a) => {
+            let rows: Vec<SeriesRow> = store
+                .meters()
+                .await?
+                .into_iter()
+                .flat_map(|m| {
+                    let meter = m.meter.to_string();
+                    m.series.into_iter().map(move |s| SeriesRow {
+                        meter: meter.clone(),
+                        measure: s.measure.to_string(),
+                        unit: s.unit.to_string(),
+                        kind: s.kind.to_string(),
+                        count: s.count,
+                        first: s.first.to_rfc3339(),
+                        last: s.last.to_rfc3339(),
+                    })
+                })
+                .collect();
+            print(&rows, a.format)?;
+            Ok(Outcome::Success)
+        }
+        QueryArgs::Daily(a) => rollup(&store, a, Granularity::Day).await,
+        QueryArgs::Hourly(a) => rollup(&store, a, Granularity::Hour).await,
+    }
+}
