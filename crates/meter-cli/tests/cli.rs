@@ -1,0 +1,234 @@
+//! The `meter` binary end to end: real files in, a real SQLite store, output parsed back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store/meter.db")
+    }
+
+    fn meter(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_meter"))
+            .args(args)
+            .env("METER_STORE", self.store())
+            .env_remove("METER_TZ")
+            .output()
+            .unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.meter(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+/// The daily sums of the example wide CSV, computed from the file itself.
+fn wide_sums(meter: &str) -> Vec<(String, f64)> {
+    let text = std::fs::read_to_string(examples().join("consumption-wide.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .filter(|l| l.starts_with(meter))
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            let sum: f64 = cells[2..].iter().map(|c| c.parse::<f64>().unwrap()).sum();
+            assert_eq!(cells.len(), 50);
+            (cells[1].to_owned(), sum)
+        })
+        .collect()
+}
+
+#[test]
+fn importing_the_examples_stores_everything_and_daily_sums_match_the_rows() {
+    let env = Env::new();
+    let ex = examples();
+    let summary = env.json(&["import", "--json", ex.to_str().unwrap()]);
+    assert_eq!(summary["files"], 5);
+    assert_eq!(summary["rows_rejected"], 0);
+    assert_eq!(summary["readings_stored"], summary["readings_decoded"]);
+    // 2 meters x 3 days x 48 slots, 48 + 24 long rows, 1 Pi object, 2 notifications, 2 counters.
+    assert_eq!(summary["readings_stored"], 288 + 72 + 1 + 2 + 2);
+
+    for meter in ["EX00101", "EX00102"] {
+        let days = env.json(&[
+            "query", "daily", meter, "--from", "2024-03-01", "--to", "2024-03-03", "--format", "json",
+        ]);
+        let got: Vec<(String, f64)> = days
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                assert_eq!(d["rule"], "sum");
+                (d["date"].as_str().unwrap().to_owned(), d["value"].as_f64().unwrap())
+            })
+            .collect();
+        assert_eq!(got, wide_sums(meter));
+    }
+
+    // Re-importing changes nothing.
+    let again = env.json(&["import", "--json", ex.to_str().unwrap()]);
+    assert_eq!(again["rows_rejected"], 0);
+    let meters = env.json(&["query", "meters", "--format", "json"]);
+    // The mbed and SST examples carry no time and are stamped at import, so only the
+    // timestamped files are counted here.
+    let total: u64 = meters
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| !m["meter"].as_str().unwrap().starts_with("sst-"))
+        .filter(|m| !m["meter"].as_str().unwrap().starts_with("button-"))
+        .map(|m| m["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 288 + 72 + 1);
+}
+
+#[test]
+fn cumulative_and_gauge_rollups_say_their_rule() {
+    let env = Env::new();
+    let long = examples().join("readings-long.csv");
+    env.json(&["import", "--json", long.to_str().unwrap()]);
+    let water = env.json(&[
+        "query", "daily", "flat-cold", "--from", "2024-03-01", "--to", "2024-03-02", "--format", "json",
+    ]);
+    let text = std::fs::read_to_string(&long).unwrap();
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("flat-cold"))
+        .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(water[0]["rule"], "last_minus_first");
+    assert_eq!(water[0]["value"].as_f64().unwrap(), values[23] - values[0]);
+    // Day two counts from day one's last reading.
+    assert_eq!(water[1]["value"].as_f64().unwrap(), values[47] - values[23]);
+
+    let temp = env.json(&[
+        "query", "daily", "garage", "--from", "2024-03-01", "--to", "2024-03-01", "--format", "json",
+    ]);
+    assert_eq!(temp[0]["rule"], "min_mean_max");
+    assert!(temp[0]["min"].as_f64().unwrap() <= temp[0]["value"].as_f64().unwrap());
+    assert!(temp[0]["max"].as_f64().unwrap() >= temp[0]["value"].as_f64().unwrap());
+}
+
+#[test]
+fn bad_rows_are_quarantined_good_rows_land_and_the_exit_code_says_partial() {
+    let env = Env::new();
+    let file = env.write(
+        "mixed.csv",
+        "meter,time,value\n\
+         a,2024-01-01T00:00:00Z,1\n\
+         a,not-a-time,2\n\
+         a,2024-01-01T01:00:00Z,zzz\n\
+         a,2024-01-01T02:00:00Z,3\n",
+    );
+    let out = env.meter(&["import", "--json", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["readings_stored"], 2);
+    assert_eq!(summary["rows_rejected"], 2);
+    let q = summary["quarantine"].as_str().unwrap();
+    let lines: Vec<Value> = std::fs::read_to_string(q)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["line"], 3);
+    assert_eq!(lines[0]["field"], "time");
+    assert_eq!(lines[0]["raw"], "a,not-a-time,2");
+    assert!(lines[0]["file"].as_str().unwrap().ends_with("mixed.csv"));
+    assert_eq!(lines[1]["line"], 4);
+    assert_eq!(lines[1]["field"], "value");
+    assert!(lines[1]["reason"].as_str().unwrap().contains("not a number"));
+}
+
+#[test]
+fn a_file_of_only_bad_rows_fails_and_a_missing_path_is_reported() {
+    let env = Env::new();
+    let file = env.write("bad.csv", "meter,when\nx,y\n");
+    let out = env.meter(&["import", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("the header lacks time"), "{text}");
+
+    let good = env.write("good.csv", "meter,time,value\na,2024-01-01T00:00:00Z,1\n");
+    let missing = env.dir.path().join("nope.csv");
+    let out = env.meter(&["import", good.to_str().unwrap(), missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no such file"));
+}
+
+#[test]
+fn dry_run_validates_without_creating_a_store() {
+    let env = Env::new();
+    let file = env.write("d.csv", "meter,time,value\na,2024-01-01T00:00:00Z,1\na,bad,1\n");
+    let out = env.meter(&["import", "--dry-run", "--json", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["dry_run"], true);
+    assert_eq!(summary["readings_decoded"], 1);
+    assert_eq!(summary["rows_rejected"], 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("d.csv:3 [time]"));
+    assert!(!env.store().exists());
+}
+
+#[test]
+fn forced_format_zone_and_meter_flags_apply() {
+    let env = Env::new();
+    let file = env.write("temps.txt", "{\"timestamp\": 1704067200, \"celcius\": 5}\n");
+    env.json(&["import", "--json", "--format", "pi-json", "--meter", "shed", file.to_str().unwrap()]);
+    let latest = env.json(&["query", "latest", "shed", "--format", "json"]);
+    assert_eq!(latest[0]["value"], 5.0);
+    assert_eq!(latest[0]["unit"], "degC");
+
+    let csv = env.write("local.csv", "meter,time,value\nm,2024-07-01 08:00,1\n");
+    env.json(&["import", "--json", "--tz", "America/New_York", csv.to_str().unwrap()]);
+    let rows = env.json(&[
+        "query", "readings", "m", "--from", "2024-07-01", "--to", "2024-07-01", "--format", "json",
+    ]);
+    assert_eq!(rows[0]["time"], "2024-07-01T12:00:00+00:00");
+}
+
+#[test]
+fn queries_fail_clearly() {
+    let env = Env::new();
+    let out = env.meter(&["query", "daily", "x", "--from", "2024-01-01", "--to", "2024-01-02"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("there is no store"));
+
+    let file = env.write("g.csv", "meter,time,value\na,2024-01-01T00:00:00Z,1\n");
+    env.json(&["import", "--json", file.to_str().unwrap()]);
+    let out = env.meter(&["query", "daily", "nobody", "--from", "2024-01-01", "--to", "2024-01-02"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no readings are stored for meter nobody"));
+    let out = env.meter(&["query", "daily", "a", "--from", "2024-01-05", "--to", "2024-01-01"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--from must not be after --to"));
+    let out = env.meter(&["query", "daily", "a", "--from", "2024-01-01", "--to", "2024-01-01", "--tz", "Mars/Base"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an IANA time zone"));
+    let out = env.meter(&["query", "daily", "a", "--from", "2024-01-01", "--to", "2024-01-01", "--format", "csv"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().next(), Some("period,value,min,max,count,rule,unit"));
+}
