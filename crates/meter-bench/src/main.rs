@@ -1,1 +1,129 @@
-fn main() {}
+//! Benchmark drivers for `scripts/bench.sh`: a long-CSV generator, the decode-only loop of the
+//! long-CSV decoder, and the raw `csv` byte-record loop it is compared with (the practical
+//! ceiling). Each measurement prints one JSON line with its time and the process's peak memory.
+// reason: a benchmark driver reports on stdout.
+#![allow(clippy::print_stdout)]
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use meter_core::decode::long_csv::LongCsvDecoder;
+use meter_core::decode::DecodeOptions;
+
+fn usage() -> anyhow::Result<()> {
+    bail!("usage: meter-bench gen ROWS PATH | decode PATH | raw PATH")
+}
+
+/// Peak resident memory of this process, in MiB (Linux `VmHWM`).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// A utility-style export: 1,000 meters, each a run of half-hourly interval readings.
+fn generate(rows: u64, path: &str) -> anyhow::Result<()> {
+    let meters = 1000u64;
+    let per_meter = rows.div_ceil(meters);
+    let mut out = BufWriter::with_capacity(
+        1 << 20,
+        File::create(path).with_context(|| path.to_owned())?,
+    );
+    writeln!(out, "meter,time,value,unit")?;
+    let start = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")?.timestamp();
+    let mut written = 0u64;
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    'outer: for m in 0..meters {
+        for i in 0..per_meter {
+            if written == rows {
+                break 'outer;
+            }
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let t =
+                chrono::DateTime::from_timestamp(start + (i as i64) * 1800, 0).context("time")?;
+            let value = (state % 100_000) as f64 / 1000.0;
+            writeln!(
+                out,
+                "MTR{m:06},{},{value},kWh",
+                t.format("%Y-%m-%dT%H:%M:%SZ")
+            )?;
+            written += 1;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn report(
+    mode: &str,
+    path: &str,
+    rows: u64,
+    rejected: u64,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let secs = started.elapsed().as_secs_f64();
+    let bytes = std::fs::metadata(path)?.len() as f64;
+    println!(
+        "{{\"mode\":\"{mode}\",\"rows\":{rows},\"rejected\":{rejected},\"secs\":{secs:.3},\"rows_per_s\":{:.0},\"mb_per_s\":{:.1},\"peak_rss_mib\":{:.1}}}",
+        rows as f64 / secs,
+        bytes / 1e6 / secs,
+        peak_rss_mib()
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["gen", rows, path] => generate(rows.parse()?, path),
+        ["decode", path] => {
+            let started = Instant::now();
+            let file = BufReader::with_capacity(256 * 1024, File::open(path)?);
+            let (mut ok, mut bad) = (0u64, 0u64);
+            let mut checksum = 0.0f64;
+            for item in LongCsvDecoder::new(file, DecodeOptions::new(path)) {
+                match item {
+                    Ok(r) => {
+                        ok += 1;
+                        checksum += r.value();
+                    }
+                    Err(_) => bad += 1,
+                }
+            }
+            std::hint::black_box(checksum);
+            report("decode", path, ok, bad, started)
+        }
+        ["raw", path] => {
+            let started = Instant::now();
+            let file = BufReader::with_capacity(256 * 1024, File::open(path)?);
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .from_reader(file);
+            let mut record = csv::ByteRecord::new();
+            let mut rows = 0u64;
+            let mut bytes = 0usize;
+            while reader.read_byte_record(&mut record)? {
+                rows += 1;
+                bytes += record.as_slice().len();
+            }
+            std::hint::black_box(bytes);
+            report("raw-csv", path, rows, 0, started)
+        }
+        _ => usage(),
+    }
+}

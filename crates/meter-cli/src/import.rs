@@ -90,7 +90,9 @@ impl Quarantine {
                 .create(true)
                 .append(true)
                 .open(&self.path)
-                .with_context(|| format!("cannot open the quarantine file {}", self.path.display()))?;
+                .with_context(|| {
+                    format!("cannot open the quarantine file {}", self.path.display())
+                })?;
             self.out = Some(BufWriter::new(file));
         }
         let record = QuarantineRecord {
@@ -112,8 +114,9 @@ impl Quarantine {
 
     fn finish(&mut self) -> anyhow::Result<()> {
         if let Some(out) = &mut self.out {
-            out.flush()
-                .with_context(|| format!("cannot write the quarantine file {}", self.path.display()))?;
+            out.flush().with_context(|| {
+                format!("cannot write the quarantine file {}", self.path.display())
+            })?;
         }
         Ok(())
     }
@@ -137,16 +140,38 @@ fn base_options(args: &ImportArgs) -> anyhow::Result<DecodeOptions> {
     let mut o = DecodeOptions::new("");
     o.zone = parse_zone(&args.tz)?;
     o.time_format = args.time_format.parse().map_err(anyhow::Error::msg)?;
-    o.meter = args.meter.as_deref().map(MeterId::new).transpose().context("--meter")?;
-    o.measure = args.measure.as_deref().map(MeasureName::new).transpose().context("--measure")?;
-    o.unit = args.unit.as_deref().map(Unit::parse).transpose().context("--unit")?;
-    o.kind = args.kind.as_deref().map(str::parse::<Kind>).transpose().context("--kind")?;
+    o.meter = args
+        .meter
+        .as_deref()
+        .map(MeterId::new)
+        .transpose()
+        .context("--meter")?;
+    o.measure = args
+        .measure
+        .as_deref()
+        .map(MeasureName::new)
+        .transpose()
+        .context("--measure")?;
+    o.unit = args
+        .unit
+        .as_deref()
+        .map(Unit::parse)
+        .transpose()
+        .context("--unit")?;
+    o.kind = args
+        .kind
+        .as_deref()
+        .map(str::parse::<Kind>)
+        .transpose()
+        .context("--kind")?;
     let mut tags = Tags::empty();
     for t in &args.tags {
         let (k, v) = t
             .split_once('=')
             .with_context(|| format!("--tag {t:?}: write KEY=VALUE"))?;
-        tags = tags.with(k.trim(), v.trim()).with_context(|| format!("--tag {t:?}"))?;
+        tags = tags
+            .with(k.trim(), v.trim())
+            .with_context(|| format!("--tag {t:?}"))?;
     }
     o.tags = tags;
     Ok(o)
@@ -198,16 +223,18 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<FileSummary>) {
     let mut paths: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     paths.sort();
     for p in paths {
         if p.is_dir() {
             walk(&p, out, problems);
-        } else if p
-            .extension()
-            .is_some_and(|e| EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()))
-        {
+        } else if p.extension().is_some_and(|e| {
+            EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str())
+        }) {
             out.push(p);
         }
     }
@@ -241,14 +268,16 @@ fn writer_thread(
             // The store failed as a whole; keep draining so the decoder finishes and every
             // unstored reading is counted.
             for r in batch.readings {
-                w.failures.push((batch.file, r, "not stored: the store failed earlier".into()));
+                w.failures
+                    .push((batch.file, r, "not stored: the store failed earlier".into()));
             }
             continue;
         }
         match store.write_batch(&batch.readings) {
             Ok(report) => {
                 w.stored[batch.file] += report.written as u64;
-                let mut readings: Vec<Option<Reading>> = batch.readings.into_iter().map(Some).collect();
+                let mut readings: Vec<Option<Reading>> =
+                    batch.readings.into_iter().map(Some).collect();
                 for f in report.failures {
                     if let Some(r) = readings.get_mut(f.index).and_then(Option::take) {
                         w.failures.push((batch.file, r, f.reason));
@@ -321,7 +350,8 @@ pub(crate) fn run(store_path: &Path, args: ImportArgs) -> anyhow::Result<Outcome
     });
     let send = |batch: Batch| -> anyhow::Result<()> {
         if writer.is_some() {
-            tx.send(batch).map_err(|_| anyhow::anyhow!("the store writer stopped unexpectedly"))?;
+            tx.send(batch)
+                .map_err(|_| anyhow::anyhow!("the store writer stopped unexpectedly"))?;
         }
         Ok(())
     };
@@ -432,9 +462,15 @@ pub(crate) fn run(store_path: &Path, args: ImportArgs) -> anyhow::Result<Outcome
             }
         }
         if let Some(e) = written.error {
-            summary.per_file.iter_mut().rev().find(|f| f.not_stored > 0).map(|f| {
-                f.error.get_or_insert_with(|| format!("the store failed: {e}"));
-            });
+            summary
+                .per_file
+                .iter_mut()
+                .rev()
+                .find(|f| f.not_stored > 0)
+                .map(|f| {
+                    f.error
+                        .get_or_insert_with(|| format!("the store failed: {e}"));
+                });
         }
     }
     if let Some(q) = &mut quarantine {
@@ -464,7 +500,8 @@ pub(crate) fn run(store_path: &Path, args: ImportArgs) -> anyhow::Result<Outcome
     } else {
         summary.readings_stored
     };
-    let problems = summary.rows_rejected + summary.readings_not_stored + summary.files_failed as u64;
+    let problems =
+        summary.rows_rejected + summary.readings_not_stored + summary.files_failed as u64;
     Ok(if problems == 0 {
         Outcome::Success
     } else if landed > 0 {
@@ -488,7 +525,11 @@ fn print_summary(s: &Summary, json: bool) -> anyhow::Result<()> {
             "{}: {format}, {} decoded, {} stored, {} rejected",
             f.file,
             f.decoded,
-            if s.dry_run { "-".to_owned() } else { f.stored.to_string() },
+            if s.dry_run {
+                "-".to_owned()
+            } else {
+                f.stored.to_string()
+            },
             f.rejected
         )?;
         if f.not_stored > 0 {
@@ -499,8 +540,16 @@ fn print_summary(s: &Summary, json: bool) -> anyhow::Result<()> {
         }
         writeln!(out)?;
     }
-    let verb = if s.dry_run { "would be stored (dry run)" } else { "stored" };
-    let landed = if s.dry_run { s.readings_decoded } else { s.readings_stored };
+    let verb = if s.dry_run {
+        "would be stored (dry run)"
+    } else {
+        "stored"
+    };
+    let landed = if s.dry_run {
+        s.readings_decoded
+    } else {
+        s.readings_stored
+    };
     writeln!(
         out,
         "files: {} ({} failed), readings {verb}: {landed}, rows rejected: {}{}",

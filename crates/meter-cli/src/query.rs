@@ -6,7 +6,9 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use meter_core::ports::{MeterRegistry, RangeQuery, ReadingReader, RollupQuery};
-use meter_core::time::{parse_date, parse_instant, parse_zone, start_of_day, TimeFormat, TimeRange};
+use meter_core::time::{
+    parse_date, parse_instant, parse_zone, start_of_day, TimeFormat, TimeRange,
+};
 use meter_core::{contract, Granularity, MeasureName, MeterId, Reading, Rollup};
 use meter_store_sqlite::SqliteStore;
 use serde::Serialize;
@@ -39,14 +41,20 @@ impl ReadingRow {
             unit: r.unit().to_string(),
             kind: r.kind().to_string(),
             source: r.source().to_string(),
-            tags: r.tags().iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            tags: r
+                .tags()
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
         }
     }
 }
 
 impl Row for ReadingRow {
     fn header() -> &'static [&'static str] {
-        &["meter", "measure", "time", "value", "unit", "kind", "source"]
+        &[
+            "meter", "measure", "time", "value", "unit", "kind", "source",
+        ]
     }
     fn cells(&self) -> Vec<String> {
         vec![
@@ -125,7 +133,10 @@ impl Row for BucketRow {
     fn cells(&self) -> Vec<String> {
         let opt = |v: Option<f64>| v.map_or(String::new(), number);
         vec![
-            self.date.clone().or_else(|| self.hour.clone()).unwrap_or_default(),
+            self.date
+                .clone()
+                .or_else(|| self.hour.clone())
+                .unwrap_or_default(),
             self.value.map_or("-".to_owned(), number),
             opt(self.min),
             opt(self.max),
@@ -184,7 +195,9 @@ async fn zone_for(store: &SqliteStore, flag: Option<&str>, meter: &MeterId) -> a
         return parse_zone(&z).with_context(|| format!("the registry zone of meter {meter}"));
     }
     match std::env::var(contract::ENV_TZ) {
-        Ok(z) if !z.trim().is_empty() => parse_zone(&z).with_context(|| contract::ENV_TZ.to_owned()),
+        Ok(z) if !z.trim().is_empty() => {
+            parse_zone(&z).with_context(|| contract::ENV_TZ.to_owned())
+        }
         _ => Ok(Tz::UTC),
     }
 }
@@ -192,13 +205,21 @@ async fn zone_for(store: &SqliteStore, flag: Option<&str>, meter: &MeterId) -> a
 /// An instant, or a date meaning the start of that day (`end` moves it to the day after).
 fn instant_or_date(text: &str, zone: Tz, end: bool) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(d) = parse_date(text) {
-        let d = if end { d.succ_opt().context("date out of range")? } else { d };
+        let d = if end {
+            d.succ_opt().context("date out of range")?
+        } else {
+            d
+        };
         return Ok(start_of_day(d, zone));
     }
     Ok(parse_instant(text, TimeFormat::Auto, zone)?)
 }
 
-async fn rollup(store: &SqliteStore, args: RollupArgs, granularity: Granularity) -> anyhow::Result<Outcome> {
+async fn rollup(
+    store: &SqliteStore,
+    args: RollupArgs,
+    granularity: Granularity,
+) -> anyhow::Result<Outcome> {
     let meter = MeterId::new(&args.meter)?;
     let zone = zone_for(store, args.tz.as_deref(), &meter).await?;
     let from = parse_date(&args.from).context("--from")?;
@@ -258,7 +279,8 @@ pub(crate) async fn run(store_path: &Path, args: QueryArgs) -> anyhow::Result<Ou
                     bail!("no readings are stored for meter {m}");
                 }
             }
-            let rows: Vec<ReadingRow> = latest.iter().map(|r| ReadingRow::new(r, Tz::UTC)).collect();
+            let rows: Vec<ReadingRow> =
+                latest.iter().map(|r| ReadingRow::new(r, Tz::UTC)).collect();
             print(&rows, a.format)?;
             Ok(Outcome::Success)
         }

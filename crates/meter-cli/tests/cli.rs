@@ -35,7 +35,11 @@ impl Env {
 
     fn json(&self, args: &[&str]) -> Value {
         let out = self.meter(args);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -75,7 +79,15 @@ fn importing_the_examples_stores_everything_and_daily_sums_match_the_rows() {
 
     for meter in ["EX00101", "EX00102"] {
         let days = env.json(&[
-            "query", "daily", meter, "--from", "2024-03-01", "--to", "2024-03-03", "--format", "json",
+            "query",
+            "daily",
+            meter,
+            "--from",
+            "2024-03-01",
+            "--to",
+            "2024-03-03",
+            "--format",
+            "json",
         ]);
         let got: Vec<(String, f64)> = days
             .as_array()
@@ -83,7 +95,10 @@ fn importing_the_examples_stores_everything_and_daily_sums_match_the_rows() {
             .iter()
             .map(|d| {
                 assert_eq!(d["rule"], "sum");
-                (d["date"].as_str().unwrap().to_owned(), d["value"].as_f64().unwrap())
+                (
+                    d["date"].as_str().unwrap().to_owned(),
+                    d["value"].as_f64().unwrap(),
+                )
             })
             .collect();
         assert_eq!(got, wide_sums(meter));
@@ -112,7 +127,15 @@ fn cumulative_and_gauge_rollups_say_their_rule() {
     let long = examples().join("readings-long.csv");
     env.json(&["import", "--json", long.to_str().unwrap()]);
     let water = env.json(&[
-        "query", "daily", "flat-cold", "--from", "2024-03-01", "--to", "2024-03-02", "--format", "json",
+        "query",
+        "daily",
+        "flat-cold",
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-02",
+        "--format",
+        "json",
     ]);
     let text = std::fs::read_to_string(&long).unwrap();
     let values: Vec<f64> = text
@@ -126,7 +149,15 @@ fn cumulative_and_gauge_rollups_say_their_rule() {
     assert_eq!(water[1]["value"].as_f64().unwrap(), values[47] - values[23]);
 
     let temp = env.json(&[
-        "query", "daily", "garage", "--from", "2024-03-01", "--to", "2024-03-01", "--format", "json",
+        "query",
+        "daily",
+        "garage",
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-01",
+        "--format",
+        "json",
     ]);
     assert_eq!(temp[0]["rule"], "min_mean_max");
     assert!(temp[0]["min"].as_f64().unwrap() <= temp[0]["value"].as_f64().unwrap());
@@ -145,7 +176,12 @@ fn bad_rows_are_quarantined_good_rows_land_and_the_exit_code_says_partial() {
          a,2024-01-01T02:00:00Z,3\n",
     );
     let out = env.meter(&["import", "--json", file.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["readings_stored"], 2);
     assert_eq!(summary["rows_rejected"], 2);
@@ -162,7 +198,10 @@ fn bad_rows_are_quarantined_good_rows_land_and_the_exit_code_says_partial() {
     assert!(lines[0]["file"].as_str().unwrap().ends_with("mixed.csv"));
     assert_eq!(lines[1]["line"], 4);
     assert_eq!(lines[1]["field"], "value");
-    assert!(lines[1]["reason"].as_str().unwrap().contains("not a number"));
+    assert!(lines[1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not a number"));
 }
 
 #[test]
@@ -184,7 +223,10 @@ fn a_file_of_only_bad_rows_fails_and_a_missing_path_is_reported() {
 #[test]
 fn dry_run_validates_without_creating_a_store() {
     let env = Env::new();
-    let file = env.write("d.csv", "meter,time,value\na,2024-01-01T00:00:00Z,1\na,bad,1\n");
+    let file = env.write(
+        "d.csv",
+        "meter,time,value\na,2024-01-01T00:00:00Z,1\na,bad,1\n",
+    );
     let out = env.meter(&["import", "--dry-run", "--json", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3));
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -199,15 +241,37 @@ fn dry_run_validates_without_creating_a_store() {
 fn forced_format_zone_and_meter_flags_apply() {
     let env = Env::new();
     let file = env.write("temps.txt", "{\"timestamp\": 1704067200, \"celcius\": 5}\n");
-    env.json(&["import", "--json", "--format", "pi-json", "--meter", "shed", file.to_str().unwrap()]);
+    env.json(&[
+        "import",
+        "--json",
+        "--format",
+        "pi-json",
+        "--meter",
+        "shed",
+        file.to_str().unwrap(),
+    ]);
     let latest = env.json(&["query", "latest", "shed", "--format", "json"]);
     assert_eq!(latest[0]["value"], 5.0);
     assert_eq!(latest[0]["unit"], "degC");
 
     let csv = env.write("local.csv", "meter,time,value\nm,2024-07-01 08:00,1\n");
-    env.json(&["import", "--json", "--tz", "America/New_York", csv.to_str().unwrap()]);
+    env.json(&[
+        "import",
+        "--json",
+        "--tz",
+        "America/New_York",
+        csv.to_str().unwrap(),
+    ]);
     let rows = env.json(&[
-        "query", "readings", "m", "--from", "2024-07-01", "--to", "2024-07-01", "--format", "json",
+        "query",
+        "readings",
+        "m",
+        "--from",
+        "2024-07-01",
+        "--to",
+        "2024-07-01",
+        "--format",
+        "json",
     ]);
     assert_eq!(rows[0]["time"], "2024-07-01T12:00:00+00:00");
 }
@@ -215,20 +279,69 @@ fn forced_format_zone_and_meter_flags_apply() {
 #[test]
 fn queries_fail_clearly() {
     let env = Env::new();
-    let out = env.meter(&["query", "daily", "x", "--from", "2024-01-01", "--to", "2024-01-02"]);
+    let out = env.meter(&[
+        "query",
+        "daily",
+        "x",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-02",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("there is no store"));
 
     let file = env.write("g.csv", "meter,time,value\na,2024-01-01T00:00:00Z,1\n");
     env.json(&["import", "--json", file.to_str().unwrap()]);
-    let out = env.meter(&["query", "daily", "nobody", "--from", "2024-01-01", "--to", "2024-01-02"]);
+    let out = env.meter(&[
+        "query",
+        "daily",
+        "nobody",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-02",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no readings are stored for meter nobody"));
-    let out = env.meter(&["query", "daily", "a", "--from", "2024-01-05", "--to", "2024-01-01"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no readings are stored for meter nobody")
+    );
+    let out = env.meter(&[
+        "query",
+        "daily",
+        "a",
+        "--from",
+        "2024-01-05",
+        "--to",
+        "2024-01-01",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--from must not be after --to"));
-    let out = env.meter(&["query", "daily", "a", "--from", "2024-01-01", "--to", "2024-01-01", "--tz", "Mars/Base"]);
+    let out = env.meter(&[
+        "query",
+        "daily",
+        "a",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-01",
+        "--tz",
+        "Mars/Base",
+    ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an IANA time zone"));
-    let out = env.meter(&["query", "daily", "a", "--from", "2024-01-01", "--to", "2024-01-01", "--format", "csv"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().next(), Some("period,value,min,max,count,rule,unit"));
+    let out = env.meter(&[
+        "query",
+        "daily",
+        "a",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-01",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().next(),
+        Some("period,value,min,max,count,rule,unit")
+    );
 }

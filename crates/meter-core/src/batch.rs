@@ -69,11 +69,7 @@ impl<T> Batcher<T> {
             .limits
             .max_bytes
             .is_some_and(|max| !self.items.is_empty() && self.bytes + size > max);
-        let out = if over_bytes {
-            Some(self.take())
-        } else {
-            None
-        };
+        let out = if over_bytes { Some(self.take()) } else { None };
         self.items.push(item);
         self.bytes += size;
         if out.is_none() && self.items.len() >= self.limits.max_items {
@@ -127,7 +123,9 @@ mod tests {
 
     #[test]
     fn batches_are_full_except_the_last() {
-        let sizes: Vec<usize> = batches(0..251, TIMESTREAM_MAX_RECORDS).map(|b| b.len()).collect();
+        let sizes: Vec<usize> = batches(0..251, TIMESTREAM_MAX_RECORDS)
+            .map(|b| b.len())
+            .collect();
         assert_eq!(sizes, vec![100, 100, 51]);
         assert_eq!(batches(0..0, 10).count(), 0);
     }

@@ -328,8 +328,7 @@ pub trait MeterRegistry: Send + Sync {
     /// Removes an entry; `false` if there was none.
     async fn remove(&self, id: &MeterId) -> Result<bool, StoreError>;
     /// One page of entries.
-    async fn list(&self, after: Option<&Cursor>, limit: usize)
-        -> Result<RegistryPage, StoreError>;
+    async fn list(&self, after: Option<&Cursor>, limit: usize) -> Result<RegistryPage, StoreError>;
 }
 
 /// An hourly event counter (seed 002's `Endpoint`, `EventHour`, `EventCount`).

@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::ports::{
-    AddOutcome, CounterKey, Counters, Cursor, ItemFailure, MeterInfo, MeterRegistry,
-    MetricDatum, MetricPublisher, Page, RangeQuery, ReadingReader, ReadingWriter, RegistryEntry,
-    RegistryPage, SeriesInfo, StoreError, WriteReport,
+    AddOutcome, CounterKey, Counters, Cursor, ItemFailure, MeterInfo, MeterRegistry, MetricDatum,
+    MetricPublisher, Page, RangeQuery, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage,
+    SeriesInfo, StoreError, WriteReport,
 };
 use crate::reading::{MeasureName, MeterId, Reading};
 
@@ -42,7 +42,9 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Every stored reading, in (meter, measure, time) order.
@@ -132,7 +134,10 @@ impl ReadingReader for MemoryStore {
             .filter(|((meter, measure), _)| {
                 meter == &q.meter && q.measure.as_ref().is_none_or(|m| m == measure)
             })
-            .flat_map(|(_, s)| s.range(q.range.from()..q.range.to()).map(|(_, r)| r.clone()))
+            .flat_map(|(_, s)| {
+                s.range(q.range.from()..q.range.to())
+                    .map(|(_, r)| r.clone())
+            })
             .filter(|r| {
                 after.as_ref().is_none_or(|(m, t)| {
                     (r.measure().as_str(), r.time().timestamp_millis()) > (m.as_str(), *t)
@@ -217,11 +222,7 @@ impl MeterRegistry for MemoryStore {
         Ok(self.lock().registry.remove(id).is_some())
     }
 
-    async fn list(
-        &self,
-        after: Option<&Cursor>,
-        limit: usize,
-    ) -> Result<RegistryPage, StoreError> {
+    async fn list(&self, after: Option<&Cursor>, limit: usize) -> Result<RegistryPage, StoreError> {
         let st = self.lock();
         let mut entries: Vec<RegistryEntry> = st
             .registry
@@ -304,7 +305,9 @@ mod tests {
     #[tokio::test]
     async fn writes_are_idempotent_and_pages_cover_the_range() {
         let s = MemoryStore::new();
-        let batch: Vec<Reading> = (0..10).map(|i| r("m", 86_400 + i * 3600, i as f64)).collect();
+        let batch: Vec<Reading> = (0..10)
+            .map(|i| r("m", 86_400 + i * 3600, i as f64))
+            .collect();
         s.write(&batch).await.unwrap();
         s.write(&batch).await.unwrap();
         assert_eq!(s.all().len(), 10);
@@ -337,9 +340,13 @@ mod tests {
         let s = MemoryStore::new();
         // 2024-05-01T00:00Z = 1714521600.
         let day = 1_714_521_600;
-        s.write(&[r("m", day - 600, 100.0), r("m", day + 3600, 130.0), r("m", day + 7200, 150.0)])
-            .await
-            .unwrap();
+        s.write(&[
+            r("m", day - 600, 100.0),
+            r("m", day + 3600, 130.0),
+            r("m", day + 7200, 150.0),
+        ])
+        .await
+        .unwrap();
         let d = parse_date("2024-05-01").unwrap();
         let q = RollupQuery {
             meter: MeterId::new("m").unwrap(),

@@ -296,7 +296,10 @@ impl SqliteStore {
         }
     }
 
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let conn = lock(&self.inner.reader);
         f(&conn)
     }
@@ -500,10 +503,17 @@ impl SqliteStore {
 }
 
 fn millis(ts: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(ts).ok_or_else(|| corrupt(format!("timestamp {ts} is out of range")))
+    DateTime::from_timestamp_millis(ts)
+        .ok_or_else(|| corrupt(format!("timestamp {ts} is out of range")))
 }
 
-fn series_row(id: i64, unit: &str, kind: &str, source: &str, tags: &str) -> Result<SeriesRow, StoreError> {
+fn series_row(
+    id: i64,
+    unit: &str,
+    kind: &str,
+    source: &str,
+    tags: &str,
+) -> Result<SeriesRow, StoreError> {
     let tags: std::collections::BTreeMap<String, String> =
         serde_json::from_str(tags).map_err(corrupt)?;
     Ok(SeriesRow {
@@ -536,7 +546,10 @@ fn build_reading(
 }
 
 /// The series of a meter, ordered by measure.
-fn series_of(conn: &Connection, meter: &MeterId) -> Result<Vec<(i64, MeasureName, SeriesRow)>, StoreError> {
+fn series_of(
+    conn: &Connection,
+    meter: &MeterId,
+) -> Result<Vec<(i64, MeasureName, SeriesRow)>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT id, measure, unit, kind, source, tags FROM series WHERE meter = ?1 ORDER BY measure",
@@ -597,11 +610,14 @@ fn series_for(
         )
         .optional()?;
     let row = match existing {
-        Some((id, unit, kind, source, tags)) => {
-            series_row(id, &unit, &kind, &source, &tags).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-            })?
-        }
+        Some((id, unit, kind, source, tags)) => series_row(id, &unit, &kind, &source, &tags)
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?,
         None => {
             tx.execute(
                 "INSERT INTO series (meter, measure, unit, kind, source, tags)
@@ -649,7 +665,10 @@ fn update_series_labels(
 fn parse_cursor(c: &Cursor) -> Result<(MeasureName, i64), StoreError> {
     let bad = || StoreError::InvalidQuery("the cursor was not made by this store".into());
     let (m, t) = c.0.rsplit_once(':').ok_or_else(bad)?;
-    Ok((MeasureName::new(m).map_err(|_| bad())?, t.parse().map_err(|_| bad())?))
+    Ok((
+        MeasureName::new(m).map_err(|_| bad())?,
+        t.parse().map_err(|_| bad())?,
+    ))
 }
 
 #[async_trait]
@@ -700,7 +719,8 @@ impl ReadingReader for SqliteStore {
 #[async_trait]
 impl MeterRegistry for SqliteStore {
     async fn put(&self, entry: &RegistryEntry) -> Result<(), StoreError> {
-        let json = serde_json::to_string(entry).map_err(|e| StoreError::InvalidQuery(e.to_string()))?;
+        let json =
+            serde_json::to_string(entry).map_err(|e| StoreError::InvalidQuery(e.to_string()))?;
         let id = entry.id.to_string();
         self.blocking(move |s| {
             let w = lock(&s.inner.writer);
@@ -721,7 +741,9 @@ impl MeterRegistry for SqliteStore {
         self.blocking(move |s| {
             s.read(|conn| {
                 let json: Option<String> = conn
-                    .query_row("SELECT entry FROM registry WHERE id = ?1", [id], |r| r.get(0))
+                    .query_row("SELECT entry FROM registry WHERE id = ?1", [id], |r| {
+                        r.get(0)
+                    })
                     .optional()
                     .map_err(store_err)?;
                 json.map(|j| serde_json::from_str(&j).map_err(corrupt))
@@ -744,11 +766,7 @@ impl MeterRegistry for SqliteStore {
         .await
     }
 
-    async fn list(
-        &self,
-        after: Option<&Cursor>,
-        limit: usize,
-    ) -> Result<RegistryPage, StoreError> {
+    async fn list(&self, after: Option<&Cursor>, limit: usize) -> Result<RegistryPage, StoreError> {
         let after = after.map(|c| c.0.clone()).unwrap_or_default();
         let limit = limit.clamp(1, 10_000);
         self.blocking(move |s| {
@@ -789,7 +807,8 @@ impl Counters for SqliteStore {
     ) -> Result<AddOutcome, StoreError> {
         let (name, hour) = (key.name.clone(), key.hour.timestamp());
         let dedupe = dedupe.map(str::to_owned);
-        let delta = i64::try_from(delta).map_err(|_| StoreError::InvalidQuery("delta too large".into()))?;
+        let delta =
+            i64::try_from(delta).map_err(|_| StoreError::InvalidQuery("delta too large".into()))?;
         self.blocking(move |s| {
             let mut w = lock(&s.inner.writer);
             let tx = w

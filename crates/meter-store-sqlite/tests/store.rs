@@ -7,14 +7,23 @@ use meter_core::ports::{
     RegistryEntry, RollupQuery,
 };
 use meter_core::time::{parse_date, TimeRange};
-use meter_core::{Granularity, Kind, MeasureName, MeterId, Reading, RollupRule, SourceName, Tags, Unit};
+use meter_core::{
+    Granularity, Kind, MeasureName, MeterId, Reading, RollupRule, SourceName, Tags, Unit,
+};
 use meter_store_sqlite::SqliteStore;
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
-fn reading(meter: &str, measure: &str, time: DateTime<Utc>, v: f64, kind: Kind, unit: Unit) -> Reading {
+fn reading(
+    meter: &str,
+    measure: &str,
+    time: DateTime<Utc>,
+    v: f64,
+    kind: Kind,
+    unit: Unit,
+) -> Reading {
     Reading::new(
         MeterId::new(meter).unwrap(),
         MeasureName::new(measure).unwrap(),
@@ -51,7 +60,9 @@ async fn writes_are_idempotent_and_a_changed_value_replaces() {
     assert_eq!(s.write(&batch).await.unwrap().written, 2);
     assert_eq!(s.write(&batch).await.unwrap().written, 2);
     assert_eq!(s.count_readings().unwrap(), 2);
-    s.write(&[volume("m", "2024-05-01T01:00:00Z", 25.0)]).await.unwrap();
+    s.write(&[volume("m", "2024-05-01T01:00:00Z", 25.0)])
+        .await
+        .unwrap();
     assert_eq!(s.count_readings().unwrap(), 2);
     let latest = s.latest(None).await.unwrap();
     assert_eq!(latest.len(), 1);
@@ -61,14 +72,29 @@ async fn writes_are_idempotent_and_a_changed_value_replaces() {
 #[tokio::test]
 async fn a_unit_or_kind_conflict_fails_only_that_item() {
     let (_d, s) = store();
-    s.write(&[volume("m", "2024-05-01T00:00:00Z", 1.0)]).await.unwrap();
-    let bad = reading("m", "volume", t("2024-05-01T02:00:00Z"), 1.0, Kind::Cumulative, Unit::CubicMetre);
+    s.write(&[volume("m", "2024-05-01T00:00:00Z", 1.0)])
+        .await
+        .unwrap();
+    let bad = reading(
+        "m",
+        "volume",
+        t("2024-05-01T02:00:00Z"),
+        1.0,
+        Kind::Cumulative,
+        Unit::CubicMetre,
+    );
     let good = volume("m", "2024-05-01T03:00:00Z", 3.0);
     let report = s.write(&[bad, good]).await.unwrap();
     assert_eq!(report.written, 1);
     assert_eq!(report.failures.len(), 1);
     assert_eq!(report.failures[0].index, 0);
-    assert!(report.failures[0].reason.contains("stores cumulative values in L"), "{}", report.failures[0].reason);
+    assert!(
+        report.failures[0]
+            .reason
+            .contains("stores cumulative values in L"),
+        "{}",
+        report.failures[0].reason
+    );
     assert!(!report.failures[0].retryable);
     assert_eq!(s.count_readings().unwrap(), 2);
 }
@@ -79,15 +105,40 @@ async fn range_pages_cover_every_reading_once_in_order() {
     let start = t("2024-05-01T00:00:00Z");
     let mut batch = Vec::new();
     for i in 0..250 {
-        batch.push(reading("m", "a", start + Duration::minutes(i), i as f64, Kind::Gauge, Unit::Celsius));
-        batch.push(reading("m", "b", start + Duration::minutes(i), i as f64, Kind::Gauge, Unit::Celsius));
+        batch.push(reading(
+            "m",
+            "a",
+            start + Duration::minutes(i),
+            i as f64,
+            Kind::Gauge,
+            Unit::Celsius,
+        ));
+        batch.push(reading(
+            "m",
+            "b",
+            start + Duration::minutes(i),
+            i as f64,
+            Kind::Gauge,
+            Unit::Celsius,
+        ));
     }
-    batch.push(reading("other", "a", start, 1.0, Kind::Gauge, Unit::Celsius));
+    batch.push(reading(
+        "other",
+        "a",
+        start,
+        1.0,
+        Kind::Gauge,
+        Unit::Celsius,
+    ));
     s.write(&batch).await.unwrap();
     let mut q = RangeQuery {
         meter: MeterId::new("m").unwrap(),
         measure: None,
-        range: TimeRange::new(start + Duration::minutes(10), start + Duration::minutes(210)).unwrap(),
+        range: TimeRange::new(
+            start + Duration::minutes(10),
+            start + Duration::minutes(210),
+        )
+        .unwrap(),
         limit: 77,
         after: None,
     };
@@ -102,7 +153,10 @@ async fn range_pages_cover_every_reading_once_in_order() {
         }
     }
     assert_eq!(got.len(), 400);
-    let keys: Vec<(String, i64)> = got.iter().map(|r| (r.measure().to_string(), r.time().timestamp())).collect();
+    let keys: Vec<(String, i64)> = got
+        .iter()
+        .map(|r| (r.measure().to_string(), r.time().timestamp()))
+        .collect();
     let mut sorted = keys.clone();
     sorted.sort();
     sorted.dedup();
@@ -123,7 +177,10 @@ async fn a_foreign_cursor_is_an_invalid_query() {
         limit: 10,
         after: Some(meter_core::ports::Cursor("garbage".into())),
     };
-    assert!(matches!(s.range(&q).await, Err(meter_core::ports::StoreError::InvalidQuery(_))));
+    assert!(matches!(
+        s.range(&q).await,
+        Err(meter_core::ports::StoreError::InvalidQuery(_))
+    ));
 }
 
 #[tokio::test]
@@ -142,13 +199,25 @@ async fn daily_rollup_of_a_counter_across_dst_with_a_reset() {
         } else if h > 0 {
             v += 10.0;
         }
-        batch.push(reading("w", "volume", time, v, Kind::Cumulative, Unit::Litre));
+        batch.push(reading(
+            "w",
+            "volume",
+            time,
+            v,
+            Kind::Cumulative,
+            Unit::Litre,
+        ));
     }
     s.write(&batch).await.unwrap();
     let q = RollupQuery {
         meter: MeterId::new("w").unwrap(),
         measure: None,
-        range: TimeRange::local_days(parse_date("2024-10-26").unwrap(), parse_date("2024-10-27").unwrap(), zone).unwrap(),
+        range: TimeRange::local_days(
+            parse_date("2024-10-26").unwrap(),
+            parse_date("2024-10-27").unwrap(),
+            zone,
+        )
+        .unwrap(),
         granularity: Granularity::Day,
         zone,
     };
@@ -169,7 +238,14 @@ async fn meters_latest_and_before() {
     s.write(&[
         volume("a", "2024-05-01T00:00:00Z", 1.0),
         volume("a", "2024-05-02T00:00:00Z", 2.0),
-        reading("a", "temp", t("2024-05-01T00:00:00Z"), 20.0, Kind::Gauge, Unit::Celsius),
+        reading(
+            "a",
+            "temp",
+            t("2024-05-01T00:00:00Z"),
+            20.0,
+            Kind::Gauge,
+            Unit::Celsius,
+        ),
         volume("b", "2024-05-01T00:00:00Z", 7.0),
     ])
     .await
@@ -181,23 +257,39 @@ async fn meters_latest_and_before() {
     let a = MeterId::new("a").unwrap();
     assert_eq!(s.latest(Some(&a)).await.unwrap().len(), 2);
     let before = s
-        .before(&a, &MeasureName::new("volume").unwrap(), t("2024-05-02T00:00:00Z"))
+        .before(
+            &a,
+            &MeasureName::new("volume").unwrap(),
+            t("2024-05-02T00:00:00Z"),
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!(before.value(), 1.0);
-    assert!(s.meter(&MeterId::new("zzz").unwrap()).await.unwrap().is_none());
+    assert!(s
+        .meter(&MeterId::new("zzz").unwrap())
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
 async fn tags_survive_and_follow_the_latest_write() {
     let (_d, s) = store();
-    let tagged = volume("a", "2024-05-01T00:00:00Z", 1.0).with_tags(Tags::new([("location", "flat")]).unwrap());
+    let tagged = volume("a", "2024-05-01T00:00:00Z", 1.0)
+        .with_tags(Tags::new([("location", "flat")]).unwrap());
     s.write(&[tagged]).await.unwrap();
-    assert_eq!(s.latest(None).await.unwrap()[0].tags().get("location"), Some("flat"));
-    let moved = volume("a", "2024-05-02T00:00:00Z", 2.0).with_tags(Tags::new([("location", "house")]).unwrap());
+    assert_eq!(
+        s.latest(None).await.unwrap()[0].tags().get("location"),
+        Some("flat")
+    );
+    let moved = volume("a", "2024-05-02T00:00:00Z", 2.0)
+        .with_tags(Tags::new([("location", "house")]).unwrap());
     s.write(&[moved]).await.unwrap();
-    assert_eq!(s.latest(None).await.unwrap()[0].tags().get("location"), Some("house"));
+    assert_eq!(
+        s.latest(None).await.unwrap()[0].tags().get("location"),
+        Some("house")
+    );
 }
 
 #[tokio::test]
@@ -206,12 +298,16 @@ async fn data_persists_across_reopen_in_wal_mode() {
     let path = dir.path().join("m.db");
     {
         let s = SqliteStore::open(&path).unwrap();
-        s.write(&[volume("a", "2024-05-01T00:00:00Z", 1.0)]).await.unwrap();
+        s.write(&[volume("a", "2024-05-01T00:00:00Z", 1.0)])
+            .await
+            .unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
     assert_eq!(s.count_readings().unwrap(), 1);
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
 }
 
@@ -227,12 +323,20 @@ fn range_and_latest_queries_use_the_primary_key() {
         rows.map(Result::unwrap).collect::<Vec<_>>().join(" | ")
     };
     let range = plan("SELECT ts, value FROM readings WHERE series = 1 AND ts >= 0 AND ts < 10 ORDER BY ts LIMIT 5");
-    assert!(range.contains("SEARCH readings USING PRIMARY KEY (series=? AND ts>? AND ts<?)"), "{range}");
+    assert!(
+        range.contains("SEARCH readings USING PRIMARY KEY (series=? AND ts>? AND ts<?)"),
+        "{range}"
+    );
     assert!(!range.contains("TEMP B-TREE"), "{range}");
-    let before = plan("SELECT ts, value FROM readings WHERE series = 1 AND ts < 10 ORDER BY ts DESC LIMIT 1");
+    let before = plan(
+        "SELECT ts, value FROM readings WHERE series = 1 AND ts < 10 ORDER BY ts DESC LIMIT 1",
+    );
     assert!(before.contains("USING PRIMARY KEY"), "{before}");
     let series = plan("SELECT id, measure, unit, kind, source, tags FROM series WHERE meter = 'a' ORDER BY measure");
-    assert!(series.contains("sqlite_autoindex_series_1 (meter=?)"), "{series}");
+    assert!(
+        series.contains("sqlite_autoindex_series_1 (meter=?)"),
+        "{series}"
+    );
     assert!(!series.contains("TEMP B-TREE"), "{series}");
 }
 
@@ -262,7 +366,10 @@ async fn registry_pages_and_removes() {
     assert_eq!(ids.len(), 25);
     assert_eq!(ids[0], "id-000");
     let id = MeterId::new("id-003").unwrap();
-    assert_eq!(s.entry(&id).await.unwrap().unwrap().params["url"], "http://x/{identifier}");
+    assert_eq!(
+        s.entry(&id).await.unwrap().unwrap().params["url"],
+        "http://x/{identifier}"
+    );
     assert!(s.remove(&id).await.unwrap());
     assert!(!s.remove(&id).await.unwrap());
     assert!(s.entry(&id).await.unwrap().is_none());
@@ -272,10 +379,24 @@ async fn registry_pages_and_removes() {
 async fn counters_add_once_per_dedupe_key() {
     let (_d, s) = store();
     let key = CounterKey::at("ep-1", t("2024-05-01T13:45:00Z"));
-    assert_eq!(s.add(&key, 1, Some("n1")).await.unwrap(), AddOutcome::Added(1));
-    assert_eq!(s.add(&key, 1, Some("n2")).await.unwrap(), AddOutcome::Added(2));
-    assert_eq!(s.add(&key, 1, Some("n1")).await.unwrap(), AddOutcome::Duplicate);
+    assert_eq!(
+        s.add(&key, 1, Some("n1")).await.unwrap(),
+        AddOutcome::Added(1)
+    );
+    assert_eq!(
+        s.add(&key, 1, Some("n2")).await.unwrap(),
+        AddOutcome::Added(2)
+    );
+    assert_eq!(
+        s.add(&key, 1, Some("n1")).await.unwrap(),
+        AddOutcome::Duplicate
+    );
     assert_eq!(s.add(&key, 3, None).await.unwrap(), AddOutcome::Added(5));
     assert_eq!(s.total(&key).await.unwrap(), 5);
-    assert_eq!(s.total(&CounterKey::at("ep-2", t("2024-05-01T13:00:00Z"))).await.unwrap(), 0);
+    assert_eq!(
+        s.total(&CounterKey::at("ep-2", t("2024-05-01T13:00:00Z")))
+            .await
+            .unwrap(),
+        0
+    );
 }

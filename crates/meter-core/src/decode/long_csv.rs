@@ -12,9 +12,9 @@
 
 use std::io::BufRead;
 
-use super::{record_text, skip_bom, DecodeOptions, Decoded, Rejected, FATAL_PREFIX};
+use super::{parse_number, record_text, skip_bom, DecodeOptions, Decoded, Rejected, FATAL_PREFIX};
 use crate::reading::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
-use crate::time::parse_instant;
+use crate::time::InstantParser;
 
 /// The default measure.
 pub const DEFAULT_MEASURE: &str = "consumption";
@@ -22,14 +22,44 @@ pub const DEFAULT_MEASURE: &str = "consumption";
 pub const DEFAULT_SOURCE: &str = "csv";
 
 const METER: &[&str] = &[
-    "meter", "meterid", "meterno", "meternumber", "device", "deviceid", "sensor", "sensorid",
-    "identifier", "id", "endpoint", "ep", "counterid", "mpan", "serial",
+    "meter",
+    "meterid",
+    "meterno",
+    "meternumber",
+    "device",
+    "deviceid",
+    "sensor",
+    "sensorid",
+    "identifier",
+    "id",
+    "endpoint",
+    "ep",
+    "counterid",
+    "mpan",
+    "serial",
 ];
 const TIME: &[&str] = &[
-    "time", "timestamp", "ts", "datetime", "readingtime", "readat", "measuredat", "date",
-    "timeutc", "epoch", "instant",
+    "time",
+    "timestamp",
+    "ts",
+    "datetime",
+    "readingtime",
+    "readat",
+    "measuredat",
+    "date",
+    "timeutc",
+    "epoch",
+    "instant",
 ];
-const VALUE: &[&str] = &["value", "reading", "val", "amount", "quantity", "consumption", "usage"];
+const VALUE: &[&str] = &[
+    "value",
+    "reading",
+    "val",
+    "amount",
+    "quantity",
+    "consumption",
+    "usage",
+];
 const UNIT: &[&str] = &["unit", "units", "uom", "unitofmeasure"];
 const MEASURE: &[&str] = &["measure", "measurename", "metric", "measurement", "channel"];
 const KIND: &[&str] = &["kind", "valuekind", "readingtype", "valuetype"];
@@ -166,6 +196,7 @@ pub struct LongCsvDecoder<R> {
     kinds: Cache<Kind>,
     tag_bytes: Vec<u8>,
     tags: Tags,
+    times: InstantParser,
 }
 
 impl<R: BufRead> LongCsvDecoder<R> {
@@ -184,6 +215,7 @@ impl<R: BufRead> LongCsvDecoder<R> {
             kind: options.kind.unwrap_or(Kind::Interval),
             source: options.source_or(DEFAULT_SOURCE),
             tags: options.tags.clone(),
+            times: InstantParser::new(options.time_format, options.zone),
             options,
             columns: None,
             record: csv::ByteRecord::new(),
@@ -264,26 +296,18 @@ impl<R: BufRead> LongCsvDecoder<R> {
             Ok(m) => m,
             Err(e) => return Some(Err(self.reject(Some(mc), e))),
         };
-        let time_cell = rec[tc].trim_ascii();
-        let time = match std::str::from_utf8(time_cell) {
-            Ok(s) => parse_instant(s, self.options.time_format, self.options.zone),
-            Err(_) => return Some(Err(self.reject(Some(tc), "the time is not UTF-8 text"))),
-        };
-        let time = match time {
+        let time = match self.times.parse(&rec[tc]) {
             Ok(t) => t,
             Err(e) => return Some(Err(self.reject(Some(tc), e))),
         };
         let value_cell = rec[vc].trim_ascii();
-        let value = match std::str::from_utf8(value_cell).ok().map(str::parse::<f64>) {
-            Some(Ok(v)) => v,
-            _ if value_cell.is_empty() => {
+        let value = match parse_number(value_cell) {
+            Some(v) => v,
+            None if value_cell.is_empty() => {
                 return Some(Err(self.reject(Some(vc), "the value is empty")))
             }
-            _ => {
-                let reason = format!(
-                    "{:?} is not a number",
-                    String::from_utf8_lossy(value_cell)
-                );
+            None => {
+                let reason = format!("{:?} is not a number", String::from_utf8_lossy(value_cell));
                 return Some(Err(self.reject(Some(vc), reason)));
             }
         };
@@ -457,19 +481,63 @@ mod tests {
     #[test]
     fn malformed_rows_name_field_and_reason() {
         let cases: [(&str, Option<&str>, &str); 13] = [
-            (",2024-01-01T00:00:00Z,1,L,gauge", Some("meter"), "meter id is empty"),
+            (
+                ",2024-01-01T00:00:00Z,1,L,gauge",
+                Some("meter"),
+                "meter id is empty",
+            ),
             ("m,,1,L,gauge", Some("time"), "is not a time"),
-            ("m,2024-01-01T25:00:00Z,1,L,gauge", Some("time"), "impossible"),
+            (
+                "m,2024-01-01T25:00:00Z,1,L,gauge",
+                Some("time"),
+                "impossible",
+            ),
             ("m,soon,1,L,gauge", Some("time"), "is not a time"),
-            ("m,2024-01-01T00:00:00Z,,L,gauge", Some("value"), "the value is empty"),
-            ("m,2024-01-01T00:00:00Z,12a,L,gauge", Some("value"), "\"12a\" is not a number"),
-            ("m,2024-01-01T00:00:00Z,inf,L,gauge", Some("value"), "not a finite number"),
-            ("m,2024-01-01T00:00:00Z,-3,L,cumulative", Some("value"), "cannot be"),
-            ("m,2024-01-01T00:00:00Z,1,bad unit,gauge", Some("unit"), "unit"),
-            ("m,2024-01-01T00:00:00Z,1,L,wobbly", Some("kind"), "kind \"wobbly\" is unknown"),
-            ("m,99999999999999999,1,L,gauge", Some("time"), "out of range"),
-            ("m,9999999999999,1,L,gauge", Some("time"), "outside 1970-01-01..2200-01-01"),
-            ("m,2024-01-01T00:00:00Z,1,L", None, "the row has 4 cells; the header has 5"),
+            (
+                "m,2024-01-01T00:00:00Z,,L,gauge",
+                Some("value"),
+                "the value is empty",
+            ),
+            (
+                "m,2024-01-01T00:00:00Z,12a,L,gauge",
+                Some("value"),
+                "\"12a\" is not a number",
+            ),
+            (
+                "m,2024-01-01T00:00:00Z,inf,L,gauge",
+                Some("value"),
+                "\"inf\" is not a number",
+            ),
+            (
+                "m,2024-01-01T00:00:00Z,-3,L,cumulative",
+                Some("value"),
+                "cannot be",
+            ),
+            (
+                "m,2024-01-01T00:00:00Z,1,bad unit,gauge",
+                Some("unit"),
+                "unit",
+            ),
+            (
+                "m,2024-01-01T00:00:00Z,1,L,wobbly",
+                Some("kind"),
+                "kind \"wobbly\" is unknown",
+            ),
+            (
+                "m,99999999999999999,1,L,gauge",
+                Some("time"),
+                "out of range",
+            ),
+            (
+                "m,9999999999999,1,L,gauge",
+                Some("time"),
+                "outside 1970-01-01..2200-01-01",
+            ),
+            (
+                "m,2024-01-01T00:00:00Z,1,L",
+                None,
+                "the row has 4 cells; the header has 5",
+            ),
         ];
         for (line, field, reason) in cases {
             let e = one_bad(line);

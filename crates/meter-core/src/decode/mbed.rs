@@ -55,7 +55,11 @@ impl Notification {
             return MeasureName::new(BUTTON_MEASURE).ok();
         }
         let parts: Vec<&str> = self.path.trim_matches('/').split('/').collect();
-        if parts.is_empty() || parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+        if parts.is_empty()
+            || parts
+                .iter()
+                .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
             return None;
         }
         MeasureName::new(&format!("lwm2m_{}", parts.join("_"))).ok()
@@ -97,7 +101,13 @@ fn parse_one(n: &Value, i: usize, file: &Arc<str>) -> Result<Notification, Rejec
     let line = i as u64 + 1;
     let raw = n.to_string();
     let reject = |field: &str, reason: String| {
-        Err(Rejected::new(file, line, Some(&format!("notifications[{i}].{field}")), reason, &raw))
+        Err(Rejected::new(
+            file,
+            line,
+            Some(&format!("notifications[{i}].{field}")),
+            reason,
+            &raw,
+        ))
     };
     let Some(obj) = n.as_object() else {
         return Err(Rejected::new(
@@ -121,10 +131,12 @@ fn parse_one(n: &Value, i: usize, file: &Arc<str>) -> Result<Notification, Rejec
         return reject("path", format!("{path:?} is not a resource path"));
     }
     let payload = match obj.get("payload") {
-        Some(Value::String(p)) => match base64::engine::general_purpose::STANDARD.decode(p.trim()) {
-            Ok(bytes) => bytes,
-            Err(e) => return reject("payload", format!("the payload is not base64: {e}")),
-        },
+        Some(Value::String(p)) => {
+            match base64::engine::general_purpose::STANDARD.decode(p.trim()) {
+                Ok(bytes) => bytes,
+                Err(e) => return reject("payload", format!("the payload is not base64: {e}")),
+            }
+        }
         None | Some(Value::Null) => return reject("payload", "the payload is missing".into()),
         Some(_) => return reject("payload", "the payload must be a base64 string".into()),
     };
@@ -266,7 +278,13 @@ mod tests {
         let bad: Vec<(u64, String, String)> = items
             .iter()
             .filter_map(|i| i.as_ref().err())
-            .map(|e| (e.line, e.field.clone().unwrap_or_default(), e.reason.clone()))
+            .map(|e| {
+                (
+                    e.line,
+                    e.field.clone().unwrap_or_default(),
+                    e.reason.clone(),
+                )
+            })
             .collect();
         let expect = [
             (2, "notifications[1].ep", "endpoint name is missing"),

@@ -72,23 +72,26 @@ impl<R: BufRead> PiJsonDecoder<R> {
         let Some(obj) = v.as_object() else {
             return Err(self.reject(line, None, "expected a JSON object"));
         };
-        let number = |key: &str| -> Result<Option<f64>, Rejected> {
-            match obj.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::Number(n)) => Ok(n.as_f64()),
-                Some(Value::String(s)) => s
-                    .trim()
-                    .parse::<f64>()
-                    .map(Some)
-                    .map_err(|_| self.reject(line, Some(key), format!("{s:?} is not a number"))),
-                Some(other) => Err(self.reject(line, Some(key), format!("{other} is not a number"))),
-            }
-        };
+        let number =
+            |key: &str| -> Result<Option<f64>, Rejected> {
+                match obj.get(key) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::Number(n)) => Ok(n.as_f64()),
+                    Some(Value::String(s)) => s.trim().parse::<f64>().map(Some).map_err(|_| {
+                        self.reject(line, Some(key), format!("{s:?} is not a number"))
+                    }),
+                    Some(other) => {
+                        Err(self.reject(line, Some(key), format!("{other} is not a number")))
+                    }
+                }
+            };
         let time = match obj.get("timestamp") {
             None | Some(Value::Null) => {
                 return Err(self.reject(line, Some("timestamp"), "the timestamp is missing"))
             }
-            Some(Value::Number(n)) => parse_instant(&n.to_string(), TimeFormat::Auto, self.options.zone),
+            Some(Value::Number(n)) => {
+                parse_instant(&n.to_string(), TimeFormat::Auto, self.options.zone)
+            }
             Some(Value::String(s)) => parse_instant(s, TimeFormat::Auto, self.options.zone),
             Some(other) => {
                 let reason = format!("{other} is not a time");
@@ -113,7 +116,11 @@ impl<R: BufRead> PiJsonDecoder<R> {
             (Some(c), None) => c,
             (None, Some(f)) => (f - 32.0) * 5.0 / 9.0,
             (None, None) => {
-                return Err(self.reject(line, Some("celcius"), "neither celcius nor fahrenheit is given"))
+                return Err(self.reject(
+                    line,
+                    Some("celcius"),
+                    "neither celcius nor fahrenheit is given",
+                ))
             }
         };
         if value < -273.15 {
@@ -165,7 +172,11 @@ impl<R: BufRead> Iterator for PiJsonDecoder<R> {
             match read {
                 Err(e) => {
                     self.done = true;
-                    return Some(Err(self.reject(self.line, None, format!("could not read: {e}"))));
+                    return Some(Err(self.reject(
+                        self.line,
+                        None,
+                        format!("could not read: {e}"),
+                    )));
                 }
                 Ok(LineRead::Eof) => {
                     self.done = true;
@@ -178,7 +189,11 @@ impl<R: BufRead> Iterator for PiJsonDecoder<R> {
                     return Some(item);
                 }
                 Ok(LineRead::TooLong) => {
-                    let start = if before == 0 { self.line } else { self.start_line };
+                    let start = if before == 0 {
+                        self.line
+                    } else {
+                        self.start_line
+                    };
                     self.buf.clear();
                     let reason = format!("the object is larger than {MAX_OBJECT_BYTES} bytes");
                     return Some(Err(self.reject(start, None, reason)));
@@ -219,11 +234,15 @@ mod tests {
     #[test]
     fn meter_comes_from_the_key() {
         assert_eq!(
-            meter_from_key("pool/2020/07/02/235500.json").unwrap().as_str(),
+            meter_from_key("pool/2020/07/02/235500.json")
+                .unwrap()
+                .as_str(),
             "pool"
         );
         assert_eq!(
-            meter_from_key("/data/drop/garden/2024/01/31/000000.json").unwrap().as_str(),
+            meter_from_key("/data/drop/garden/2024/01/31/000000.json")
+                .unwrap()
+                .as_str(),
             "garden"
         );
         assert_eq!(meter_from_key("shed.json").unwrap().as_str(), "shed");
@@ -254,17 +273,17 @@ mod tests {
     #[test]
     fn malformed_objects_are_rejected_with_line_and_field() {
         let text = [
-            "{\"timestamp\": 1, \"celcius\": 20}",                      // 1 ok
-            "{\"celcius\": 20}",                                         // 2 no timestamp
-            "{\"timestamp\": 1, \"celcius\": \"warm\"}",                 // 3 not a number
-            "{\"timestamp\": 1}",                                        // 4 no temperature
-            "{\"timestamp\": 1, \"celcius\": 20, \"fahrenheit\": 90}",   // 5 disagree
-            "{\"timestamp\": 1, \"celcius\": -300}",                     // 6 below absolute zero
-            "[1, 2]",                                                    // 7 not an object
-            "{\"timestamp\": 1, \"celcius\": 20,}",                      // 8 invalid JSON
-            "{\"timestamp\": true, \"celcius\": 20}",                    // 9 bad timestamp type
-            "{\"timestamp\": 1, \"celcius\": 21}",                       // 10 ok
-            "{\"timestamp\": 1, ",                                       // 11 truncated
+            "{\"timestamp\": 1, \"celcius\": 20}",       // 1 ok
+            "{\"celcius\": 20}",                         // 2 no timestamp
+            "{\"timestamp\": 1, \"celcius\": \"warm\"}", // 3 not a number
+            "{\"timestamp\": 1}",                        // 4 no temperature
+            "{\"timestamp\": 1, \"celcius\": 20, \"fahrenheit\": 90}", // 5 disagree
+            "{\"timestamp\": 1, \"celcius\": -300}",     // 6 below absolute zero
+            "[1, 2]",                                    // 7 not an object
+            "{\"timestamp\": 1, \"celcius\": 20,}",      // 8 invalid JSON
+            "{\"timestamp\": true, \"celcius\": 20}",    // 9 bad timestamp type
+            "{\"timestamp\": 1, \"celcius\": 21}",       // 10 ok
+            "{\"timestamp\": 1, ",                       // 11 truncated
         ]
         .join("\n");
         let items = decode("pool/2024/01/01/000000.json", &text);
@@ -301,7 +320,11 @@ mod tests {
         );
         let items = decode("s.json", &huge);
         assert_eq!(items.len(), 2);
-        assert!(items[0].as_ref().unwrap_err().reason.contains("larger than"));
+        assert!(items[0]
+            .as_ref()
+            .unwrap_err()
+            .reason
+            .contains("larger than"));
         assert_eq!(items[1].as_ref().unwrap().value(), 2.0);
     }
 }

@@ -44,7 +44,10 @@ impl SstCountersDecoder {
                 .collect(),
             Ok(Value::Object(o)) if o.contains_key("detail") => {
                 let detail = o.get("detail").map(Value::to_string).unwrap_or_default();
-                vec![fatal(&options, format!("the service answered an error: {detail}"))]
+                vec![fatal(
+                    &options,
+                    format!("the service answered an error: {detail}"),
+                )]
             }
             Ok(_) => vec![fatal(&options, "expected a JSON array of counters".into())],
         };
@@ -55,7 +58,13 @@ impl SstCountersDecoder {
 }
 
 fn fatal(options: &DecodeOptions, reason: String) -> Decoded {
-    Err(Rejected::new(&options.file, 1, None, format!("{FATAL_PREFIX}{reason}"), ""))
+    Err(Rejected::new(
+        &options.file,
+        1,
+        None,
+        format!("{FATAL_PREFIX}{reason}"),
+        "",
+    ))
 }
 
 fn counter(c: &Value, i: usize, options: &DecodeOptions) -> Decoded {
@@ -69,22 +78,38 @@ fn counter(c: &Value, i: usize, options: &DecodeOptions) -> Decoded {
     };
     let int = |key: &str| obj.get(key).and_then(Value::as_i64);
     let Some(id) = int("id") else {
-        return reject(Some("id"), "the counter id is missing or not an integer".into());
+        return reject(
+            Some("id"),
+            "the counter id is missing or not an integer".into(),
+        );
     };
     let value = match obj.get("value") {
         Some(Value::Number(n)) => match n.as_i64() {
             Some(v) if v >= 0 => v,
             Some(v) => return reject(Some("value"), format!("the reading {v} is negative")),
-            None => return reject(Some("value"), format!("the reading {n} is not a whole number of litres")),
+            None => {
+                return reject(
+                    Some("value"),
+                    format!("the reading {n} is not a whole number of litres"),
+                )
+            }
         },
         None | Some(Value::Null) => return reject(Some("value"), "the reading is missing".into()),
-        Some(other) => return reject(Some("value"), format!("the reading {other} is not a number")),
+        Some(other) => {
+            return reject(
+                Some("value"),
+                format!("the reading {other} is not a number"),
+            )
+        }
     };
     let hot = match obj.get("for_hot_water") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(other) => {
-            return reject(Some("for_hot_water"), format!("{other} is not true or false"))
+            return reject(
+                Some("for_hot_water"),
+                format!("{other} is not true or false"),
+            )
         }
     };
     let Some(meter) = meter_id(id) else {

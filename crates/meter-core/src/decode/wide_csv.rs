@@ -12,7 +12,7 @@ use std::io::BufRead;
 
 use chrono::{NaiveDate, NaiveTime};
 
-use super::{record_text, skip_bom, DecodeOptions, Decoded, Rejected, FATAL_PREFIX};
+use super::{parse_number, record_text, skip_bom, DecodeOptions, Decoded, Rejected, FATAL_PREFIX};
 use crate::reading::{Kind, MeasureName, MeterId, Reading, SourceName, Unit};
 use crate::time::{local_to_utc, parse_date};
 
@@ -34,7 +34,10 @@ fn slot_time(h: &str) -> Option<NaiveTime> {
 
 /// Whether a first line is a wide-layout header: `Meter` and `Date` columns and slot columns.
 pub fn looks_like_header(line: &str) -> bool {
-    let cols: Vec<&str> = line.split(',').map(|c| c.trim().trim_matches('"')).collect();
+    let cols: Vec<&str> = line
+        .split(',')
+        .map(|c| c.trim().trim_matches('"'))
+        .collect();
     let has = |name: &str| cols.iter().any(|c| c.eq_ignore_ascii_case(name));
     has("meter") && has("date") && cols.iter().any(|c| slot_time(c).is_some())
 }
@@ -122,7 +125,10 @@ impl<R: BufRead> WideCsvDecoder<R> {
         let (Some(meter), Some(date)) = (find("meter"), find("date")) else {
             self.fatal(
                 1,
-                format!("the header needs Meter and Date columns; it has {}", cols.join(",")),
+                format!(
+                    "the header needs Meter and Date columns; it has {}",
+                    cols.join(",")
+                ),
             );
             return false;
         };
@@ -155,7 +161,13 @@ impl<R: BufRead> WideCsvDecoder<R> {
         let line = self.record.position().map_or(0, |p| p.line());
         let record = &self.record;
         let reject = |field: Option<&str>, reason: String| {
-            Err(Rejected::new(file, line, field, reason, &record_text(record)))
+            Err(Rejected::new(
+                file,
+                line,
+                field,
+                reason,
+                &record_text(record),
+            ))
         };
         if record.len() != layout.width {
             if record.len() == 1 && record[0].is_empty() {
@@ -192,13 +204,8 @@ impl<R: BufRead> WideCsvDecoder<R> {
             if cell.is_empty() {
                 continue;
             }
-            let out = std::str::from_utf8(cell)
-                .ok()
-                .and_then(|s| s.parse::<f64>().ok())
-                .filter(|v| v.is_finite())
-                .ok_or_else(|| {
-                    format!("{:?} is not a number", String::from_utf8_lossy(cell))
-                })
+            let out = parse_number(cell)
+                .ok_or_else(|| format!("{:?} is not a number", String::from_utf8_lossy(cell)))
                 .and_then(|v| {
                     if v < 0.0 {
                         Err(format!("consumption {v} is negative"))
@@ -300,7 +307,11 @@ mod tests {
     fn a_full_row_gives_48_readings_that_sum_to_the_row() {
         let cells: Vec<String> = (0..48).map(|i| (i % 7).to_string()).collect();
         let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
-        let text = format!("{}\r\n{}\r\n", header(), row("EE00027", "2019-01-01", &cells));
+        let text = format!(
+            "{}\r\n{}\r\n",
+            header(),
+            row("EE00027", "2019-01-01", &cells)
+        );
         let (ok, bad) = decode(&text);
         assert!(bad.is_empty(), "{bad:?}");
         assert_eq!(ok.len(), 48);
@@ -360,7 +371,11 @@ mod tests {
 
         let e = one_bad(&row("m", "2019-01-01", &full[..40]));
         assert_eq!(e.field, None);
-        assert!(e.reason.contains("42 cells; the header has 50"), "{}", e.reason);
+        assert!(
+            e.reason.contains("42 cells; the header has 50"),
+            "{}",
+            e.reason
+        );
         assert!(e.raw.starts_with("m,2019-01-01,1,1"));
     }
 
