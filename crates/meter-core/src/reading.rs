@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use smol_str::SmolStr;
 
@@ -539,6 +539,7 @@ const MAX_EPOCH_SECS: i64 = 7_258_118_400;
 impl Reading {
     /// Builds a reading, checking the value against the kind and the time against the accepted
     /// range. The parts are already valid by their own types.
+    #[inline]
     pub fn new(
         meter: MeterId,
         measure: MeasureName,
@@ -568,15 +569,25 @@ impl Reading {
     }
 
     /// Whether an instant is one meterflow accepts.
+    #[inline]
     pub fn check_time(time: DateTime<Utc>) -> Result<(), ReadingError> {
-        let secs = time.timestamp();
-        if !(0..MAX_EPOCH_SECS).contains(&secs) {
+        // Compared as dates and times, not epoch seconds: this runs once per decoded row and
+        // turning a date into seconds is the dearer operation.
+        static LIMITS: LazyLock<(DateTime<Utc>, DateTime<Utc>)> = LazyLock::new(|| {
+            (
+                DateTime::UNIX_EPOCH,
+                DateTime::from_timestamp(MAX_EPOCH_SECS, 0).unwrap_or(DateTime::<Utc>::MAX_UTC),
+            )
+        });
+        let (min, max) = *LIMITS;
+        if time < min || time >= max {
             return Err(ReadingError::TimeOutOfRange(time.to_rfc3339()));
         }
         Ok(())
     }
 
     /// The same reading with these tags.
+    #[inline]
     pub fn with_tags(mut self, tags: Tags) -> Self {
         self.tags = tags;
         self

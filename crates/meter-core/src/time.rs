@@ -185,7 +185,20 @@ impl InstantParser {
         let cacheable = matches!(self.format, TimeFormat::Auto | TimeFormat::Rfc3339)
             || (self.format == TimeFormat::Local && self.zone == Tz::UTC);
         if cacheable && b.len() > 10 {
-            if let Some(day) = self.last_day.filter(|_| b[..10] == self.last_date) {
+            // Two integer compares rather than a memcmp call: this runs once per row.
+            let same = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+                == u64::from_le_bytes([
+                    self.last_date[0],
+                    self.last_date[1],
+                    self.last_date[2],
+                    self.last_date[3],
+                    self.last_date[4],
+                    self.last_date[5],
+                    self.last_date[6],
+                    self.last_date[7],
+                ])
+                && b[8..10] == self.last_date[8..10];
+            if let Some(day) = self.last_day.filter(|_| same) {
                 if let Some(t) = self.time_on(day, &b[10..]) {
                     return Ok(t);
                 }
@@ -381,6 +394,18 @@ fn parse_civil_prefix(b: &[u8]) -> Option<(Result<Civil, ()>, &[u8])> {
 /// Parses `( |T)HH:mm[:ss[.f+]]` (unvalidated ranges) and returns what follows.
 #[allow(clippy::type_complexity)] // reason: a private parser's tuple reads clearest here
 fn parse_time_of_day(rest: &[u8]) -> Option<(u32, u32, u32, u32, &[u8])> {
+    // The layout of nearly every machine-written time, `THH:MM:SS` then an offset, first.
+    if let [b'T' | b' ', h1, h2, b':', m1, m2, b':', s1, s2, tail @ ..] = rest {
+        if !matches!(tail.first(), Some(b'.' | b',')) {
+            return Some((
+                two_digits(*h1, *h2)?,
+                two_digits(*m1, *m2)?,
+                two_digits(*s1, *s2)?,
+                0,
+                tail,
+            ));
+        }
+    }
     if rest.len() < 6 || !matches!(rest[0], b' ' | b'T' | b't') || rest[3] != b':' {
         return None;
     }
