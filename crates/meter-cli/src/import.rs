@@ -462,15 +462,10 @@ pub(crate) fn run(store_path: &Path, args: ImportArgs) -> anyhow::Result<Outcome
             }
         }
         if let Some(e) = written.error {
-            summary
-                .per_file
-                .iter_mut()
-                .rev()
-                .find(|f| f.not_stored > 0)
-                .map(|f| {
-                    f.error
-                        .get_or_insert_with(|| format!("the store failed: {e}"));
-                });
+            if let Some(f) = summary.per_file.iter_mut().rev().find(|f| f.not_stored > 0) {
+                f.error
+                    .get_or_insert_with(|| format!("the store failed: {e}"));
+            }
         }
     }
     if let Some(q) = &mut quarantine {
