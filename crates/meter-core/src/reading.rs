@@ -63,6 +63,40 @@ pub enum ReadingError {
     TooManyTags(usize),
 }
 
+/// The conversions every validated text newtype shares: `Debug` and `Display` as the text,
+/// `TryFrom<String>` and `FromStr` through the validating `new`, and back `Into<String>`.
+macro_rules! text_newtype_impls {
+    ($name:ident) => {
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self.0.as_str(), f)
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl TryFrom<String> for $name {
+            type Error = ReadingError;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::new(&s)
+            }
+        }
+        impl From<$name> for String {
+            fn from(m: $name) -> Self {
+                m.0.to_string()
+            }
+        }
+        impl FromStr for $name {
+            type Err = ReadingError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::new(s)
+            }
+        }
+    };
+}
+
 /// The identifier of one meter or sensor: 1 to 128 bytes of printable text.
 ///
 /// Cheap to clone (inline up to 23 bytes, shared beyond), since decoders stamp the same id on
@@ -95,33 +129,7 @@ impl MeterId {
     }
 }
 
-impl fmt::Debug for MeterId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.0.as_str(), f)
-    }
-}
-impl fmt::Display for MeterId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl TryFrom<String> for MeterId {
-    type Error = ReadingError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::new(&s)
-    }
-}
-impl From<MeterId> for String {
-    fn from(m: MeterId) -> Self {
-        m.0.to_string()
-    }
-}
-impl FromStr for MeterId {
-    type Err = ReadingError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::new(s)
-    }
-}
+text_newtype_impls!(MeterId);
 
 /// The name of what is measured (`volume`, `temperature`, `energy`): an ASCII letter, then up to
 /// 63 letters, digits, `_`, `.` or `-`. Names Timestream reserves are refused.
@@ -161,33 +169,7 @@ impl MeasureName {
     }
 }
 
-impl fmt::Debug for MeasureName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.0.as_str(), f)
-    }
-}
-impl fmt::Display for MeasureName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl TryFrom<String> for MeasureName {
-    type Error = ReadingError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::new(&s)
-    }
-}
-impl From<MeasureName> for String {
-    fn from(m: MeasureName) -> Self {
-        m.0.to_string()
-    }
-}
-impl FromStr for MeasureName {
-    type Err = ReadingError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::new(s)
-    }
-}
+text_newtype_impls!(MeasureName);
 
 /// The unit of a value. Common units have their own variant; anything else is kept as a short
 /// validated symbol, so a new sensor does not need a code change.
@@ -296,7 +278,8 @@ impl FromStr for Unit {
 pub enum Kind {
     /// A running total that only grows, apart from resets (a water counter).
     Cumulative,
-    /// The amount used in the interval that ends at the reading's time (a half-hour CSV slot).
+    /// The amount used in the interval that starts at the reading's time (a half-hour CSV slot),
+    /// so an interval rolls up into the bucket where it begins.
     Interval,
     /// A level at an instant (a temperature).
     Gauge,
@@ -358,27 +341,7 @@ impl SourceName {
     }
 }
 
-impl fmt::Debug for SourceName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.0.as_str(), f)
-    }
-}
-impl fmt::Display for SourceName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl TryFrom<String> for SourceName {
-    type Error = ReadingError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::new(&s)
-    }
-}
-impl From<SourceName> for String {
-    fn from(m: SourceName) -> Self {
-        m.0.to_string()
-    }
-}
+text_newtype_impls!(SourceName);
 
 /// A small, sorted set of tags (`location`, `water_temperature`, `line`...). Shared on clone,
 /// since a decoder stamps the same tags on every reading of a file.
