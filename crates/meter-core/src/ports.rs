@@ -375,7 +375,11 @@ pub enum AddOutcome {
     Duplicate,
 }
 
-/// Hourly counters with at-most-once adds per dedupe key.
+/// How long a dedupe key is remembered: longer than mbed Connector's 15 minutes of redelivery,
+/// short enough that a device whose count restarts is counted again.
+pub const DEDUPE_WINDOW_SECS: i64 = 3600;
+
+/// Hourly counters with at-most-once adds per dedupe key (within [`DEDUPE_WINDOW_SECS`]).
 #[async_trait]
 pub trait Counters: Send + Sync {
     /// Adds `delta` to a counter, unless `dedupe` was already applied.

@@ -67,9 +67,15 @@ impl MemoryStore {
     }
 }
 
-/// Cursors of the fake are "measure\ttime-in-ms".
+/// Cursors of the fake are "measure:time-in-ms".
 fn cursor_of(r: &Reading) -> Cursor {
-    Cursor(format!("{}\t{}", r.measure(), r.time().timestamp_millis()))
+    Cursor(format!("{}:{}", r.measure(), r.time().timestamp_millis()))
+}
+
+fn parse_cursor(c: &Cursor) -> Result<(String, i64), StoreError> {
+    c.0.rsplit_once(':')
+        .and_then(|(m, t)| Some((m.to_owned(), t.parse::<i64>().ok()?)))
+        .ok_or_else(|| StoreError::InvalidQuery("the cursor was not made by this store".into()))
 }
 
 #[async_trait]
@@ -124,10 +130,7 @@ impl ReadingWriter for MemoryStore {
 impl ReadingReader for MemoryStore {
     async fn range(&self, q: &RangeQuery) -> Result<Page, StoreError> {
         let st = self.lock();
-        let after = q.after.as_ref().map(|c| {
-            let (m, t) = c.0.split_once('\t').unwrap_or(("", "0"));
-            (m.to_owned(), t.parse::<i64>().unwrap_or(0))
-        });
+        let after = q.after.as_ref().map(parse_cursor).transpose()?;
         let mut out: Vec<Reading> = st
             .readings
             .iter()

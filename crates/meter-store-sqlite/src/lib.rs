@@ -21,7 +21,7 @@ use meter_core::batch::SQLITE_MAX_BATCH;
 use meter_core::ports::{
     AddOutcome, CounterKey, Counters, Cursor, ItemFailure, MeterInfo, MeterRegistry, Page,
     RangeQuery, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage, SeriesInfo, StoreError,
-    WriteReport,
+    WriteReport, DEDUPE_WINDOW_SECS,
 };
 use meter_core::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS counter_dedupe (
     key TEXT PRIMARY KEY,
     at  INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS counter_dedupe_at ON counter_dedupe (at);
 ";
 
 /// Why the store could not be opened.
@@ -816,12 +817,24 @@ impl Counters for SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(store_err)?;
             if let Some(d) = &dedupe {
+                // A key older than the window is taken as new and its time refreshed.
+                let now = Utc::now().timestamp();
                 let fresh = tx
                     .execute(
-                        "INSERT OR IGNORE INTO counter_dedupe (key, at) VALUES (?1, ?2)",
-                        params![d, Utc::now().timestamp()],
+                        "INSERT INTO counter_dedupe (key, at) VALUES (?1, ?2)
+                         ON CONFLICT (key) DO UPDATE SET at = excluded.at
+                         WHERE counter_dedupe.at < ?3",
+                        params![d, now, now - DEDUPE_WINDOW_SECS],
                     )
                     .map_err(store_err)?;
+                if fresh > 0 && now % 64 == 0 {
+                    // Now and then, forget keys long past the window so the table stays small.
+                    tx.execute(
+                        "DELETE FROM counter_dedupe WHERE at < ?1",
+                        [now - 2 * DEDUPE_WINDOW_SECS],
+                    )
+                    .map_err(store_err)?;
+                }
                 if fresh == 0 {
                     return Ok(AddOutcome::Duplicate);
                 }
