@@ -91,7 +91,7 @@ impl Params {
             .transpose()
     }
 
-    pub(crate) fn number<T: std::str::FromStr>(
+    pub(crate) fn number<T>(
         &self,
         key: &str,
         default: T,
@@ -99,7 +99,7 @@ impl Params {
         max: T,
     ) -> Result<T, ApiError>
     where
-        T: PartialOrd + std::fmt::Display + Copy,
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
     {
         let Some(text) = self.get(key) else {
             return Ok(default);
