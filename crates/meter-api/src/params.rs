@@ -91,13 +91,7 @@ impl Params {
             .transpose()
     }
 
-    pub(crate) fn number<T>(
-        &self,
-        key: &str,
-        default: T,
-        min: T,
-        max: T,
-    ) -> Result<T, ApiError>
+    pub(crate) fn number<T>(&self, key: &str, default: T, min: T, max: T) -> Result<T, ApiError>
     where
         T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
     {

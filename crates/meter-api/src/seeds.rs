@@ -1,7 +1,9 @@
 //! The seed systems' own routes, answering what their clients expect.
 
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use meter_core::ports::{RangeQuery, ReadingReader};
@@ -29,7 +31,7 @@ fn seed004_error(code: &'static str, message: String) -> ApiError {
 pub(crate) async fn daily_sum(
     State(state): State<ApiState>,
     q: RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let p = Params::new(q)?;
     let Some(date_text) = p.get("date") else {
         return Err(seed004_error(
@@ -53,8 +55,15 @@ pub(crate) async fn daily_sum(
                 format!("Invalid date {date_text}. Use format dd-MM-yyyy"),
             )
         })?;
-    let body =
-        |sum: f64| Json(json!({"meterId": meter_text, "date": date_text, "sum": sum_number(sum)}));
+    // The seed answered indented JSON with the keys in this order; so do we.
+    let body = |sum: f64| {
+        let v = json!({"meterId": meter_text, "date": date_text, "sum": sum_number(sum)});
+        (
+            [(CONTENT_TYPE, "application/json")],
+            serde_json::to_string_pretty(&v).unwrap_or_default(),
+        )
+            .into_response()
+    };
     let Ok(meter) = MeterId::new(meter_text) else {
         return Ok(body(0.0));
     };

@@ -285,7 +285,7 @@ pub(crate) fn chart_measure(
     Ok(s.measure.clone())
 }
 
-/// The SVG chart of one series over the `hours` before `now`.
+/// The SVG chart of one series over the `hours` before `now` (or before its latest reading).
 pub(crate) async fn chart_svg(
     state: &ApiState,
     info: &MeterInfo,
@@ -295,6 +295,9 @@ pub(crate) async fn chart_svg(
     now: DateTime<Utc>,
 ) -> Result<String, ApiError> {
     let series = info.pick(Some(measure))?;
+    // The window ends at the latest reading when that is earlier than now, so a sensor that
+    // went quiet (or an imported history) still shows its last day rather than an empty chart.
+    let now = now.min(series.last);
     let window = TimeRange::new(
         now - Duration::hours(hours),
         now + Duration::milliseconds(1),

@@ -529,12 +529,20 @@ async fn the_page_lists_every_meter_with_its_chart() {
 #[tokio::test]
 async fn seed_004_daily_sum_and_its_errors_in_its_order() {
     let app = App::new().await;
-    let (status, v) = app.get("/?meterId=EE00027&date=01-01-2019").await;
+    let req = Request::get("/?meterId=EE00027&date=01-01-2019")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, body) = app.send(req).await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
     let want: i64 = (0..48).map(|i| 1 + i % 5).sum();
+    // The seed's own bytes: indented, keys in its order, the sum an integer.
     assert_eq!(
-        v,
-        json!({"meterId": "EE00027", "date": "01-01-2019", "sum": want})
+        String::from_utf8(body).unwrap(),
+        format!(
+            "{{\n  \"meterId\": \"EE00027\",\n  \"date\": \"01-01-2019\",\n  \"sum\": {want}\n}}"
+        )
     );
     let (_, v) = app.get("/?meterId=EE00027&date=02-01-2019").await;
     assert_eq!(v["sum"], (0..48).map(|i| 2 + i % 5).sum::<i64>());

@@ -24,6 +24,33 @@ pub(crate) enum Command {
     /// Print readings, latest values, meters, or hourly/daily rollups.
     #[command(subcommand)]
     Query(QueryArgs),
+    /// Run the whole product on this machine: the API and page, the webhook, the drop folder
+    /// and scheduled collection. Stops cleanly on Ctrl-C.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The address to listen on (port 0 picks a free one; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// The drop folder: files put there are imported, then moved to done/ or quarantine/
+    /// (default: `drop` next to the store).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) drop: Option<PathBuf>,
+    /// Serve without authentication (only where something else authenticates callers).
+    #[arg(long)]
+    pub(crate) no_auth: bool,
+    /// How often the drop folder is scanned (a file is imported once it is unchanged for one scan).
+    #[arg(long, default_value = "1s", value_name = "DURATION")]
+    pub(crate) scan_every: String,
+    /// How often registry entries are collected from their sources.
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    pub(crate) collect_every: String,
+    /// The zone of days and hours when a request and the registry name none (default: METER_TZ,
+    /// else UTC).
+    #[arg(long, value_name = "ZONE")]
+    pub(crate) tz: Option<String>,
 }
 
 /// Input formats, as named on the command line.

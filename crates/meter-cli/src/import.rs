@@ -28,16 +28,16 @@ const EXTENSIONS: &[&str] = &["csv", "json", "jsonl", "txt"];
 
 /// What happened to one file.
 #[derive(Debug, Default, Serialize)]
-struct FileSummary {
-    file: String,
+pub(crate) struct FileSummary {
+    pub(crate) file: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    format: Option<Format>,
-    decoded: u64,
-    stored: u64,
-    rejected: u64,
-    not_stored: u64,
+    pub(crate) format: Option<Format>,
+    pub(crate) decoded: u64,
+    pub(crate) stored: u64,
+    pub(crate) rejected: u64,
+    pub(crate) not_stored: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// The whole import, as printed at the end.
@@ -136,7 +136,7 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-fn base_options(args: &ImportArgs) -> anyhow::Result<DecodeOptions> {
+pub(crate) fn base_options(args: &ImportArgs) -> anyhow::Result<DecodeOptions> {
     let mut o = DecodeOptions::new("");
     o.zone = parse_zone(&args.tz)?;
     o.time_format = args.time_format.parse().map_err(anyhow::Error::msg)?;
@@ -311,6 +311,73 @@ fn progress_bar(args: &ImportArgs, total: u64) -> ProgressBar {
     bar
 }
 
+/// Decodes one file: full batches of readings go to `batch`, rejected records to `reject`.
+/// Problems with the file itself (unreadable, unknown format) are in the summary's `error`;
+/// only a failing `batch` or `reject` ends it with an error.
+pub(crate) fn decode_file(
+    path: &Path,
+    format: Option<Format>,
+    base: &DecodeOptions,
+    read_bytes: Option<&Arc<AtomicU64>>,
+    batch: &mut dyn FnMut(Vec<Reading>) -> anyhow::Result<()>,
+    reject: &mut dyn FnMut(Rejected) -> anyhow::Result<()>,
+) -> anyhow::Result<FileSummary> {
+    let name = path.display().to_string();
+    let mut fs = FileSummary {
+        file: name.clone(),
+        ..FileSummary::default()
+    };
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            fs.error = Some(format!("cannot open {name}: {e}"));
+            return Ok(fs);
+        }
+    };
+    let count = read_bytes.cloned().unwrap_or_default();
+    let mut reader = BufReader::with_capacity(256 * 1024, Counting { inner: file, count });
+    let format = match format {
+        Some(f) => Ok(f),
+        None => match reader.fill_buf() {
+            Ok(head) => detect(&name, head),
+            Err(e) => Err(format!("cannot read {name}: {e}")),
+        },
+    };
+    let format = match format {
+        Ok(f) => f,
+        Err(e) => {
+            fs.error = Some(e);
+            return Ok(fs);
+        }
+    };
+    fs.format = Some(format);
+    let mut options = base.clone();
+    options.file = Arc::from(name.as_str());
+    options.received_at = Utc::now();
+    let mut batcher = Batcher::new(Limits::items(SQLITE_MAX_BATCH));
+    for item in decoder(format, reader, options) {
+        match item {
+            Ok(r) => {
+                fs.decoded += 1;
+                if let Some(full) = batcher.push(r) {
+                    batch(full)?;
+                }
+            }
+            Err(rejected) => {
+                fs.rejected += 1;
+                if rejected.is_fatal() {
+                    fs.error = Some(rejected.reason.clone());
+                }
+                reject(rejected)?;
+            }
+        }
+    }
+    if let Some(rest) = batcher.finish() {
+        batch(rest)?;
+    }
+    Ok(fs)
+}
+
 pub(crate) fn run(store_path: &Path, args: ImportArgs) -> anyhow::Result<Outcome> {
     let base = base_options(&args)?;
     let mut summary = Summary {
@@ -357,82 +424,34 @@ pub(crate) fn run(store_path: &Path, args: ImportArgs) -> anyhow::Result<Outcome
     };
 
     for (index, path) in files.iter().enumerate() {
-        let name = path.display().to_string();
-        let mut fs = FileSummary {
-            file: name.clone(),
-            ..FileSummary::default()
-        };
-        bar.set_message(name.clone());
-        let opened = File::open(path).with_context(|| format!("cannot open {name}"));
-        let file = match opened {
-            Ok(f) => f,
-            Err(e) => {
-                fs.error = Some(format!("{e:#}"));
-                summary.per_file.push(fs);
-                continue;
-            }
-        };
-        let mut reader = BufReader::with_capacity(
-            256 * 1024,
-            Counting {
-                inner: file,
-                count: read_bytes.clone(),
-            },
-        );
-        let format = match forced_format(args.format) {
-            Some(f) => Ok(f),
-            None => match reader.fill_buf() {
-                Ok(head) => detect(&name, head),
-                Err(e) => Err(format!("cannot read {name}: {e}")),
-            },
-        };
-        let format = match format {
-            Ok(f) => f,
-            Err(e) => {
-                fs.error = Some(e);
-                summary.per_file.push(fs);
-                continue;
-            }
-        };
-        fs.format = Some(format);
-        let mut options = base.clone();
-        options.file = Arc::from(name.as_str());
-        options.received_at = Utc::now();
-        let mut batcher = Batcher::new(Limits::items(SQLITE_MAX_BATCH));
-        for item in decoder(format, reader, options) {
-            match item {
-                Ok(r) => {
-                    fs.decoded += 1;
-                    if let Some(full) = batcher.push(r) {
-                        send(Batch {
-                            file: index,
-                            readings: full,
-                        })?;
-                        bar.set_position(read_bytes.load(Ordering::Relaxed));
-                    }
+        bar.set_message(path.display().to_string());
+        let mut reject = |rejected: Rejected| -> anyhow::Result<()> {
+            match &mut quarantine {
+                Some(q) => q.add("decode", &rejected)?,
+                None if shown_rejections < 20 => {
+                    shown_rejections += 1;
+                    bar.suspend(|| eprintln!("rejected: {rejected}"));
                 }
-                Err(rejected) => {
-                    fs.rejected += 1;
-                    if rejected.is_fatal() {
-                        fs.error = Some(rejected.reason.clone());
-                    }
-                    match &mut quarantine {
-                        Some(q) => q.add("decode", &rejected)?,
-                        None if shown_rejections < 20 => {
-                            shown_rejections += 1;
-                            bar.suspend(|| eprintln!("rejected: {rejected}"));
-                        }
-                        None => {}
-                    }
-                }
+                None => {}
             }
-        }
-        if let Some(rest) = batcher.finish() {
+            Ok(())
+        };
+        let mut batch = |readings: Vec<Reading>| -> anyhow::Result<()> {
             send(Batch {
                 file: index,
-                readings: rest,
+                readings,
             })?;
-        }
+            bar.set_position(read_bytes.load(Ordering::Relaxed));
+            Ok(())
+        };
+        let fs = decode_file(
+            path,
+            forced_format(args.format),
+            &base,
+            Some(&read_bytes),
+            &mut batch,
+            &mut reject,
+        )?;
         bar.set_position(read_bytes.load(Ordering::Relaxed));
         summary.per_file.push(fs);
     }

@@ -10,6 +10,7 @@ mod cli;
 mod import;
 mod output;
 mod query;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +84,13 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 .build()
                 .context("cannot start the async runtime")?;
             rt.block_on(query::run(&store, args))
+        }
+        Command::Serve(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            rt.block_on(serve::run(&store, args))
         }
     }
 }

@@ -14,3 +14,19 @@ pub const DEFAULT_STORE_FILE: &str = "meterflow.db";
 pub const DATA_DIR_NAME: &str = "meterflow";
 /// The suffix of the quarantine file kept next to a store (`meterflow.db.quarantine.jsonl`).
 pub const QUARANTINE_SUFFIX: &str = ".quarantine.jsonl";
+
+/// The API's bearer token (`meter serve`).
+pub const ENV_API_TOKEN: &str = "METER_API_TOKEN";
+/// A file holding the API's bearer token, instead of [`ENV_API_TOKEN`].
+pub const ENV_API_TOKEN_FILE: &str = "METER_API_TOKEN_FILE";
+/// The mbed webhook's shared secret.
+pub const ENV_WEBHOOK_SECRET: &str = "METER_WEBHOOK_SECRET";
+/// Seed 003's `x-security-token` value, when it differs from the API token.
+pub const ENV_SEED003_TOKEN: &str = "METER_SEED003_TOKEN";
+
+/// The drop folder's subfolder for imported files.
+pub const DROP_DONE_DIR: &str = "done";
+/// The drop folder's subfolder for files with rejected rows, next to their reports.
+pub const DROP_QUARANTINE_DIR: &str = "quarantine";
+/// The suffix of a dropped file's rejects report (`quarantine/<name>.errors.json`).
+pub const DROP_REPORT_SUFFIX: &str = ".errors.json";

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod collect;
 pub mod contract;
 pub mod decode;
 pub mod ports;

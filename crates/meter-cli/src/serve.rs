@@ -1,0 +1,388 @@
+//! `meter serve`: the whole product on one machine, over the SQLite store. The API and page
+//! (meter-api's router), the webhook counting into SQLite, a drop folder instead of S3, and a
+//! timer instead of EventBridge for collecting registry entries from their sources.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use chrono_tz::Tz;
+use meter_api::{router, ApiState, AuthConfig, Secret};
+use meter_core::collect::{collect_all, Source};
+use meter_core::decode::{DecodeOptions, Rejected};
+use meter_core::time::parse_zone;
+use meter_core::{contract, Reading};
+use meter_store_sqlite::SqliteStore;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::cli::ServeArgs;
+use crate::import::{decode_file, FileSummary};
+use crate::Outcome;
+
+/// Parses `500ms`, `30s`, `10m`, `1h`.
+fn duration(text: &str, flag: &str) -> anyhow::Result<Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().with_context(|| {
+        format!("--{flag} {text:?}: write a number and a unit, such as 30s or 10m")
+    })?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" | "" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => bail!("--{flag} {text:?}: the unit must be ms, s, m or h"),
+    };
+    if d.is_zero() {
+        bail!("--{flag} must be more than zero");
+    }
+    Ok(d)
+}
+
+fn env_opt(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The secrets, from the environment (or the token file), never printed.
+fn auth_config(no_auth: bool) -> anyhow::Result<AuthConfig> {
+    if no_auth {
+        return Ok(AuthConfig::disabled());
+    }
+    let token = match (
+        env_opt(contract::ENV_API_TOKEN),
+        env_opt(contract::ENV_API_TOKEN_FILE),
+    ) {
+        (Some(t), _) => Some(t),
+        (None, Some(file)) => Some(
+            std::fs::read_to_string(&file)
+                .with_context(|| format!("{}: cannot read {file}", contract::ENV_API_TOKEN_FILE))?,
+        ),
+        (None, None) => None,
+    };
+    let Some(api_token) = token.as_deref().and_then(Secret::new) else {
+        bail!(
+            "set {} (or {}) to the API token clients will send, or pass --no-auth",
+            contract::ENV_API_TOKEN,
+            contract::ENV_API_TOKEN_FILE
+        );
+    };
+    Ok(AuthConfig {
+        enabled: true,
+        api_token: Some(api_token),
+        seed003_token: env_opt(contract::ENV_SEED003_TOKEN)
+            .as_deref()
+            .and_then(Secret::new),
+        webhook_secret: env_opt(contract::ENV_WEBHOOK_SECRET)
+            .as_deref()
+            .and_then(Secret::new),
+    })
+}
+
+/// A line for the operator (and for tests, which wait on these lines rather than on time).
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+pub(crate) async fn run(store_path: &Path, args: ServeArgs) -> anyhow::Result<Outcome> {
+    let auth = auth_config(args.no_auth)?;
+    let zone = match args.tz.clone().or_else(|| env_opt(contract::ENV_TZ)) {
+        Some(z) => parse_zone(&z).context("--tz")?,
+        None => Tz::UTC,
+    };
+    let scan = duration(&args.scan_every, "scan-every")?;
+    let every = duration(&args.collect_every, "collect-every")?;
+    let store = SqliteStore::open(store_path)?;
+    let drop_dir = args.drop.clone().unwrap_or_else(|| {
+        store_path
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join("drop")
+    });
+    for sub in ["", contract::DROP_DONE_DIR, contract::DROP_QUARANTINE_DIR] {
+        let d = drop_dir.join(sub);
+        std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+
+    let shared = Arc::new(store.clone());
+    let state = ApiState {
+        readings: shared.clone(),
+        forecasts: shared.clone(),
+        registry: Some(shared.clone()),
+        counters: shared.clone(),
+        auth,
+        default_zone: zone,
+        clock: Arc::new(Utc::now),
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    say(&format!("meter serve: listening on http://{addr}"));
+    say(&format!("meter serve: drop folder {}", drop_dir.display()));
+    if !state.auth.enabled {
+        say("meter serve: authentication is OFF (--no-auth)");
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut base = DecodeOptions::new("");
+    base.zone = zone;
+    let dropper = tokio::spawn(drop_loop(
+        store.clone(),
+        drop_dir,
+        base,
+        scan,
+        stop_rx.clone(),
+    ));
+    // Sources register here as they are built (SST Cloud, HTTP JSON); entries naming a source
+    // this binary lacks are reported by each round.
+    let sources: BTreeMap<String, Arc<dyn Source>> = BTreeMap::new();
+    let collector = tokio::spawn(collect_loop(store.clone(), sources, every, stop_rx));
+
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            say("meter serve: stopping");
+            let _ = stop_tx.send(true);
+        })
+        .await
+        .context("the server failed")?;
+    // The drop folder finishes the file it is importing; nothing is left half-written.
+    let _ = dropper.await;
+    let _ = collector.await;
+    say("meter serve: stopped");
+    Ok(Outcome::Success)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Whether a name in the drop folder is a file still being written by a tool that renames it
+/// when done, or one to leave alone.
+fn ignored(name: &str) -> bool {
+    name.starts_with('.')
+        || name.ends_with(".tmp")
+        || name.ends_with(".part")
+        || name.ends_with('~')
+}
+
+async fn drop_loop(
+    store: SqliteStore,
+    dir: PathBuf,
+    base: DecodeOptions,
+    scan: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    // A file is imported once its size and modification time were the same on two scans, so a
+    // file still being copied in is not read half-way.
+    let mut seen: HashMap<PathBuf, (u64, SystemTime)> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(scan) => {}
+            _ = stop.changed() => return,
+        }
+        let mut entries = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .collect::<Vec<_>>(),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "Cannot list the drop folder.");
+                continue;
+            }
+        };
+        entries.sort();
+        let mut still_there = HashMap::new();
+        for path in entries {
+            if *stop.borrow() {
+                return;
+            }
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if !meta.is_file() || ignored(&name) {
+                continue;
+            }
+            let stamp = (
+                meta.len(),
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            );
+            if seen.get(&path) != Some(&stamp) {
+                still_there.insert(path, stamp);
+                continue;
+            }
+            let (s, b, p, d) = (store.clone(), base.clone(), path.clone(), dir.clone());
+            match tokio::task::spawn_blocking(move || import_dropped(&s, &p, &d, &b)).await {
+                Ok(Ok(line)) => say(&line),
+                Ok(Err(e)) => {
+                    say(&format!(
+                        "meter serve: could not import {}: {e:#}",
+                        path.display()
+                    ));
+                    still_there.insert(path, stamp);
+                }
+                Err(e) => tracing::error!(error = %e, "The import task failed."),
+            }
+        }
+        seen = still_there;
+    }
+}
+
+/// Imports one dropped file and moves it to `done/`, or to `quarantine/` with a report of what
+/// was rejected. Returns the line to print.
+fn import_dropped(
+    store: &SqliteStore,
+    path: &Path,
+    dir: &Path,
+    base: &DecodeOptions,
+) -> anyhow::Result<String> {
+    let mut rejected: Vec<Rejected> = Vec::new();
+    let mut not_stored: Vec<(Reading, String)> = Vec::new();
+    let mut stored = 0u64;
+    let mut batch = |readings: Vec<Reading>| -> anyhow::Result<()> {
+        let report = store.write_batch(&readings)?;
+        stored += report.written as u64;
+        let mut readings: Vec<Option<Reading>> = readings.into_iter().map(Some).collect();
+        for f in report.failures {
+            if let Some(r) = readings.get_mut(f.index).and_then(Option::take) {
+                not_stored.push((r, f.reason));
+            }
+        }
+        Ok(())
+    };
+    let mut reject = |r: Rejected| -> anyhow::Result<()> {
+        rejected.push(r);
+        Ok(())
+    };
+    let mut fs: FileSummary = decode_file(path, None, base, None, &mut batch, &mut reject)?;
+    fs.stored = stored;
+    fs.not_stored = not_stored.len() as u64;
+    let clean = fs.error.is_none() && fs.rejected == 0 && fs.not_stored == 0;
+    let sub = if clean {
+        contract::DROP_DONE_DIR
+    } else {
+        contract::DROP_QUARANTINE_DIR
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut target = dir.join(sub).join(&name);
+    if target.exists() {
+        target = dir
+            .join(sub)
+            .join(format!("{}.{name}", Utc::now().format("%Y%m%dT%H%M%S%.3f")));
+    }
+    if !clean {
+        let report = json!({
+            "file": name,
+            "format": fs.format,
+            "decoded": fs.decoded,
+            "stored": fs.stored,
+            "rejected": rejected,
+            "not_stored": not_stored.iter().map(|(r, why)| json!({"reading": r, "reason": why})).collect::<Vec<_>>(),
+            "error": fs.error,
+        });
+        let mut report_path = target.clone().into_os_string();
+        report_path.push(contract::DROP_REPORT_SUFFIX);
+        std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", PathBuf::from(&report_path).display()))?;
+    }
+    std::fs::rename(path, &target)
+        .with_context(|| format!("cannot move {} to {}", path.display(), target.display()))?;
+    Ok(format!(
+        "imported {name}: {} stored, {} rejected, {} not stored -> {sub}/{}",
+        fs.stored,
+        fs.rejected,
+        fs.not_stored,
+        target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ))
+}
+
+async fn collect_loop(
+    store: SqliteStore,
+    sources: BTreeMap<String, Arc<dyn Source>>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        match collect_all(&store, &sources, &store, &store, Utc::now()).await {
+            Ok(report) if report.entries > 0 => {
+                say(&format!(
+                    "collected {} of {} registry entries: {} readings, {} forecasts, {} failed, {} with no source here",
+                    report.collected,
+                    report.entries,
+                    report.readings_written,
+                    report.forecasts_written,
+                    report.failed.len(),
+                    report.unknown_source.len()
+                ));
+                for (entry, why) in &report.failed {
+                    tracing::warn!(entry = %entry, reason = %why, "Collection failed.");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "Collection round failed."),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(duration("10m", "x").unwrap(), Duration::from_secs(600));
+        assert_eq!(duration("250ms", "x").unwrap(), Duration::from_millis(250));
+        assert_eq!(duration("2h", "x").unwrap(), Duration::from_secs(7200));
+        assert!(duration("0s", "x").is_err());
+        assert!(duration("ten", "x").is_err());
+        assert!(duration("5d", "x").is_err());
+    }
+
+    #[test]
+    fn partial_files_are_left_alone() {
+        assert!(ignored(".hidden.csv"));
+        assert!(ignored("upload.csv.part"));
+        assert!(!ignored("readings.csv"));
+    }
+}

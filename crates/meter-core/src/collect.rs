@@ -1,0 +1,268 @@
+//! The source port ("given a registry entry, produce readings") and one collection round over
+//! the registry. A vendor is one implementation of [`Source`]; the `meter serve` timer and the
+//! Lambda fetch function both drive sources through this module.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::batch::batches;
+use crate::decode::Rejected;
+use crate::ports::{
+    BoxError, MeterRegistry, ReadingWriter, RegistryEntry, StoreError, WriteReport,
+};
+use crate::reading::Reading;
+
+/// What one collection from a source produced.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Readings up to now: they go to the history store.
+    pub readings: Vec<Reading>,
+    /// Readings after now (forecasts): they go to the forecast store.
+    pub forecasts: Vec<Reading>,
+    /// Records the source answered but that could not become readings.
+    pub rejected: Vec<Rejected>,
+}
+
+impl Collected {
+    /// Sorts readings into history and forecasts by whether they are after `now`.
+    pub fn split(readings: impl IntoIterator<Item = Reading>, now: DateTime<Utc>) -> Self {
+        let (forecasts, readings) = readings.into_iter().partition(|r| r.time() > now);
+        Self {
+            readings,
+            forecasts,
+            rejected: Vec::new(),
+        }
+    }
+}
+
+/// Why a source could not collect.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// The service is down, slow or throttling; a later attempt may succeed.
+    #[error("{source_name} is unavailable: {message}")]
+    Unavailable {
+        /// The source.
+        source_name: String,
+        /// What happened.
+        message: String,
+        /// The client's error.
+        #[source]
+        cause: Option<BoxError>,
+    },
+    /// The service refused (bad credentials, unknown account, changed response shape).
+    #[error("{source_name} refused: {message}")]
+    Refused {
+        /// The source.
+        source_name: String,
+        /// What happened.
+        message: String,
+        /// The client's error.
+        #[source]
+        cause: Option<BoxError>,
+    },
+    /// The registry entry lacks a setting the source needs.
+    #[error("registry entry {entry} is misconfigured: {message}")]
+    Config {
+        /// The entry.
+        entry: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl SourceError {
+    /// Whether retrying later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// A source of readings for registry entries naming it.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// The source name registry entries use (`sst-cloud`, `http-json`).
+    fn name(&self) -> &str;
+    /// Collects what is new for one entry.
+    async fn collect(
+        &self,
+        entry: &RegistryEntry,
+        now: DateTime<Utc>,
+    ) -> Result<Collected, SourceError>;
+}
+
+/// What one round over the registry did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CollectReport {
+    /// Entries visited.
+    pub entries: usize,
+    /// Entries switched off.
+    pub disabled: usize,
+    /// Entries collected without error.
+    pub collected: usize,
+    /// Entries whose source failed, with the reason.
+    pub failed: Vec<(String, String)>,
+    /// Entries naming a source this process does not have.
+    pub unknown_source: Vec<(String, String)>,
+    /// Readings stored in the history store.
+    pub readings_written: usize,
+    /// Readings stored in the forecast store.
+    pub forecasts_written: usize,
+    /// Records the sources rejected.
+    pub rejected: usize,
+    /// Readings a store refused (with reasons in the log).
+    pub write_failures: usize,
+}
+
+async fn write_all(
+    writer: &dyn ReadingWriter,
+    readings: Vec<Reading>,
+) -> Result<WriteReport, StoreError> {
+    let mut report = WriteReport::default();
+    let max = writer.max_batch();
+    let mut offset = 0;
+    for batch in batches(readings.into_iter(), max) {
+        let n = batch.len();
+        report.merge(writer.write(&batch).await?, offset);
+        offset += n;
+    }
+    Ok(report)
+}
+
+/// Page size when walking the registry.
+const REGISTRY_PAGE: usize = 500;
+
+/// One collection round: every enabled entry of the registry through its source, readings to
+/// `history` and forecasts to `forecasts`. A failing source fails only its entry; a failing store
+/// ends the round.
+pub async fn collect_all(
+    registry: &dyn MeterRegistry,
+    sources: &BTreeMap<String, Arc<dyn Source>>,
+    history: &dyn ReadingWriter,
+    forecasts: &dyn ReadingWriter,
+    now: DateTime<Utc>,
+) -> Result<CollectReport, StoreError> {
+    let mut report = CollectReport::default();
+    let mut after = None;
+    loop {
+        let page = registry.list(after.as_ref(), REGISTRY_PAGE).await?;
+        for entry in &page.entries {
+            report.entries += 1;
+            if !entry.enabled {
+                report.disabled += 1;
+                continue;
+            }
+            let Some(source) = sources.get(entry.source.as_str()) else {
+                report
+                    .unknown_source
+                    .push((entry.id.to_string(), entry.source.to_string()));
+                continue;
+            };
+            match source.collect(entry, now).await {
+                Ok(c) => {
+                    report.collected += 1;
+                    report.rejected += c.rejected.len();
+                    let h = write_all(history, c.readings).await?;
+                    let f = write_all(forecasts, c.forecasts).await?;
+                    report.readings_written += h.written;
+                    report.forecasts_written += f.written;
+                    report.write_failures += h.failures.len() + f.failures.len();
+                }
+                Err(e) => report.failed.push((entry.id.to_string(), e.to_string())),
+            }
+        }
+        match page.next {
+            Some(c) => after = Some(c),
+            None => break,
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reading::{Kind, MeasureName, MeterId, SourceName, Unit};
+    use crate::testing::MemoryStore;
+    use chrono::Duration;
+
+    struct Fake;
+
+    #[async_trait]
+    impl Source for Fake {
+        fn name(&self) -> &str {
+            "fake"
+        }
+        async fn collect(
+            &self,
+            entry: &RegistryEntry,
+            now: DateTime<Utc>,
+        ) -> Result<Collected, SourceError> {
+            if entry.params.contains_key("down") {
+                return Err(SourceError::Unavailable {
+                    source_name: "fake".into(),
+                    message: "timed out".into(),
+                    cause: None,
+                });
+            }
+            let readings = (-2..3).map(|h| {
+                Reading::new(
+                    entry.id.clone(),
+                    MeasureName::new("value").unwrap(),
+                    1.0,
+                    Unit::Dimensionless,
+                    Kind::Gauge,
+                    now + Duration::hours(h),
+                    SourceName::new("fake").unwrap(),
+                )
+                .unwrap()
+            });
+            Ok(Collected::split(readings, now))
+        }
+    }
+
+    fn entry(id: &str, source: &str, params: &[(&str, &str)], enabled: bool) -> RegistryEntry {
+        RegistryEntry {
+            id: MeterId::new(id).unwrap(),
+            source: SourceName::new(source).unwrap(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            zone: None,
+            enabled,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_round_splits_history_from_forecasts_and_isolates_failures() {
+        let registry = MemoryStore::new();
+        for e in [
+            entry("a", "fake", &[], true),
+            entry("b", "fake", &[("down", "1")], true),
+            entry("c", "other", &[], true),
+            entry("d", "fake", &[], false),
+        ] {
+            registry.put(&e).await.unwrap();
+        }
+        let (history, forecasts) = (MemoryStore::new(), MemoryStore::new());
+        let sources: BTreeMap<String, Arc<dyn Source>> =
+            [("fake".to_owned(), Arc::new(Fake) as Arc<dyn Source>)].into();
+        let now = DateTime::parse_from_rfc3339("2024-06-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let r = collect_all(&registry, &sources, &history, &forecasts, now)
+            .await
+            .unwrap();
+        assert_eq!((r.entries, r.collected, r.disabled), (4, 1, 1));
+        assert_eq!(r.failed.len(), 1);
+        assert!(r.failed[0].1.contains("timed out"));
+        assert_eq!(r.unknown_source, vec![("c".to_owned(), "other".to_owned())]);
+        assert_eq!((r.readings_written, r.forecasts_written), (3, 2));
+        assert_eq!(history.all().len(), 3);
+        assert!(forecasts.all().iter().all(|f| f.time() > now));
+    }
+}
