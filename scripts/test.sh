@@ -12,6 +12,20 @@ step "toolchain"
 rustc --version
 cargo --version
 
+step "headless Chromium for the page test"
+if ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium is missing and cannot be installed here (needs root and apt-get)" >&2
+    exit 1
+  fi
+fi
+chromium --version
+# The page test must run, not skip, wherever this script runs.
+export METER_REQUIRE_CHROMIUM=1
+
 step "format"
 cargo fmt --all --check
 

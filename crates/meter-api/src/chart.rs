@@ -178,12 +178,14 @@ pub fn render(c: &Chart<'_>) -> String {
         );
         tick += step;
     }
-    let _ = write!(
-        s,
-        r##"<text x="14" y="{y}" transform="rotate(-90 14 {y})" text-anchor="middle" font-family="sans-serif" font-size="12">{}</text>"##,
-        escape(c.unit),
-        y = (y0 + y1) / 2.0
-    );
+    if c.unit != "1" {
+        let _ = write!(
+            s,
+            r##"<text x="14" y="{y}" transform="rotate(-90 14 {y})" text-anchor="middle" font-family="sans-serif" font-size="12">{}</text>"##,
+            escape(c.unit),
+            y = (y0 + y1) / 2.0
+        );
+    }
     s.push_str(
         r##"<polyline class="series" fill="none" stroke="#1f77b4" stroke-width="2" points=""##,
     );

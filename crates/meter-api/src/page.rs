@@ -14,9 +14,10 @@ use crate::params::{Params, RawQuery};
 use crate::v1::{chart_measure, chart_svg};
 use crate::{ApiError, ApiState, TOKEN_COOKIE};
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0 auto;max-width:960px;padding:1rem;color:#222}\
-h1{font-size:1.4rem}section{margin:1.5rem 0;border-top:1px solid #ddd;padding-top:1rem}\
-h2{font-size:1.1rem;margin:.2rem 0}table{border-collapse:collapse;font-size:.9rem}\
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:1rem;color:#222}\
+h1{font-size:1.4rem}main{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,460px),1fr));gap:1rem}\
+section{border:1px solid #ddd;border-radius:6px;padding:.8rem}\
+h2{font-size:1.1rem;margin:.2rem 0}table{border-collapse:collapse;font-size:.85rem;margin-bottom:.4rem}\
 td,th{padding:.2rem .6rem;text-align:left;border-bottom:1px solid #eee}svg.chart{max-width:100%;height:auto}";
 
 /// `GET /ui`: every meter, its latest values and its chart.
@@ -35,6 +36,7 @@ pub(crate) async fn index(
     if meters.is_empty() {
         html.push_str("<p>No readings yet. Import files with <code>meter import</code> or drop them in the drop folder.</p>");
     }
+    html.push_str("<main>");
     for info in &meters {
         let zone = p.zone(&state, Some(&info.meter)).await?;
         let id = escape(info.meter.as_str());
@@ -45,7 +47,11 @@ pub(crate) async fn index(
                 "<tr><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td></tr>",
                 escape(r.measure().as_str()),
                 r.value(),
-                escape(r.unit().symbol()),
+                escape(if r.unit() == &meter_core::Unit::Dimensionless {
+                    ""
+                } else {
+                    r.unit().symbol()
+                }),
                 r.time().with_timezone(&zone).format("%Y-%m-%d %H:%M %Z"),
                 r.kind()
             );
@@ -55,7 +61,7 @@ pub(crate) async fn index(
         html.push_str(&chart_svg(&state, info, &measure, zone, 24, now).await?);
         html.push_str("</section>");
     }
-    html.push_str("</body></html>");
+    html.push_str("</main></body></html>");
     Ok(Html(html))
 }
 

@@ -208,16 +208,11 @@ async fn drop_loop(
             _ = tokio::time::sleep(scan) => {}
             _ = stop.changed() => return,
         }
-        let mut entries = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .collect::<Vec<_>>(),
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "Cannot list the drop folder.");
-                continue;
-            }
-        };
+        let mut entries = Vec::new();
+        if let Err(e) = walk_drop(&dir, &dir, 0, &mut entries) {
+            tracing::warn!(dir = %dir.display(), error = %e, "Cannot list the drop folder.");
+            continue;
+        }
         entries.sort();
         let mut still_there = HashMap::new();
         for path in entries {
@@ -259,8 +254,33 @@ async fn drop_loop(
     }
 }
 
+/// The files under the drop folder, subfolders included (an uploader may keep S3-style keys
+/// such as `pool/2024/06/01/120000.json`), except `done/` and `quarantine/`.
+fn walk_drop(root: &Path, dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if ignored(&name) {
+            continue;
+        }
+        if path.is_dir() {
+            let reserved = dir == root
+                && (name == contract::DROP_DONE_DIR || name == contract::DROP_QUARANTINE_DIR);
+            if !reserved && depth < 8 {
+                walk_drop(root, &path, depth + 1, out)?;
+            }
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
 /// Imports one dropped file and moves it to `done/`, or to `quarantine/` with a report of what
-/// was rejected. Returns the line to print.
+/// was rejected, keeping its path below the drop folder. Returns the line to print.
 fn import_dropped(
     store: &SqliteStore,
     path: &Path,
@@ -294,15 +314,19 @@ fn import_dropped(
     } else {
         contract::DROP_QUARANTINE_DIR
     };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut target = dir.join(sub).join(&name);
+    let rel = path.strip_prefix(dir).unwrap_or(path).to_path_buf();
+    let name = rel.display().to_string();
+    let mut target = dir.join(sub).join(&rel);
     if target.exists() {
-        target = dir
-            .join(sub)
-            .join(format!("{}.{name}", Utc::now().format("%Y%m%dT%H%M%S%.3f")));
+        let file = rel
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        target.set_file_name(format!("{}.{file}", Utc::now().format("%Y%m%dT%H%M%S%.3f")));
+    }
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     if !clean {
         let report = json!({
@@ -322,14 +346,11 @@ fn import_dropped(
     std::fs::rename(path, &target)
         .with_context(|| format!("cannot move {} to {}", path.display(), target.display()))?;
     Ok(format!(
-        "imported {name}: {} stored, {} rejected, {} not stored -> {sub}/{}",
+        "imported {name}: {} stored, {} rejected, {} not stored -> {}",
         fs.stored,
         fs.rejected,
         fs.not_stored,
-        target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
+        target.strip_prefix(dir).unwrap_or(&target).display()
     ))
 }
 
