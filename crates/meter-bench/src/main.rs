@@ -13,7 +13,49 @@ use meter_core::decode::long_csv::LongCsvDecoder;
 use meter_core::decode::DecodeOptions;
 
 fn usage() -> anyhow::Result<()> {
-    bail!("usage: meter-bench gen ROWS PATH | decode PATH | raw PATH")
+    bail!("usage: meter-bench gen ROWS PATH | decode PATH | raw PATH | fill STORE METERS DAYS")
+}
+
+/// Fills a store with `meters` temperature sensors read every 5 minutes for `days` days up to
+/// 2025-01-01 (a year of 5-minute readings is 105,120 per meter), for the API benchmark.
+fn fill(store: &str, meters: u32, days: i64) -> anyhow::Result<()> {
+    use meter_core::{Kind, MeasureName, MeterId, Reading, SourceName, Unit};
+    let started = Instant::now();
+    let store = meter_store_sqlite::SqliteStore::open(store)?;
+    let end = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")?.to_utc();
+    let start = end - chrono::Duration::days(days);
+    let (measure, source) = (MeasureName::new("temperature")?, SourceName::new("bench")?);
+    let mut total = 0u64;
+    for m in 0..meters {
+        let meter = MeterId::new(&format!("M{m:03}"))?;
+        let mut batch = Vec::with_capacity(50_000);
+        let mut t = start;
+        let mut i = 0u64;
+        while t < end {
+            let value = 15.0 + ((i * 7 + u64::from(m)) % 200) as f64 / 10.0;
+            batch.push(Reading::new(
+                meter.clone(),
+                measure.clone(),
+                value,
+                Unit::Celsius,
+                Kind::Gauge,
+                t,
+                source.clone(),
+            )?);
+            if batch.len() == 50_000 {
+                total += store.write_batch(&batch)?.written as u64;
+                batch.clear();
+            }
+            t += chrono::Duration::minutes(5);
+            i += 1;
+        }
+        total += store.write_batch(&batch)?.written as u64;
+    }
+    println!(
+        "{{\"mode\":\"fill\",\"rows\":{total},\"secs\":{:.1}}}",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Peak resident memory of this process, in MiB (Linux `VmHWM`).
@@ -91,6 +133,7 @@ fn main() -> anyhow::Result<()> {
         .as_slice()
     {
         ["gen", rows, path] => generate(rows.parse()?, path),
+        ["fill", store, meters, days] => fill(store, meters.parse()?, days.parse()?),
         ["decode", path] => {
             let started = Instant::now();
             let file = BufReader::with_capacity(256 * 1024, File::open(path)?);

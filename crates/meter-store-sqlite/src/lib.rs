@@ -20,14 +20,18 @@ use chrono::{DateTime, Utc};
 use meter_core::batch::SQLITE_MAX_BATCH;
 use meter_core::ports::{
     AddOutcome, CounterKey, Counters, Cursor, ItemFailure, MeterInfo, MeterRegistry, Page,
-    RangeQuery, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage, SeriesInfo, StoreError,
-    WriteReport, DEDUPE_WINDOW_SECS,
+    RangeQuery, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage, RollupQuery, SeriesInfo,
+    StoreError, WriteReport, DEDUPE_WINDOW_SECS,
 };
-use meter_core::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
+use meter_core::rollup::RollupBuilder;
+use meter_core::{Kind, MeasureName, MeterId, Reading, Rollup, RollupRule, SourceName, Tags, Unit};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 const BACKEND: &str = "SQLite store";
-const SCHEMA_VERSION: i64 = 1;
+/// 2 added `series.n`, the count of readings kept by the writer.
+const SCHEMA_VERSION: i64 = 2;
+/// Read connections: WAL lets them all read while the writer writes.
+const READERS: usize = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -42,6 +46,7 @@ CREATE TABLE IF NOT EXISTS series (
     kind    TEXT NOT NULL,
     source  TEXT NOT NULL,
     tags    TEXT NOT NULL DEFAULT '{}',
+    n       INTEGER NOT NULL DEFAULT 0,
     UNIQUE (meter, measure)
 );
 CREATE TABLE IF NOT EXISTS readings (
@@ -145,7 +150,8 @@ struct Writer {
 struct Inner {
     path: PathBuf,
     writer: Mutex<Writer>,
-    reader: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
 }
 
 /// The embedded store. Cheap to clone; clones share the connections.
@@ -198,6 +204,18 @@ impl SqliteStore {
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(OpenError::NewerSchema { path, found: v });
             }
+            Some(1) => {
+                // Version 1 counted readings on every query; count them once, then keep `n`.
+                writer
+                    .execute_batch(
+                        "BEGIN;
+                         ALTER TABLE series ADD COLUMN n INTEGER NOT NULL DEFAULT 0;
+                         UPDATE series SET n = (SELECT COUNT(*) FROM readings WHERE series = series.id);
+                         UPDATE meta SET value = '2' WHERE key = 'schema_version';
+                         COMMIT;",
+                    )
+                    .map_err(sqlite)?;
+            }
             Some(_) => {}
             None => {
                 writer
@@ -208,11 +226,16 @@ impl SqliteStore {
                     .map_err(sqlite)?;
             }
         }
-        let reader = connect(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sqlite)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                connect(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map(Mutex::new)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sqlite)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
@@ -220,7 +243,8 @@ impl SqliteStore {
                     conn: writer,
                     series: HashMap::new(),
                 }),
-                reader: Mutex::new(reader),
+                readers,
+                next_reader: std::sync::atomic::AtomicUsize::new(0),
             }),
         })
     }
@@ -239,13 +263,20 @@ impl SqliteStore {
             .map_err(store_err)?;
         let outcome = (|| {
             let mut report = WriteReport::default();
-            let mut upsert = tx
+            // Insert, and only on a conflict update: telling new rows from replaced ones keeps
+            // each series' count without counting on every query.
+            let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO readings (series, ts, value) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (series, ts) DO UPDATE SET value = excluded.value
-                     WHERE value IS NOT excluded.value",
+                    "INSERT OR IGNORE INTO readings (series, ts, value) VALUES (?1, ?2, ?3)",
                 )
                 .map_err(store_err)?;
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE readings SET value = ?3 WHERE series = ?1 AND ts = ?2
+                     AND value IS NOT ?3",
+                )
+                .map_err(store_err)?;
+            let mut added: HashMap<i64, i64> = HashMap::new();
             let mut last: Option<(MeterId, MeasureName, SeriesRow)> = None;
             for (index, r) in readings.iter().enumerate() {
                 let cached = last
@@ -280,10 +311,19 @@ impl SqliteStore {
                     update_series_labels(&tx, series, r, row.id).map_err(store_err)?;
                     last = None;
                 }
-                upsert
-                    .execute(params![row.id, r.time().timestamp_millis(), r.value()])
-                    .map_err(store_err)?;
+                let key = params![row.id, r.time().timestamp_millis(), r.value()];
+                if insert.execute(key).map_err(store_err)? == 1 {
+                    *added.entry(row.id).or_default() += 1;
+                } else {
+                    update.execute(key).map_err(store_err)?;
+                }
                 report.written += 1;
+            }
+            let mut count = tx
+                .prepare_cached("UPDATE series SET n = n + ?1 WHERE id = ?2")
+                .map_err(store_err)?;
+            for (id, n) in added {
+                count.execute(params![n, id]).map_err(store_err)?;
             }
             Ok(report)
         })();
@@ -301,7 +341,18 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let conn = lock(&self.inner.reader);
+        // Take the first free reader from a rotating start; wait on one only if all are busy.
+        let start = self
+            .inner
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.inner.readers.len();
+        for i in 0..n {
+            if let Ok(conn) = self.inner.readers[(start + i) % n].try_lock() {
+                return f(&conn);
+            }
+        }
+        let conn = lock(&self.inner.readers[start % n]);
         f(&conn)
     }
 
@@ -433,7 +484,7 @@ impl SqliteStore {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT s.meter, s.measure, s.unit, s.kind,
-                            (SELECT COUNT(*) FROM readings WHERE series = s.id),
+                            s.n,
                             (SELECT MIN(ts) FROM readings WHERE series = s.id),
                             (SELECT MAX(ts) FROM readings WHERE series = s.id)
                      FROM series s WHERE ?1 IS NULL OR s.meter = ?1
@@ -714,6 +765,70 @@ impl ReadingReader for SqliteStore {
         let m = meter.clone();
         self.blocking(move |s| Ok(s.meters_sync(Some(&m))?.into_iter().next()))
             .await
+    }
+
+    async fn rollup(&self, query: &RollupQuery) -> Result<Rollup, StoreError> {
+        let q = query.clone();
+        self.blocking(move |s| s.rollup_sync(&q)).await
+    }
+}
+
+impl SqliteStore {
+    /// See [`ReadingReader::rollup`]: the same rules as the default, but one index range scan
+    /// streams `(ts, value)` pairs into the builder without building readings or pages.
+    pub fn rollup_sync(&self, q: &RollupQuery) -> Result<Rollup, StoreError> {
+        let info = self
+            .meters_sync(Some(&q.meter))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                StoreError::InvalidQuery(format!("no readings are stored for meter {}", q.meter))
+            })?;
+        let series = info.pick(q.measure.as_ref())?.clone();
+        let mut builder = RollupBuilder::new(q.range, q.granularity, q.zone, series.kind)?;
+        if series.kind == Kind::Cumulative {
+            if let Some(b) = self.before_sync(&q.meter, &series.measure, q.range.from())? {
+                builder.baseline(b.time(), b.value());
+            }
+        }
+        self.read(|conn| {
+            let id: i64 = conn
+                .query_row(
+                    "SELECT id FROM series WHERE meter = ?1 AND measure = ?2",
+                    params![q.meter.as_str(), series.measure.as_str()],
+                    |r| r.get(0),
+                )
+                .map_err(store_err)?;
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT ts, value FROM readings WHERE series = ?1 AND ts >= ?2 AND ts < ?3
+                     ORDER BY ts",
+                )
+                .map_err(store_err)?;
+            let mut rows = stmt
+                .query(params![
+                    id,
+                    q.range.from().timestamp_millis(),
+                    q.range.to().timestamp_millis()
+                ])
+                .map_err(store_err)?;
+            while let Some(row) = rows.next().map_err(store_err)? {
+                let ts: i64 = row.get(0).map_err(store_err)?;
+                let value: f64 = row.get(1).map_err(store_err)?;
+                builder.push(millis(ts)?, value)?;
+            }
+            Ok(())
+        })?;
+        Ok(Rollup {
+            meter: q.meter.clone(),
+            measure: series.measure,
+            unit: series.unit,
+            kind: series.kind,
+            rule: RollupRule::for_kind(series.kind),
+            zone: q.zone.name().to_owned(),
+            granularity: q.granularity,
+            buckets: builder.finish(),
+        })
     }
 }
 

@@ -400,3 +400,120 @@ async fn counters_add_once_per_dedupe_key() {
         0
     );
 }
+
+#[tokio::test]
+async fn the_sqlite_rollup_agrees_with_the_ports_default() {
+    let (_d, s) = store();
+    let memory = meter_core::testing::MemoryStore::new();
+    let start = t("2024-10-25T00:00:00Z");
+    let mut batch = Vec::new();
+    let mut counter = 100.0;
+    for i in 0..(4 * 24 * 4) {
+        let time = start + Duration::minutes(15 * i);
+        counter = if i == 200 {
+            3.0
+        } else {
+            counter + (i % 7) as f64
+        };
+        batch.push(reading(
+            "m",
+            "volume",
+            time,
+            counter,
+            Kind::Cumulative,
+            Unit::Litre,
+        ));
+        batch.push(reading(
+            "m",
+            "energy",
+            time,
+            (i % 5) as f64,
+            Kind::Interval,
+            Unit::KilowattHour,
+        ));
+        batch.push(reading(
+            "m",
+            "temp",
+            time,
+            10.0 + (i % 11) as f64,
+            Kind::Gauge,
+            Unit::Celsius,
+        ));
+    }
+    s.write(&batch).await.unwrap();
+    memory.write(&batch).await.unwrap();
+    let zone = Tz::Europe__London;
+    for measure in ["volume", "energy", "temp"] {
+        for granularity in [Granularity::Day, Granularity::Hour] {
+            let q = RollupQuery {
+                meter: MeterId::new("m").unwrap(),
+                measure: Some(MeasureName::new(measure).unwrap()),
+                range: TimeRange::local_days(
+                    parse_date("2024-10-26").unwrap(),
+                    parse_date("2024-10-27").unwrap(),
+                    zone,
+                )
+                .unwrap(),
+                granularity,
+                zone,
+            };
+            let ours = s.rollup(&q).await.unwrap();
+            let default = memory.rollup(&q).await.unwrap();
+            assert_eq!(ours, default, "{measure} {granularity:?}");
+            assert!(ours.buckets.iter().any(|b| b.count > 0));
+        }
+    }
+}
+
+#[tokio::test]
+async fn series_counts_follow_inserts_not_rewrites() {
+    let (_d, s) = store();
+    let batch: Vec<Reading> = (0..10)
+        .map(|i| volume("m", &format!("2024-05-01T0{i}:00:00Z"), i as f64))
+        .collect();
+    s.write(&batch).await.unwrap();
+    s.write(&batch).await.unwrap();
+    s.write(&[
+        volume("m", "2024-05-01T03:00:00Z", 99.0),
+        volume("m", "2024-05-02T00:00:00Z", 100.0),
+    ])
+    .await
+    .unwrap();
+    let info = s.meter(&MeterId::new("m").unwrap()).await.unwrap().unwrap();
+    assert_eq!(info.series[0].count, 11);
+    assert_eq!(s.count_readings().unwrap(), 11);
+}
+
+#[test]
+fn a_version_1_store_is_migrated_with_its_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO meta VALUES ('schema_version', '1');
+             CREATE TABLE series (id INTEGER PRIMARY KEY, meter TEXT NOT NULL, measure TEXT NOT NULL,
+                 unit TEXT NOT NULL, kind TEXT NOT NULL, source TEXT NOT NULL,
+                 tags TEXT NOT NULL DEFAULT '{}', UNIQUE (meter, measure));
+             CREATE TABLE readings (series INTEGER NOT NULL REFERENCES series (id), ts INTEGER NOT NULL,
+                 value REAL NOT NULL, PRIMARY KEY (series, ts)) WITHOUT ROWID;
+             INSERT INTO series (id, meter, measure, unit, kind, source) VALUES (1, 'm', 'volume', 'L', 'cumulative', 'x');
+             INSERT INTO readings VALUES (1, 0, 1.0), (1, 1000, 2.0), (1, 2000, 3.0);",
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let info = s.meters_sync(None).unwrap();
+    assert_eq!(info[0].series[0].count, 3);
+    drop(s);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let v: String = c
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(v, "2");
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# API latency for BENCHMARKS.md: a store of 100 meters x a year of 5-minute readings
+# (10.5 million), `meter serve` on loopback, and wrk against two routes:
+#   - one day of one meter's 5-minute readings (288 rows, JSON)
+#   - a year of daily rollups of one meter (365 buckets over 105,120 readings)
+# Needs wrk (Debian package `wrk`; installed here when missing and running as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-8}
+DATA=${BENCH_DATA:-bench-data}
+PORT=${PORT:-18765}
+if ! command -v wrk >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  else
+    echo "bench-api.sh needs wrk" >&2; exit 2
+  fi
+fi
+cargo build --release --locked -q -p meter-bench -p meter-cli
+BIN=${CARGO_TARGET_DIR:-target}/release
+mkdir -p "$DATA"
+STORE="$DATA/api-100x365.db"
+[ -s "$STORE" ] || "$BIN/meter-bench" fill "$STORE" 100 366 >&2
+
+TOKEN=bench-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+METER_API_TOKEN=$TOKEN "$BIN/meter" --store "$STORE" serve --listen "127.0.0.1:$PORT" --drop "$DATA/api-drop" > "$DATA/api-serve.log" 2>&1 &
+PID=$!
+trap 'kill -INT $PID 2>/dev/null; wait $PID 2>/dev/null || true' EXIT
+until grep -q "listening on" "$DATA/api-serve.log"; do
+  kill -0 $PID 2>/dev/null || { cat "$DATA/api-serve.log" >&2; exit 1; }
+  sleep 0.1
+done
+
+run() {
+  local label=$1 path=$2
+  # Check the answer once before loading the route.
+  curl -fsS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT$path" -o /dev/null
+  wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" \
+    "http://127.0.0.1:$PORT$path" > "$DATA/wrk-$label.txt"
+  local rps p50 p99 errors
+  rps=$(awk '/Requests\/sec/ {print $2}' "$DATA/wrk-$label.txt")
+  p50=$(awk '$1 == "50%" {print $2}' "$DATA/wrk-$label.txt")
+  p99=$(awk '$1 == "99%" {print $2}' "$DATA/wrk-$label.txt")
+  errors=$(grep -E "Non-2xx|Socket errors" "$DATA/wrk-$label.txt" || echo none)
+  echo "| $label | \`$path\` | $rps | $p50 | $p99 | $errors |"
+}
+
+echo "wrk -t2 -c$CONNECTIONS -d$DURATION against meter serve on loopback; store: 100 meters x 366 days of 5-minute readings"
+echo
+echo "| route | request | requests/s | p50 | p99 | errors |"
+echo "|---|---|---|---|---|---|"
+run day-of-readings "/v1/meters/M042/readings?from=2024-06-01&to=2024-06-01&limit=1000"
+run year-of-daily "/v1/meters/M042/daily?from=2024-01-01&to=2024-12-31"
+run seed004-day "/?meterId=M042&date=01-06-2024"
