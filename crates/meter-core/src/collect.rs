@@ -20,16 +20,17 @@ use crate::reading::Reading;
 pub struct Collected {
     /// Readings up to now: they go to the history store.
     pub readings: Vec<Reading>,
-    /// Readings after now (forecasts): they go to the forecast store.
+    /// Readings from now on (forecasts): they go to the forecast store.
     pub forecasts: Vec<Reading>,
     /// Records the source answered but that could not become readings.
     pub rejected: Vec<Rejected>,
 }
 
 impl Collected {
-    /// Sorts readings into history and forecasts by whether they are after `now`.
+    /// Sorts readings into history (before `now`) and forecasts (from `now` on), the split seed
+    /// 003 made.
     pub fn split(readings: impl IntoIterator<Item = Reading>, now: DateTime<Utc>) -> Self {
-        let (forecasts, readings) = readings.into_iter().partition(|r| r.time() > now);
+        let (forecasts, readings) = readings.into_iter().partition(|r| r.time() >= now);
         Self {
             readings,
             forecasts,
@@ -261,8 +262,8 @@ mod tests {
         assert_eq!(r.failed.len(), 1);
         assert!(r.failed[0].1.contains("timed out"));
         assert_eq!(r.unknown_source, vec![("c".to_owned(), "other".to_owned())]);
-        assert_eq!((r.readings_written, r.forecasts_written), (3, 2));
-        assert_eq!(history.all().len(), 3);
-        assert!(forecasts.all().iter().all(|f| f.time() > now));
+        assert_eq!((r.readings_written, r.forecasts_written), (2, 3));
+        assert_eq!(history.all().len(), 2);
+        assert!(forecasts.all().iter().all(|f| f.time() >= now));
     }
 }

@@ -453,3 +453,10 @@ mod tests {
         assert_eq!(a.failures[0].index, 11);
     }
 }
+
+/// Where secrets come from (Secrets Manager or SSM on AWS). Values are never logged.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// The secret named `id`, as text.
+    async fn secret(&self, id: &str) -> Result<String, StoreError>;
+}
