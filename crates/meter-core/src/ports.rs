@@ -419,6 +419,13 @@ pub trait MetricPublisher: Send + Sync {
     async fn publish(&self, data: &[MetricDatum]) -> Result<WriteReport, StoreError>;
 }
 
+/// Where secrets come from (Secrets Manager or SSM on AWS). Values are never logged.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// The secret named `id`, as text.
+    async fn secret(&self, id: &str) -> Result<String, StoreError>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,11 +459,4 @@ mod tests {
         assert_eq!(a.written, 3);
         assert_eq!(a.failures[0].index, 11);
     }
-}
-
-/// Where secrets come from (Secrets Manager or SSM on AWS). Values are never logged.
-#[async_trait]
-pub trait SecretStore: Send + Sync {
-    /// The secret named `id`, as text.
-    async fn secret(&self, id: &str) -> Result<String, StoreError>;
 }
