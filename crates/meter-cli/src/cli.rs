@@ -27,6 +27,58 @@ pub(crate) enum Command {
     /// Run the whole product on this machine: the API and page, the webhook, the drop folder
     /// and scheduled collection. Stops cleanly on Ctrl-C.
     Serve(ServeArgs),
+    /// Manage the registry of what `collect` and `serve` poll.
+    #[command(subcommand)]
+    Registry(RegistryArgs),
+    /// SST Cloud (Neptun) accounts: configured by SST_TOKEN, or SST_USERNAME and SST_PASSWORD.
+    #[command(subcommand)]
+    Sst(SstArgs),
+    /// Collect every enabled registry entry once from its source (what the scheduler does).
+    Collect(CollectArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RegistryArgs {
+    /// Add an entry, or replace the one with the same id.
+    Add(RegistryAddArgs),
+    /// List the entries.
+    List(FormatOnly),
+    /// Remove an entry.
+    Remove {
+        /// The entry's id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RegistryAddArgs {
+    /// The entry's id (the meter id for per-meter sources).
+    pub(crate) id: String,
+    /// The source that reads it: sst-cloud or http-json.
+    #[arg(long)]
+    pub(crate) source: String,
+    /// A source setting, as KEY=VALUE (repeatable): house=9086, url=..., api_key_env=...
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub(crate) params: Vec<String>,
+    /// The IANA zone its days are cut in.
+    #[arg(long, value_name = "ZONE")]
+    pub(crate) zone: Option<String>,
+    /// Add it switched off.
+    #[arg(long)]
+    pub(crate) disabled: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SstArgs {
+    /// Log in, list the account's houses and counters, and add each house to the registry.
+    Discover(FormatOnly),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CollectArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

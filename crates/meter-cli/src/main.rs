@@ -10,6 +10,7 @@ mod cli;
 mod import;
 mod output;
 mod query;
+mod registry;
 mod serve;
 
 use std::path::PathBuf;
@@ -74,17 +75,21 @@ fn init_logging() {
         .try_init();
 }
 
+fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let store = store_path(cli.store)?;
     match cli.command {
         Command::Import(args) => import::run(&store, args),
-        Command::Query(args) => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            rt.block_on(query::run(&store, args))
-        }
+        Command::Query(args) => current_thread()?.block_on(query::run(&store, args)),
+        Command::Registry(args) => current_thread()?.block_on(registry::registry(&store, args)),
+        Command::Sst(args) => current_thread()?.block_on(registry::sst(&store, args)),
+        Command::Collect(args) => current_thread()?.block_on(registry::collect(&store, args)),
         Command::Serve(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

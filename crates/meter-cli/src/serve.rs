@@ -141,9 +141,10 @@ pub(crate) async fn run(store_path: &Path, args: ServeArgs) -> anyhow::Result<Ou
         scan,
         stop_rx.clone(),
     ));
-    // Sources register here as they are built (SST Cloud, HTTP JSON); entries naming a source
-    // this binary lacks are reported by each round.
-    let sources: BTreeMap<String, Arc<dyn Source>> = BTreeMap::new();
+    let (sources, notes) = crate::registry::sources(&store);
+    for n in notes {
+        say(&format!("meter serve: source {n}"));
+    }
     let collector = tokio::spawn(collect_loop(store.clone(), sources, every, stop_rx));
 
     axum::serve(listener, router(state))

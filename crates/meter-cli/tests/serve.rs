@@ -2,157 +2,13 @@
 //! counts, the page renders in headless Chromium, and Ctrl-C stops it cleanly. The tests wait on
 //! the lines the server prints, not on time.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
-
-const TOKEN: &str = "test-token-7f3a";
-const HOOK: &str = "hook-secret-19";
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
-
-struct Server {
-    child: Child,
-    lines: BufReader<ChildStdout>,
-    addr: String,
-    drop: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // A failed test must not leave a server running (it would hold the test's output open).
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(auth: bool) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let drop = dir.path().join("drop");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_meter"));
-        cmd.args(["--store"])
-            .arg(dir.path().join("meter.db"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--scan-every",
-                "100ms",
-                "--drop",
-            ])
-            .arg(&drop)
-            .env_remove("METER_API_TOKEN_FILE")
-            .env_remove("METER_TZ")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if auth {
-            cmd.env("METER_API_TOKEN", TOKEN)
-                .env("METER_WEBHOOK_SECRET", HOOK);
-        } else {
-            cmd.arg("--no-auth");
-        }
-        let mut child = cmd.spawn().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap());
-        let first = read_line(&mut lines);
-        let addr = first
-            .strip_prefix("meter serve: listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .to_owned();
-        Self {
-            child,
-            lines,
-            addr,
-            drop,
-            _dir: dir,
-        }
-    }
-
-    /// Reads printed lines until one starts with `prefix`.
-    fn wait_for(&mut self, prefix: &str) -> String {
-        loop {
-            let line = read_line(&mut self.lines);
-            if line.starts_with(prefix) {
-                return line;
-            }
-        }
-    }
-
-    /// Puts a file at `rel` in the drop folder the way a careful uploader does: written under a
-    /// name the server ignores, then renamed.
-    fn drop_file(&self, src: &Path, rel: &Path) {
-        let target = self.drop.join(rel);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        let part = target.with_extension("part");
-        std::fs::copy(src, &part).unwrap();
-        std::fs::rename(&part, &target).unwrap();
-    }
-
-    fn stop(&mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success());
-        self.wait_for("meter serve: stopped");
-        assert!(self.child.wait().unwrap().success());
-    }
-}
-
-fn read_line(r: &mut BufReader<ChildStdout>) -> String {
-    let mut line = String::new();
-    let n = r.read_line(&mut line).unwrap();
-    assert!(n > 0, "the server exited");
-    line.trim_end().to_owned()
-}
-
-/// A minimal HTTP/1.1 exchange (the test needs no HTTP client crate).
-fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp[9..12].parse().unwrap();
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn get_json(addr: &str, path: &str) -> Value {
-    let (status, body) = http(
-        addr,
-        "GET",
-        path,
-        &[("Authorization", &format!("Bearer {TOKEN}"))],
-        "",
-    );
-    assert_eq!(status, 200, "{path}: {body}");
-    serde_json::from_str(&body).unwrap()
-}
+use support::{examples, get_json, http, Server, HOOK};
 
 #[test]
 fn dropped_files_are_served_and_the_webhook_counts() {
@@ -171,7 +27,7 @@ fn dropped_files_are_served_and_the_webhook_counts() {
             }
         }
     }
-    let bad = server._dir.path().join("bad.csv");
+    let bad = server.dir.path().join("bad.csv");
     std::fs::write(
         &bad,
         "meter,time,value\nq,2024-01-01T00:00:00Z,1\nq,nope,2\n",

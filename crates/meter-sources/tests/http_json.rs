@@ -47,7 +47,7 @@ fn source(env: &'static [(&'static str, &'static str)]) -> HttpJsonSource {
 
 #[tokio::test]
 async fn a_day_either_side_of_now_splits_288_into_history_and_288_into_forecasts() {
-    let standin = SeriesStandIn::start(now(), Some("k3y")).await;
+    let standin = SeriesStandIn::start(Some(now()), Some("k3y")).await;
     let registry = MemoryStore::new();
     registry
         .put(&entry(
@@ -94,7 +94,7 @@ async fn a_day_either_side_of_now_splits_288_into_history_and_288_into_forecasts
 
 #[tokio::test]
 async fn a_missing_key_and_a_bad_mapping_are_clear() {
-    let standin = SeriesStandIn::start(now(), Some("k3y")).await;
+    let standin = SeriesStandIn::start(Some(now()), Some("k3y")).await;
     let e = source(&[])
         .collect(&entry(&standin.url(), &[]), now())
         .await
@@ -118,7 +118,7 @@ async fn a_missing_key_and_a_bad_mapping_are_clear() {
         "{e}"
     );
 
-    let open = SeriesStandIn::start(now(), None).await;
+    let open = SeriesStandIn::start(Some(now()), None).await;
     let out = source(&[])
         .collect(&entry(&open.url(), &[("value", "missing")]), now())
         .await

@@ -368,9 +368,11 @@ async fn sst_device_counters(
     }
 }
 
-/// Seed 003's external API: `GET /series/{identifier}` answers points every 5 minutes from 24
-/// hours before to 24 hours after `now` (288 past, 288 future), as the seed's generator did:
-/// `{"identifier", "time": epoch seconds, "value": "<0-100>"}`.
+/// Seed 003's external API: `GET /series/{identifier}` answers 288 points every 5 minutes over the
+/// day before `now` and 288 over the day after, as the seed's generator did:
+/// `{"identifier", "time": epoch seconds, "value": "<0-100>"}`. Points sit on the 5-minute grid,
+/// skipping the grid point nearest `now`, so a client's own "now" (a moment earlier or later)
+/// splits them 288/288 too.
 #[derive(Debug, Clone)]
 pub struct SeriesStandIn {
     running: Arc<Running>,
@@ -380,14 +382,15 @@ pub struct SeriesStandIn {
 
 #[derive(Clone)]
 struct SeriesState {
-    now: DateTime<Utc>,
+    now: Option<DateTime<Utc>>,
     api_key: Option<String>,
     requests: Arc<Mutex<Vec<String>>>,
 }
 
 impl SeriesStandIn {
-    /// Starts the stand-in; with `api_key`, requests without `x-api-key: <key>` get 403.
-    pub async fn start(now: DateTime<Utc>, api_key: Option<&str>) -> Self {
+    /// Starts the stand-in around a fixed `now`, or the time of each request; with `api_key`,
+    /// requests without `x-api-key: <key>` get 403.
+    pub async fn start(now: Option<DateTime<Utc>>, api_key: Option<&str>) -> Self {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let state = SeriesState {
             now,
@@ -425,12 +428,17 @@ async fn series(
                 .into_response();
         }
     }
-    let start = state.now.timestamp() - 24 * 3600;
+    let now = state.now.unwrap_or_else(Utc::now).timestamp();
+    let grid = now - now.rem_euclid(300) + if now.rem_euclid(300) >= 150 { 300 } else { 0 };
     let points: Vec<Value> = (0..576)
         .map(|i| {
-            let t = start + i * 300;
+            let t = if i < 288 {
+                grid - (288 - i) * 300
+            } else {
+                grid + (i - 287) * 300
+            };
             json!({"identifier": identifier, "time": t, "value": ((i * 37) % 101).to_string(),
-                   "metadata": if t < state.now.timestamp() { "Past" } else { "Future" }})
+                   "metadata": if i < 288 { "Past" } else { "Future" }})
         })
         .collect();
     axum::Json(Value::Array(points)).into_response()
