@@ -91,7 +91,10 @@ fn discover_then_collect_fills_the_store_and_the_api_answers_cold_and_hot() {
         rows.iter()
             .find(|r| {
                 r["tags"]["water_temperature"] == which
-                    && r["tags"]["house"] == SST_HOUSE.to_string()
+                    && r["tags"]["house"]
+                        .as_str()
+                        .and_then(|h| h.parse::<i64>().ok())
+                        == Some(SST_HOUSE)
             })
             .unwrap_or_else(|| panic!("no {which} reading in {rows:?}"))
             .clone()
