@@ -415,15 +415,61 @@ impl SstClient {
             .collect()
     }
 
+    /// The water-meter devices of a house (types 2 and 4, Neptun ProW+ and its rebadge, and 7,
+    /// Neptun Smart), by id.
+    pub async fn meter_devices(&self, house: i64) -> Result<Vec<i64>, SstError> {
+        let path = format!("/houses/{house}/devices/");
+        let bytes = self.get(&path).await?;
+        let shape = |message: String| SstError::Shape {
+            request: format!("GET {path}"),
+            message,
+        };
+        let v: Value =
+            serde_json::from_slice(&bytes).map_err(|e| shape(format!("not JSON: {e}")))?;
+        let list = v
+            .as_array()
+            .ok_or_else(|| shape("expected a list of devices".into()))?;
+        Ok(list
+            .iter()
+            .filter(|d| matches!(d.get("type").and_then(Value::as_i64), Some(2 | 4 | 7)))
+            .filter_map(|d| d.get("id").and_then(Value::as_i64))
+            .collect())
+    }
+
     /// The counters of a house as readings stamped `now`, and the elements that were not
-    /// counters (a changed shape is an error, not silence).
+    /// counters (a changed shape is an error, not silence). Where the house-level list is not
+    /// served (404), the counters are read device by device instead.
     pub async fn counters(
         &self,
         house: i64,
         now: DateTime<Utc>,
     ) -> Result<(Vec<Reading>, Vec<Rejected>), SstError> {
-        let path = format!("/houses/{house}/counters/");
-        let bytes = self.get(&path).await?;
+        match self
+            .counters_at(&format!("/houses/{house}/counters/"), house, now)
+            .await
+        {
+            Err(SstError::NotAllowed { status: 404, .. }) => {
+                tracing::info!(house, "No house-level counters; reading them per device.");
+                let (mut readings, mut rejected) = (Vec::new(), Vec::new());
+                for device in self.meter_devices(house).await? {
+                    let path = format!("/houses/{house}/devices/{device}/counters/");
+                    let (r, j) = self.counters_at(&path, house, now).await?;
+                    readings.extend(r);
+                    rejected.extend(j);
+                }
+                Ok((readings, rejected))
+            }
+            other => other,
+        }
+    }
+
+    async fn counters_at(
+        &self,
+        path: &str,
+        house: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Reading>, Vec<Rejected>), SstError> {
+        let bytes = self.get(path).await?;
         let mut options = DecodeOptions::new(&format!("GET {path}"));
         options.received_at = now;
         let mut tags = Tags::empty();

@@ -279,3 +279,17 @@ fn configuration_accepts_seed_000_names_and_names_what_is_wrong() {
         SstConfig::from_lookup(env(&[("SST_TOKEN", "t"), ("SST_TIMEOUT_SECS", "-1")])).unwrap_err();
     assert_eq!(e.variable, "SST_TIMEOUT_SECS");
 }
+
+#[tokio::test]
+async fn without_house_counters_each_meter_device_is_read() {
+    let standin = SstStandIn::start().await;
+    standin.hide_house_counters();
+    let client = SstClient::new(config(&standin, SstAuth::Token(standin.token())), None).unwrap();
+    let (readings, rejected) = client.counters(SST_HOUSE, now()).await.unwrap();
+    assert_eq!((readings.len(), rejected.len()), (2, 0));
+    assert_eq!(count(&standin, "GET /houses/9086/devices/"), 1);
+    assert_eq!(
+        count(&standin, "GET /houses/9086/devices/29485/counters/"),
+        1
+    );
+}

@@ -90,6 +90,9 @@ pub struct SstState {
     pub faults: VecDeque<Fault>,
     /// Every request, as "METHOD /path".
     pub requests: Vec<String>,
+    /// Whether `/houses/{id}/counters/` answers 404 (as it may for some accounts), leaving only
+    /// the per-device counters.
+    pub house_counters_missing: bool,
 }
 
 /// The SST Cloud stand-in.
@@ -135,6 +138,7 @@ impl SstStandIn {
             .into(),
             faults: VecDeque::new(),
             requests: Vec::new(),
+            house_counters_missing: false,
         };
         let state = Arc::new(Mutex::new(state));
         let app = Router::new()
@@ -187,6 +191,11 @@ impl SstStandIn {
                 }
             }
         }
+    }
+
+    /// Makes the house-level counters route answer 404.
+    pub fn hide_house_counters(&self) {
+        lock(&self.state).house_counters_missing = true;
     }
 
     /// Every request so far, as "METHOD /path".
@@ -321,9 +330,10 @@ async fn sst_counters(
     {
         return r;
     }
-    match lock(&state).counters.get(&house) {
-        Some(c) => axum::Json(Value::Array(c.clone())).into_response(),
-        None => not_found(),
+    let s = lock(&state);
+    match s.counters.get(&house) {
+        Some(c) if !s.house_counters_missing => axum::Json(Value::Array(c.clone())).into_response(),
+        _ => not_found(),
     }
 }
 
