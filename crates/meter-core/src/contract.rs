@@ -55,3 +55,66 @@ pub const ENV_SST_MAX_LITRES_PER_HOUR: &str = "SST_MAX_LITRES_PER_HOUR";
 pub const SOURCE_SST: &str = "sst-cloud";
 /// The registry source name of HTTP JSON entries.
 pub const SOURCE_HTTP_JSON: &str = "http-json";
+
+/// Names shared by the Lambda functions and the CloudFormation template (`cargo run -p infra`):
+/// environment variables the template sets and the functions read, and the key attributes of
+/// the tables the template creates and the adapters use.
+pub mod cloud {
+    /// Which history store the functions write: `dynamodb` or `timestream`.
+    pub const ENV_HISTORY_STORE: &str = "HISTORY_STORE";
+    /// The DynamoDB readings table (history store `dynamodb`).
+    pub const ENV_READINGS_TABLE: &str = "READINGS_TABLE";
+    /// The DynamoDB forecasts table (seed 003's future points, with a TTL).
+    pub const ENV_FORECASTS_TABLE: &str = "FORECASTS_TABLE";
+    /// The DynamoDB registry table.
+    pub const ENV_REGISTRY_TABLE: &str = "REGISTRY_TABLE";
+    /// The DynamoDB counters table (seed 002).
+    pub const ENV_COUNTERS_TABLE: &str = "COUNTERS_TABLE";
+    /// The Timestream database (seed 000's `DATABASE_NAME` is accepted too).
+    pub const ENV_TIMESTREAM_DATABASE: &str = "TIMESTREAM_DATABASE";
+    /// The Timestream table (seed 000's `TABLE_NAME` is accepted too).
+    pub const ENV_TIMESTREAM_TABLE: &str = "TIMESTREAM_TABLE";
+    /// The SQS queue of fetch jobs.
+    pub const ENV_FETCH_QUEUE_URL: &str = "FETCH_QUEUE_URL";
+    /// The CloudWatch namespace of the button metrics (seed 002's `MbedButtonPressHour`).
+    pub const ENV_METRIC_NAMESPACE: &str = "METRIC_NAMESPACE";
+    /// The Secrets Manager secret holding the API token.
+    pub const ENV_API_TOKEN_SECRET: &str = "API_TOKEN_SECRET_ARN";
+    /// The Secrets Manager secret holding the webhook secret.
+    pub const ENV_WEBHOOK_SECRET_SECRET: &str = "WEBHOOK_SECRET_ARN";
+    /// Whether the API checks bearer tokens itself (`false` behind an AWS_IAM Function URL).
+    pub const ENV_API_AUTH: &str = "API_AUTH";
+
+    /// Seed 002's metric namespace, the default of [`ENV_METRIC_NAMESPACE`].
+    pub const DEFAULT_METRIC_NAMESPACE: &str = "MbedButtonPressHour";
+
+    /// Registry table: partition key (string), the entry id.
+    pub const REGISTRY_PK: &str = "id";
+    /// Readings table: partition key (string), `<meter>#<measure>`, so "meter, time range" is
+    /// one Query.
+    pub const READINGS_PK: &str = "series";
+    /// Readings table: sort key (number), epoch milliseconds.
+    pub const READINGS_SK: &str = "ts";
+    /// Forecasts table: partition key (string), seed 003's `identifier`.
+    pub const FORECASTS_PK: &str = "identifier";
+    /// Forecasts table: sort key (number), seed 003's `time` in epoch seconds.
+    pub const FORECASTS_SK: &str = "time";
+    /// Forecasts table: the TTL attribute, seed 003's `expiry`.
+    pub const FORECASTS_TTL: &str = "expiry";
+    /// Counters table: partition key (string), seed 002's `Endpoint`.
+    pub const COUNTERS_PK: &str = "Endpoint";
+    /// Counters table: sort key (string), seed 002's `EventHour`.
+    pub const COUNTERS_SK: &str = "EventHour";
+    /// Counters table: the TTL attribute of dedupe items.
+    pub const COUNTERS_TTL: &str = "expires";
+
+    /// The Lambda functions, by logical name; the binaries are named `meter-fn-<name>`.
+    pub const FUNCTIONS: [&str; 6] = [
+        "enqueue",
+        "fetch",
+        "import",
+        "webhook",
+        "stream-metrics",
+        "api",
+    ];
+}
