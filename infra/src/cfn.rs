@@ -275,11 +275,13 @@ impl Template {
     /// synthesis checks (the later resource would silently replace the first).
     pub fn add<K>(&mut self, id: &str, kind: &'static str, properties: Value) -> Handle<K> {
         if self.resources.contains_key(id) {
-            self.metadata
+            let dups = self
+                .metadata
                 .entry("DuplicateIds")
-                .or_insert_with(|| json!([]))
-                .as_array_mut()
-                .map(|a| a.push(json!(id)));
+                .or_insert_with(|| json!([]));
+            if let Some(list) = dups.as_array_mut() {
+                list.push(json!(id));
+            }
         }
         self.resources.insert(
             id.to_owned(),
