@@ -1,0 +1,326 @@
+//! The synthesised templates: snapshots (template changes show as a diff), the synthesis checks
+//! firing on broken templates, and the stack's invariants.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use infra::checks::check;
+use infra::{render, synth, HistoryStore, StackOptions, VARIANTS};
+use meter_core::contract;
+use serde_json::{json, Value};
+
+fn template(history: HistoryStore) -> Value {
+    synth(StackOptions { history }).unwrap_or_else(|p| panic!("synthesis checks failed: {p:?}"))
+}
+
+fn expected(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/expected")
+        .join(file)
+}
+
+#[test]
+fn templates_match_their_snapshots() {
+    // UPDATE_SNAPSHOTS=1 cargo test -p infra rewrites them; review the diff before committing.
+    for (history, file) in VARIANTS {
+        let text = render(&template(history));
+        let path = expected(file);
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(&path, &text).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_default();
+        if want != text {
+            let first = want
+                .lines()
+                .zip(text.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or_else(|| want.lines().count().min(text.lines().count()));
+            let show = |s: &str| {
+                s.lines()
+                    .skip(first.saturating_sub(3))
+                    .take(8)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            panic!(
+                "{file} changed from line {}; rerun with UPDATE_SNAPSHOTS=1 and review the diff.\n--- snapshot\n{}\n+++ now\n{}",
+                first + 1,
+                show(&want),
+                show(&text)
+            );
+        }
+    }
+}
+
+#[test]
+fn synthesis_is_deterministic() {
+    for (history, _) in VARIANTS {
+        assert_eq!(render(&template(history)), render(&template(history)));
+    }
+}
+
+fn problems_after(edit: impl FnOnce(&mut Value)) -> Vec<String> {
+    let mut t = template(HistoryStore::DynamoDb);
+    edit(&mut t);
+    check(&t).into_iter().map(|p| p.0).collect()
+}
+
+fn one_problem(edit: impl FnOnce(&mut Value), wanted: &str) {
+    let problems = problems_after(edit);
+    assert!(
+        problems.iter().any(|p| p.contains(wanted)),
+        "wanted {wanted:?} in {problems:?}"
+    );
+}
+
+#[test]
+fn the_checks_fire_on_broken_templates() {
+    one_problem(
+        |t| {
+            t["Resources"]["FetchQueue"]["Properties"]["Tags"] =
+                json!([{"Key": "x", "Value": {"Ref": "Nowhere"}}])
+        },
+        "references Nowhere",
+    );
+    one_problem(
+        |t| {
+            t["Resources"]["ApiFunction"]["Properties"]["Description"] =
+                json!({"Fn::Sub": "${Missing.Arn}"})
+        },
+        "references Missing",
+    );
+    one_problem(
+        |t| t["Outputs"]["X"] = json!({"Value": {"Ref": "Gone"}}),
+        "an output references Gone",
+    );
+    one_problem(
+        |t| t["Resources"]["FetchDeadLetterQueue"]["DependsOn"] = json!(["FetchQueue"]),
+        "circular dependency",
+    );
+    one_problem(
+        |t| t["Resources"]["FetchQueue"]["Properties"]["VisibilityTimeout"] = json!(600),
+        "visibility timeout 600 s is under 6 x FetchFunction's timeout (120 s)",
+    );
+    one_problem(
+        |t| {
+            t["Resources"]["FetchMapping"]["Properties"]
+                .as_object_mut()
+                .unwrap()
+                .remove("FunctionResponseTypes");
+        },
+        "FetchMapping: the mapping lacks FunctionResponseTypes ReportBatchItemFailures",
+    );
+    one_problem(
+        |t| {
+            t["Resources"]["WebhookFunction"]["Properties"]
+                .as_object_mut()
+                .unwrap()
+                .remove("LoggingConfig");
+        },
+        "WebhookFunction: no log group of its own",
+    );
+    one_problem(
+        |t| {
+            t["Resources"]["ApiRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "*"}));
+        },
+        "s3:GetObject is granted on every resource",
+    );
+    one_problem(
+        |t| {
+            t["Resources"]["ApiRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"Effect": "Allow", "Action": "dynamodb:*", "Resource": {"Fn::GetAtt": ["RegistryTable", "Arn"]}}));
+        },
+        "wildcard action",
+    );
+    one_problem(
+        |t| t["Resources"]["Bad-Id"] = json!({"Type": "AWS::SQS::Queue"}),
+        "Bad-Id: a logical id is 1-255 letters and digits",
+    );
+}
+
+fn statements(v: &Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Object(m) if m.contains_key("Effect") => out.push(v.clone()),
+        Value::Object(m) => m.values().for_each(|x| statements(x, out)),
+        Value::Array(a) => a.iter().for_each(|x| statements(x, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_iam_statement_is_scoped() {
+    for (history, _) in VARIANTS {
+        let t = template(history);
+        let mut all = Vec::new();
+        statements(&t["Resources"], &mut all);
+        assert!(all.len() > 20);
+        for s in all {
+            let actions: Vec<String> = match &s["Action"] {
+                Value::String(a) => vec![a.clone()],
+                Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_owned()).collect(),
+                _ => panic!("{s}"),
+            };
+            assert!(actions.iter().all(|a| !a.contains('*')), "{s}");
+            if s["Resource"] == "*" {
+                assert!(
+                    actions
+                        .iter()
+                        .all(|a| infra::iam::WILDCARD_ACTIONS.contains(&a.as_str())),
+                    "{s}"
+                );
+            }
+            if actions.iter().any(|a| a == "cloudwatch:PutMetricData") {
+                assert!(
+                    s["Condition"]["StringEquals"]["cloudwatch:namespace"].is_string(),
+                    "{s}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_stack_keeps_its_promises() {
+    let t = template(HistoryStore::Timestream);
+    let r = &t["Resources"];
+    assert_eq!(t["Parameters"]["HistoryStore"]["Default"], "timestream");
+    assert_eq!(
+        template(HistoryStore::DynamoDb)["Parameters"]["HistoryStore"]["Default"],
+        "dynamodb"
+    );
+    // Every function: arm64, provided.al2023, code from a parameter key, its own log group.
+    let known: BTreeSet<&str> = [
+        contract::cloud::ENV_HISTORY_STORE,
+        contract::cloud::ENV_READINGS_TABLE,
+        contract::cloud::ENV_FORECASTS_TABLE,
+        contract::cloud::ENV_REGISTRY_TABLE,
+        contract::cloud::ENV_COUNTERS_TABLE,
+        contract::cloud::ENV_TIMESTREAM_DATABASE,
+        contract::cloud::ENV_TIMESTREAM_TABLE,
+        contract::cloud::ENV_FETCH_QUEUE_URL,
+        contract::cloud::ENV_METRIC_NAMESPACE,
+        contract::cloud::ENV_API_TOKEN_SECRET,
+        contract::cloud::ENV_WEBHOOK_SECRET_SECRET,
+        contract::cloud::ENV_API_AUTH,
+        contract::ENV_SST_SECRET_ID,
+    ]
+    .into();
+    let functions: Vec<(&String, &Value)> = r
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v["Type"] == "AWS::Lambda::Function")
+        .collect();
+    assert_eq!(functions.len(), contract::cloud::FUNCTIONS.len());
+    for (id, f) in functions {
+        let p = &f["Properties"];
+        assert_eq!(p["Architectures"], json!(["arm64"]), "{id}");
+        assert_eq!(p["Runtime"], "provided.al2023", "{id}");
+        assert!(
+            p["Code"]["S3Key"]["Ref"]
+                .as_str()
+                .unwrap()
+                .ends_with("CodeKey"),
+            "{id}"
+        );
+        for k in p["Environment"]["Variables"].as_object().unwrap().keys() {
+            assert!(
+                known.contains(k.as_str()),
+                "{id} sets {k}, which meter_core::contract does not name"
+            );
+        }
+    }
+    // The fetch queue: visibility of 6 x the fetch timeout, a DLQ after 5 receives.
+    assert_eq!(r["FetchQueue"]["Properties"]["VisibilityTimeout"], 720);
+    assert_eq!(
+        r["FetchQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"],
+        5
+    );
+    assert_eq!(
+        r["FetchMapping"]["Properties"]["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    // The counters stream: new and old images, bisect, bounded retries, an on-failure queue.
+    assert_eq!(
+        r["CountersTable"]["Properties"]["StreamSpecification"]["StreamViewType"],
+        "NEW_AND_OLD_IMAGES"
+    );
+    let m = &r["CountersStreamMapping"]["Properties"];
+    assert_eq!(
+        (&m["BisectBatchOnFunctionError"], &m["MaximumRetryAttempts"]),
+        (&json!(true), &json!(5))
+    );
+    assert!(m["DestinationConfig"]["OnFailure"]["Destination"].is_object());
+    // Seed key names, from the contract.
+    assert_eq!(
+        r["CountersTable"]["Properties"]["KeySchema"][0]["AttributeName"],
+        "Endpoint"
+    );
+    assert_eq!(
+        r["CountersTable"]["Properties"]["KeySchema"][1]["AttributeName"],
+        "EventHour"
+    );
+    assert_eq!(
+        r["ForecastsTable"]["Properties"]["TimeToLiveSpecification"]["AttributeName"],
+        "expiry"
+    );
+    // Timestream only under its condition, with magnetic writes for backfill.
+    assert_eq!(r["TimestreamTable"]["Condition"], "UseTimestream");
+    assert_eq!(
+        r["TimestreamTable"]["Properties"]["MagneticStoreWriteProperties"]
+            ["EnableMagneticStoreWrites"],
+        true
+    );
+    assert_eq!(r["ReadingsTable"]["Condition"], "UseDynamoDB");
+    // The bucket: encrypted, private, versioned, events through EventBridge (no cycle).
+    let b = &r["ImportBucket"]["Properties"];
+    assert_eq!(b["VersioningConfiguration"]["Status"], "Enabled");
+    assert_eq!(
+        b["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"],
+        true
+    );
+    assert_eq!(
+        b["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"],
+        true
+    );
+    // The API URL is AWS_IAM by default; public URLs get both permissions.
+    assert_eq!(t["Parameters"]["ApiAuthType"]["Default"], "AWS_IAM");
+    assert_eq!(
+        r["ApiUrlPublicInvokeUrl"]["Properties"]["FunctionUrlAuthType"],
+        "NONE"
+    );
+    assert_eq!(
+        r["ApiUrlPublicInvoke"]["Properties"]["InvokedViaFunctionUrl"],
+        true
+    );
+    // Every checkov skip carries its reason.
+    for (id, res) in r.as_object().unwrap() {
+        for skip in res
+            .pointer("/Metadata/checkov/skip")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                skip["comment"].as_str().is_some_and(|c| c.len() > 20),
+                "{id}: {skip}"
+            );
+        }
+    }
+    for out in [
+        "ApiUrl",
+        "WebhookUrl",
+        "ImportBucketName",
+        "RegistryTableName",
+        "FetchQueueUrl",
+        "SstSecretArn",
+    ] {
+        assert!(t["Outputs"][out].is_object(), "{out}");
+    }
+}
