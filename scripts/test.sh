@@ -26,6 +26,28 @@ chromium --version
 # The page test must run, not skip, wherever this script runs.
 export METER_REQUIRE_CHROMIUM=1
 
+step "Python tools (cfn-lint, checkov) in a virtualenv"
+# Outside the clone by default, so CI runs reuse it; a fresh machine creates it.
+venv=${METER_VENV:-$HOME/.cache/meterflow/venv}
+if [ ! -x "$venv/bin/cfn-lint" ] || [ ! -x "$venv/bin/checkov" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "cfn-lint==1.58.0" "checkov==3.3.30"
+fi
+"$venv/bin/cfn-lint" --version
+
+step "shellcheck"
+if ! command -v shellcheck >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
+  else
+    echo "shellcheck is missing and cannot be installed here (needs root and apt-get)" >&2
+    exit 1
+  fi
+fi
+shellcheck scripts/*.sh .ci/run
+echo "shellcheck ok"
+
 step "format"
 cargo fmt --all --check
 
@@ -34,6 +56,12 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "tests"
 cargo test --workspace --all-features --locked
+
+step "CloudFormation: synthesise every variant, then cfn-lint and checkov"
+cargo run -q --locked -p infra -- --out infra/out
+"$venv/bin/cfn-lint" infra/out/*.json
+"$venv/bin/checkov" -d infra/out --framework cloudformation --quiet --compact --skip-download
+echo "templates ok"
 
 step "main job: import the examples and print daily rollups"
 bash scripts/demo.sh --once >/dev/null

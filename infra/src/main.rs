@@ -17,10 +17,20 @@ struct Args {
     /// Check the templates and print nothing to disk.
     #[arg(long)]
     check: bool,
+    /// Print each function's name and the template parameter of its code key, one per line
+    /// (the deploy script reads these, so the names are not typed twice).
+    #[arg(long)]
+    functions: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.functions {
+        for name in meter_core::contract::cloud::FUNCTIONS {
+            println!("{name} {}", infra::stack::code_key_parameter(name));
+        }
+        return Ok(());
+    }
     if !args.check {
         std::fs::create_dir_all(&args.out)
             .with_context(|| format!("cannot create {}", args.out.display()))?;

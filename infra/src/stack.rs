@@ -60,6 +60,12 @@ fn pascal(name: &str) -> String {
         .collect()
 }
 
+/// The template parameter holding a function's code key (`stream-metrics` ->
+/// `StreamMetricsCodeKey`).
+pub fn code_key_parameter(function: &str) -> String {
+    format!("{}CodeKey", pascal(function))
+}
+
 const USE_TIMESTREAM: &str = "UseTimestream";
 const USE_DYNAMODB: &str = "UseDynamoDB";
 const API_PUBLIC: &str = "ApiIsPublic";
@@ -109,7 +115,7 @@ fn lambda(t: &mut Template, spec: FnSpec) -> Func {
         "Role": role.arn().into_value(),
         "Code": {
             "S3Bucket": Expr::param("CodeBucket").into_value(),
-            "S3Key": Expr::param(&format!("{base}CodeKey")).into_value(),
+            "S3Key": Expr::param(&code_key_parameter(spec.name)).into_value(),
         },
         "LoggingConfig": {"LogGroup": group.name().into_value(), "LogFormat": "JSON"},
         "Environment": {"Variables": env},
@@ -214,7 +220,7 @@ pub fn template(options: StackOptions) -> Template {
         "Description": "Where readings are kept: DynamoDB (any account) or Timestream (accounts that had it before 2025-06-20)."}));
     t.parameter("CodeBucket", json!({"Type": "String", "Description": "The bucket holding the function packages (scripts/deploy.sh uploads them)."}));
     for f in names::FUNCTIONS {
-        t.parameter(&format!("{}CodeKey", pascal(f)), json!({"Type": "String", "Description": format!("The S3 key of the {f} package; it changes when the code does.")}));
+        t.parameter(&code_key_parameter(f), json!({"Type": "String", "Description": format!("The S3 key of the {f} package; it changes when the code does.")}));
     }
     t.parameter("LogRetentionDays", json!({"Type": "Number", "Default": 14,
         "AllowedValues": [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653]}));
