@@ -54,6 +54,13 @@ cargo fmt --all --check
 step "lint"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
+step "the local AWS emulator (moto)"
+eval "$(bash scripts/moto.sh start)"
+trap 'bash scripts/moto.sh stop' EXIT
+# The emulator tests must run, not skip, wherever this script runs.
+export METER_REQUIRE_MOTO=1
+echo "moto on $AWS_ENDPOINT_URL"
+
 step "tests"
 cargo test --workspace --all-features --locked
 

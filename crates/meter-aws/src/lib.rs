@@ -1,0 +1,198 @@
+//! What meterflow's AWS adapters share:
+//!
+//! - [`sdk_config`]: one way of building SDK clients, from the standard environment (region,
+//!   credential chain, and `AWS_ENDPOINT_URL` for the local emulator, with no code branch);
+//! - [`is_retryable`] and [`store_error`]: one retry classification for every SDK error
+//!   (throttling, 5xx, timeouts and dispatch failures are retried; validation errors are not),
+//!   and typed errors that keep their source;
+//! - [`Backoff`]: exponential backoff with jitter until a deadline;
+//! - [`AwsSecrets`]: a `SecretStore` over Secrets Manager and SSM, fetched once and cached, never
+//!   logged.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use meter_core::ports::{SecretStore, StoreError};
+use tokio::sync::Mutex;
+
+/// The SDK configuration from the environment.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_from_env().await
+}
+
+/// Error codes that mean "slow down" or "try again" across AWS services.
+const RETRYABLE_CODES: [&str; 10] = [
+    "ThrottlingException",
+    "Throttling",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "InternalServerError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "TransactionConflictException",
+    "LimitExceededException",
+];
+
+/// Whether an SDK error is worth retrying.
+pub fn is_retryable<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(e) => {
+            let status = e.raw().status().as_u16();
+            status >= 500
+                || status == 429
+                || e.err().code().is_some_and(|c| RETRYABLE_CODES.contains(&c))
+        }
+        _ => false,
+    }
+}
+
+/// A `StoreError` for an SDK error: retryable ones are `Unavailable`, the rest `Refused`; the
+/// SDK error is kept as the source.
+pub fn store_error<E>(
+    backend: &'static str,
+    what: &str,
+    err: SdkError<E, HttpResponse>,
+) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let retryable = is_retryable(&err);
+    let detail = match &err {
+        SdkError::ServiceError(e) => format!(
+            "{}: {}",
+            e.err().code().unwrap_or("error"),
+            e.err().message().unwrap_or("no message")
+        ),
+        other => other.to_string(),
+    };
+    let message = format!("{what}: {detail}");
+    let source: Box<dyn std::error::Error + Send + Sync> = Box::new(err);
+    if retryable {
+        StoreError::Unavailable {
+            backend,
+            message,
+            source: Some(source),
+        }
+    } else {
+        StoreError::Refused {
+            backend,
+            message,
+            source: Some(source),
+        }
+    }
+}
+
+/// Exponential backoff with full jitter, bounded by a deadline.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+    deadline: Instant,
+    seed: u64,
+}
+
+impl Backoff {
+    /// Starts at `base`, doubles up to `max`, and gives up at `now + budget`.
+    pub fn new(base: Duration, max: Duration, budget: Duration) -> Self {
+        let seed = Instant::now().elapsed().as_nanos() as u64
+            ^ 0x9E37_79B9_7F4A_7C15
+            ^ (std::process::id() as u64);
+        Self {
+            next: base,
+            max,
+            deadline: Instant::now() + budget,
+            seed: seed | 1,
+        }
+    }
+
+    /// Waits before the next attempt; `false` when the deadline has passed (give up and report).
+    pub async fn wait(&mut self) -> bool {
+        let now = Instant::now();
+        if now >= self.deadline {
+            return false;
+        }
+        // xorshift: jitter needs no cryptographic randomness, and no dependency for it.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let ceiling = self.next.as_millis().max(1) as u64;
+        let pause = Duration::from_millis(self.seed % ceiling + 1).min(self.deadline - now);
+        tokio::time::sleep(pause).await;
+        self.next = (self.next * 2).min(self.max);
+        true
+    }
+}
+
+/// Secrets from Secrets Manager (names or ARNs) and SSM (`ssm:/path` or `/path`), fetched once
+/// per process and cached.
+pub struct AwsSecrets {
+    secrets: aws_sdk_secretsmanager::Client,
+    ssm: aws_sdk_ssm::Client,
+    cache: Mutex<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for AwsSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AwsSecrets { .. }")
+    }
+}
+
+impl AwsSecrets {
+    /// Clients from a configuration.
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Self {
+            secrets: aws_sdk_secretsmanager::Client::new(config),
+            ssm: aws_sdk_ssm::Client::new(config),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl SecretStore for AwsSecrets {
+    async fn secret(&self, id: &str) -> Result<String, StoreError> {
+        if let Some(v) = self.cache.lock().await.get(id) {
+            return Ok(v.clone());
+        }
+        let value = if let Some(name) = id
+            .strip_prefix("ssm:")
+            .or_else(|| id.starts_with('/').then_some(id))
+        {
+            let out = self
+                .ssm
+                .get_parameter()
+                .name(name)
+                .with_decryption(true)
+                .send()
+                .await
+                .map_err(|e| store_error("SSM", &format!("parameter {name}"), e))?;
+            out.parameter().and_then(|p| p.value()).map(str::to_owned)
+        } else {
+            let out = self
+                .secrets
+                .get_secret_value()
+                .secret_id(id)
+                .send()
+                .await
+                .map_err(|e| store_error("Secrets Manager", &format!("secret {id}"), e))?;
+            out.secret_string().map(str::to_owned)
+        };
+        let value = value.ok_or_else(|| StoreError::Refused {
+            backend: "secrets",
+            message: format!("{id} has no text value"),
+            source: None,
+        })?;
+        // The value is cached, never logged: only the id appears in messages.
+        self.cache.lock().await.insert(id.to_owned(), value.clone());
+        tracing::debug!(secret = id, "Read a secret.");
+        Ok(value)
+    }
+}

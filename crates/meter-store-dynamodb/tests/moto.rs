@@ -1,0 +1,357 @@
+//! The DynamoDB adapters against the local AWS emulator (moto), started by the test command
+//! (`scripts/moto.sh`), which exports `AWS_ENDPOINT_URL`. Each test uses tables of its own.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::Client;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use meter_core::ports::{
+    AddOutcome, CounterKey, Counters, MeterRegistry, RangeQuery, ReadingReader, ReadingWriter,
+    RegistryEntry, RollupQuery, StoreError,
+};
+use meter_core::time::{parse_date, TimeRange};
+use meter_core::{Granularity, Kind, MeasureName, MeterId, Reading, SourceName, Unit};
+use meter_store_dynamodb::{
+    create_tables, DynamoCounters, DynamoForecasts, DynamoReadings, DynamoRegistry,
+};
+
+/// Counts the operations a client sends.
+#[derive(Debug, Clone, Default)]
+struct CountCalls(Arc<Mutex<HashMap<String, usize>>>);
+
+impl Intercept for CountCalls {
+    fn name(&self) -> &'static str {
+        "CountCalls"
+    }
+    // Counted from the wire: DynamoDB names the operation in X-Amz-Target.
+    fn read_before_transmit(
+        &self,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(target) = ctx.request().headers().get("x-amz-target") {
+            let op = target.rsplit('.').next().unwrap_or(target).to_owned();
+            *self.0.lock().unwrap().entry(op).or_default() += 1;
+        }
+        Ok(())
+    }
+}
+
+impl CountCalls {
+    fn get(&self, op: &str) -> usize {
+        self.0.lock().unwrap().get(op).copied().unwrap_or(0)
+    }
+}
+
+/// A client on the emulator, or `None` (with a note) where none runs. The test command sets
+/// METER_REQUIRE_MOTO, so CI cannot skip these.
+async fn client() -> Option<(Client, CountCalls)> {
+    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
+        assert!(
+            std::env::var_os("METER_REQUIRE_MOTO").is_none(),
+            "METER_REQUIRE_MOTO is set but AWS_ENDPOINT_URL is not"
+        );
+        eprintln!("skipped: no AWS_ENDPOINT_URL (scripts/test.sh starts moto)");
+        return None;
+    }
+    let sdk = meter_aws::sdk_config().await;
+    let counter = CountCalls::default();
+    let conf = aws_sdk_dynamodb::config::Builder::from(&sdk)
+        .interceptor(counter.clone())
+        .build();
+    Some((Client::from_conf(conf), counter))
+}
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+fn prefix(test: &str) -> String {
+    format!(
+        "{test}-{}-{}-",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+fn reading(meter: &str, measure: &str, time: DateTime<Utc>, v: f64, kind: Kind) -> Reading {
+    Reading::new(
+        MeterId::new(meter).unwrap(),
+        MeasureName::new(measure).unwrap(),
+        v,
+        Unit::Litre,
+        kind,
+        time,
+        SourceName::new("test").unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn readings_land_once_page_back_and_roll_up() {
+    let Some((client, calls)) = client().await else {
+        return;
+    };
+    let [_, readings_table, _, _] = create_tables(&client, &prefix("readings")).await.unwrap();
+    let store = DynamoReadings::new(client.clone(), &readings_table);
+    let start = t("2024-05-01T00:00:00Z");
+    let batch: Vec<Reading> = (0..5_000)
+        .flat_map(|i| {
+            let time = start + Duration::minutes(i);
+            [
+                reading("m1", "volume", time, i as f64, Kind::Cumulative),
+                reading("m1", "flow", time, 1.0, Kind::Interval),
+            ]
+        })
+        .collect();
+    let before = calls.get("BatchWriteItem");
+    for chunk in batch.chunks(store.max_batch()) {
+        let report = store.write(chunk).await.unwrap();
+        assert!(report.is_complete(), "{:?}", report.failures.first());
+    }
+    // 10,000 readings in 25-item requests: exactly 400 BatchWriteItem calls.
+    assert_eq!(calls.get("BatchWriteItem") - before, 400);
+    assert_eq!(calls.get("PutItem"), 2, "one registration per new series");
+    // Writing the same readings again changes nothing and registers nothing.
+    store.write(&batch[..1000]).await.unwrap();
+    assert_eq!(calls.get("PutItem"), 2);
+
+    let mut q = RangeQuery {
+        meter: MeterId::new("m1").unwrap(),
+        measure: None,
+        range: TimeRange::new(start, start + Duration::minutes(5_000)).unwrap(),
+        limit: 3_000,
+        after: None,
+    };
+    let mut seen = 0;
+    let mut last = None;
+    loop {
+        let page = store.range(&q).await.unwrap();
+        for r in &page.readings {
+            let key = (r.measure().to_string(), r.time());
+            assert!(
+                last.as_ref().is_none_or(|l| *l < key),
+                "pages are ordered and do not repeat"
+            );
+            last = Some(key);
+        }
+        seen += page.readings.len();
+        match page.next {
+            Some(c) => q.after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 10_000);
+    let latest = store
+        .latest(Some(&MeterId::new("m1").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(latest.len(), 2);
+    assert!(latest
+        .iter()
+        .all(|r| r.time() == start + Duration::minutes(4_999)));
+    let meters = store.meters().await.unwrap();
+    assert_eq!(meters[0].series.len(), 2);
+    // The ports' default rollup over this store: daily use of the counter is last minus first.
+    let d = parse_date("2024-05-02").unwrap();
+    let roll = store
+        .rollup(&RollupQuery {
+            meter: MeterId::new("m1").unwrap(),
+            measure: Some(MeasureName::new("volume").unwrap()),
+            range: TimeRange::local_days(d, d, Tz::UTC).unwrap(),
+            granularity: Granularity::Day,
+            zone: Tz::UTC,
+        })
+        .await
+        .unwrap();
+    // Readings every minute, value = minute index: 2024-05-02 spans minutes 1440..2879, and the
+    // baseline is minute 1439, so the day's increase is 1440.
+    assert_eq!(roll.buckets[0].value, Some(1440.0));
+}
+
+#[tokio::test]
+async fn a_missing_table_is_a_clear_refusal() {
+    let Some((client, _)) = client().await else {
+        return;
+    };
+    let store = DynamoReadings::new(client, "no-such-table-anywhere");
+    let err = store
+        .write(&[reading(
+            "m",
+            "volume",
+            t("2024-01-01T00:00:00Z"),
+            1.0,
+            Kind::Gauge,
+        )])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Refused { .. }), "{err}");
+    assert!(err.to_string().contains("ResourceNotFound"), "{err}");
+}
+
+#[tokio::test]
+async fn an_oversized_registry_entry_is_refused_and_the_others_land() {
+    let Some((client, calls)) = client().await else {
+        return;
+    };
+    let [registry_table, ..] = create_tables(&client, &prefix("registry")).await.unwrap();
+    let registry = DynamoRegistry::new(client, &registry_table);
+    for i in 0..30 {
+        let e = RegistryEntry {
+            id: MeterId::new(&format!("id-{i:02}")).unwrap(),
+            source: SourceName::new("http-json").unwrap(),
+            params: [("url".to_owned(), format!("http://x/{i}/{{identifier}}"))].into(),
+            zone: (i % 2 == 0).then(|| "Europe/London".to_owned()),
+            enabled: i != 7,
+        };
+        registry.put(&e).await.unwrap();
+    }
+    let huge = RegistryEntry {
+        id: MeterId::new("huge").unwrap(),
+        source: SourceName::new("http-json").unwrap(),
+        params: [("pad".to_owned(), "x".repeat(500 * 1024))].into(),
+        zone: None,
+        enabled: true,
+    };
+    let err = registry.put(&huge).await.unwrap_err();
+    assert!(matches!(err, StoreError::Refused { .. }), "{err}");
+    let mut after = None;
+    let mut ids = Vec::new();
+    loop {
+        let page = registry.list(after.as_ref(), 10).await.unwrap();
+        ids.extend(page.entries.iter().map(|e| e.id.to_string()));
+        match page.next {
+            Some(c) => after = Some(c),
+            None => break,
+        }
+    }
+    ids.sort();
+    assert_eq!(ids.len(), 30);
+    assert!(
+        calls.get("Scan") >= 3,
+        "the scan was paged: {} calls",
+        calls.get("Scan")
+    );
+    let e7 = registry
+        .entry(&MeterId::new("id-07").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!e7.enabled);
+    assert_eq!(e7.params["url"], "http://x/7/{identifier}");
+    assert!(registry
+        .remove(&MeterId::new("id-07").unwrap())
+        .await
+        .unwrap());
+    assert!(!registry
+        .remove(&MeterId::new("id-07").unwrap())
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn counters_add_once_per_notification_in_the_seed_layout() {
+    let Some((client, _)) = client().await else {
+        return;
+    };
+    let [_, _, _, counters_table] = create_tables(&client, &prefix("counters")).await.unwrap();
+    let counters = DynamoCounters::new(client.clone(), &counters_table);
+    let key = CounterKey::at("node-001", t("2024-05-01T13:45:00Z"));
+    assert_eq!(
+        counters.add(&key, 1, Some("n1")).await.unwrap(),
+        AddOutcome::Added(1)
+    );
+    assert_eq!(
+        counters.add(&key, 1, Some("n1")).await.unwrap(),
+        AddOutcome::Duplicate
+    );
+    assert_eq!(
+        counters.add(&key, 1, Some("n2")).await.unwrap(),
+        AddOutcome::Added(2)
+    );
+    assert_eq!(
+        counters.add(&key, 3, None).await.unwrap(),
+        AddOutcome::Added(5)
+    );
+    assert_eq!(counters.total(&key).await.unwrap(), 5);
+    // The item is seed 002's: Endpoint, EventHour "yyyy-MM-dd HH:00:00", EventCount.
+    let item = client
+        .get_item()
+        .table_name(&counters_table)
+        .key(
+            "Endpoint",
+            aws_sdk_dynamodb::types::AttributeValue::S("node-001".into()),
+        )
+        .key(
+            "EventHour",
+            aws_sdk_dynamodb::types::AttributeValue::S("2024-05-01 13:00:00".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(item.item().unwrap()["EventCount"].as_n().unwrap(), "5");
+}
+
+#[tokio::test]
+async fn forecasts_carry_a_ttl_and_string_values() {
+    let Some((client, _)) = client().await else {
+        return;
+    };
+    let [_, _, forecasts_table, _] = create_tables(&client, &prefix("forecasts")).await.unwrap();
+    let store = DynamoForecasts::new(client.clone(), &forecasts_table);
+    let now = Utc::now();
+    let points: Vec<Reading> = (0..288)
+        .map(|i| {
+            Reading::new(
+                MeterId::new("test-run").unwrap(),
+                MeasureName::new("value").unwrap(),
+                (i % 100) as f64,
+                Unit::Dimensionless,
+                Kind::Gauge,
+                DateTime::from_timestamp(now.timestamp() + 300 * i, 0).unwrap(),
+                SourceName::new("http-json").unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    assert!(store.write(&points).await.unwrap().is_complete());
+    let page = store
+        .range(&RangeQuery {
+            meter: MeterId::new("test-run").unwrap(),
+            measure: None,
+            range: TimeRange::new(now - Duration::hours(1), now + Duration::days(2)).unwrap(),
+            limit: 1000,
+            after: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.readings.len(), 288);
+    let scan = client
+        .scan()
+        .table_name(&forecasts_table)
+        .limit(1)
+        .send()
+        .await
+        .unwrap();
+    let item = &scan.items()[0];
+    assert!(
+        item["value"].as_s().is_ok(),
+        "values are strings, as seed 003 stored them"
+    );
+    let expiry: i64 = item["expiry"].as_n().unwrap().parse().unwrap();
+    assert!(
+        (expiry - (now.timestamp() + 7 * 24 * 3600)).abs() < 120,
+        "a week's TTL"
+    );
+}
