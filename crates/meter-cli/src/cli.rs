@@ -13,6 +13,11 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = contract::ENV_STORE, value_name = "PATH")]
     pub(crate) store: Option<PathBuf>,
 
+    /// The registry for `registry`, `sst discover` and `collect`: the store's own (default), or
+    /// a deployed stack's DynamoDB table as `dynamodb:TABLE`.
+    #[arg(long, global = true, env = "METER_REGISTRY", value_name = "SPEC")]
+    pub(crate) registry: Option<String>,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }

@@ -87,9 +87,15 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Import(args) => import::run(&store, args),
         Command::Query(args) => current_thread()?.block_on(query::run(&store, args)),
-        Command::Registry(args) => current_thread()?.block_on(registry::registry(&store, args)),
-        Command::Sst(args) => current_thread()?.block_on(registry::sst(&store, args)),
-        Command::Collect(args) => current_thread()?.block_on(registry::collect(&store, args)),
+        Command::Registry(args) => {
+            current_thread()?.block_on(registry::registry(&store, cli.registry.as_deref(), args))
+        }
+        Command::Sst(args) => {
+            current_thread()?.block_on(registry::sst(&store, cli.registry.as_deref(), args))
+        }
+        Command::Collect(args) => {
+            current_thread()?.block_on(registry::collect(&store, cli.registry.as_deref(), args))
+        }
         Command::Serve(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -27,13 +27,19 @@ fn env(name: &str) -> Option<String> {
 
 /// The sources this process can run, with a note for each it cannot (missing settings). The
 /// SST source is built only when its settings are present, since most users have no account.
-pub(crate) fn sources(store: &SqliteStore) -> (BTreeMap<String, Arc<dyn Source>>, Vec<String>) {
+pub(crate) async fn sources(
+    store: &SqliteStore,
+) -> (BTreeMap<String, Arc<dyn Source>>, Vec<String>) {
     let mut out: BTreeMap<String, Arc<dyn Source>> = BTreeMap::new();
     let mut notes = Vec::new();
-    match SstConfig::from_lookup(env)
-        .map_err(|e| e.to_string())
-        .and_then(|c| SstClient::new(c, None).map_err(|e| e.to_string()))
-    {
+    let client = match SstConfig::from_lookup(env) {
+        Ok(c) => {
+            let secrets = secrets_for(&c).await;
+            SstClient::new(c, secrets).map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    match client {
         Ok(client) => {
             let source = SstSource::new(client, Arc::new(store.clone()));
             out.insert(contract::SOURCE_SST.to_owned(), Arc::new(source));
@@ -78,7 +84,40 @@ impl Row for EntryRow {
     }
 }
 
-async fn all_entries(store: &SqliteStore) -> anyhow::Result<Vec<RegistryEntry>> {
+/// The registry: the SQLite store's, or a DynamoDB table (`dynamodb:TABLE`, the deployed
+/// stack's registry, reached with the usual AWS credential chain and `AWS_ENDPOINT_URL`).
+pub(crate) async fn registry_backend(
+    store_path: &Path,
+    spec: Option<&str>,
+) -> anyhow::Result<Arc<dyn MeterRegistry>> {
+    match spec {
+        None => Ok(Arc::new(SqliteStore::open(store_path)?)),
+        Some(s) => match s.split_once(':') {
+            Some(("dynamodb", table)) if !table.is_empty() => {
+                let sdk = meter_aws::sdk_config().await;
+                let client = aws_sdk_dynamodb::Client::new(&sdk);
+                Ok(Arc::new(meter_store_dynamodb::DynamoRegistry::new(
+                    client, table,
+                )))
+            }
+            _ => {
+                bail!("--registry {s:?}: use dynamodb:TABLE (or leave it out for the local store)")
+            }
+        },
+    }
+}
+
+/// A secret store for SST_SECRET_ID (Secrets Manager), only when a secret is named.
+async fn secrets_for(config: &SstConfig) -> Option<Arc<dyn meter_core::ports::SecretStore>> {
+    if matches!(config.auth, meter_sources::sst::SstAuth::SecretId(_)) {
+        let sdk = meter_aws::sdk_config().await;
+        Some(Arc::new(meter_aws::AwsSecrets::new(&sdk)))
+    } else {
+        None
+    }
+}
+
+async fn all_entries(store: &dyn MeterRegistry) -> anyhow::Result<Vec<RegistryEntry>> {
     let mut out = Vec::new();
     let mut after = None;
     loop {
@@ -91,12 +130,17 @@ async fn all_entries(store: &SqliteStore) -> anyhow::Result<Vec<RegistryEntry>> 
     }
 }
 
-pub(crate) async fn registry(store_path: &Path, args: RegistryArgs) -> anyhow::Result<Outcome> {
-    let store = SqliteStore::open(store_path)?;
+pub(crate) async fn registry(
+    store_path: &Path,
+    registry: Option<&str>,
+    args: RegistryArgs,
+) -> anyhow::Result<Outcome> {
+    let store = registry_backend(store_path, registry).await?;
+    let store = store.as_ref();
     match args {
-        RegistryArgs::Add(a) => add(&store, a).await,
+        RegistryArgs::Add(a) => add(store, a).await,
         RegistryArgs::List(FormatOnly { format }) => {
-            let rows: Vec<EntryRow> = all_entries(&store)
+            let rows: Vec<EntryRow> = all_entries(store)
                 .await?
                 .into_iter()
                 .map(|e| EntryRow {
@@ -121,7 +165,7 @@ pub(crate) async fn registry(store_path: &Path, args: RegistryArgs) -> anyhow::R
     }
 }
 
-async fn add(store: &SqliteStore, a: RegistryAddArgs) -> anyhow::Result<Outcome> {
+async fn add(store: &dyn MeterRegistry, a: RegistryAddArgs) -> anyhow::Result<Outcome> {
     let source = SourceName::new(&a.source).context("--source")?;
     let mut params = BTreeMap::new();
     for p in &a.params {
@@ -180,11 +224,16 @@ impl Row for CounterRow {
     }
 }
 
-pub(crate) async fn sst(store_path: &Path, args: SstArgs) -> anyhow::Result<Outcome> {
+pub(crate) async fn sst(
+    store_path: &Path,
+    registry: Option<&str>,
+    args: SstArgs,
+) -> anyhow::Result<Outcome> {
     let SstArgs::Discover(FormatOnly { format }) = args;
     let config = SstConfig::from_lookup(env)?;
-    let client = SstClient::new(config, None)?;
-    let store = SqliteStore::open(store_path)?;
+    let secrets = secrets_for(&config).await;
+    let client = SstClient::new(config, secrets)?;
+    let store = registry_backend(store_path, registry).await?;
     let houses = client.houses().await?;
     if houses.is_empty() {
         bail!("the SST Cloud account has no houses");
@@ -223,10 +272,15 @@ pub(crate) async fn sst(store_path: &Path, args: SstArgs) -> anyhow::Result<Outc
     Ok(Outcome::Success)
 }
 
-pub(crate) async fn collect(store_path: &Path, args: CollectArgs) -> anyhow::Result<Outcome> {
+pub(crate) async fn collect(
+    store_path: &Path,
+    registry: Option<&str>,
+    args: CollectArgs,
+) -> anyhow::Result<Outcome> {
     let store = SqliteStore::open(store_path)?;
-    let (sources, notes) = sources(&store);
-    let report = collect_all(&store, &sources, &store, &store, Utc::now()).await?;
+    let entries = registry_backend(store_path, registry).await?;
+    let (sources, notes) = sources(&store).await;
+    let report = collect_all(entries.as_ref(), &sources, &store, &store, Utc::now()).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -141,7 +141,7 @@ pub(crate) async fn run(store_path: &Path, args: ServeArgs) -> anyhow::Result<Ou
         scan,
         stop_rx.clone(),
     ));
-    let (sources, notes) = crate::registry::sources(&store);
+    let (sources, notes) = crate::registry::sources(&store).await;
     for n in notes {
         say(&format!("meter serve: source {n}"));
     }

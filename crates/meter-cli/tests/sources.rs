@@ -173,3 +173,96 @@ fn an_http_json_entry_collects_history_and_forecasts_into_the_store() {
     let out = meter(&store, &["registry", "remove", "test-run"], &[]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn the_registry_can_live_in_the_stacks_dynamodb_table() {
+    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
+        assert!(
+            std::env::var_os("METER_REQUIRE_MOTO").is_none(),
+            "METER_REQUIRE_MOTO is set but AWS_ENDPOINT_URL is not"
+        );
+        eprintln!("skipped: no AWS_ENDPOINT_URL (scripts/test.sh starts moto)");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let standin = rt.block_on(SstStandIn::start());
+    let prefix = format!("cli-{}-", std::process::id());
+    let secret_name = format!("{prefix}sst-token");
+    let [registry_table, ..] = rt.block_on(async {
+        let sdk = meter_aws::sdk_config().await;
+        // The token comes from Secrets Manager (SST_SECRET_ID), as the deployed functions read it.
+        aws_sdk_secretsmanager::Client::new(&sdk)
+            .create_secret()
+            .name(&secret_name)
+            .secret_string(standin.token())
+            .send()
+            .await
+            .unwrap();
+        meter_store_dynamodb::create_tables(&aws_sdk_dynamodb::Client::new(&sdk), &prefix)
+            .await
+            .unwrap()
+    });
+    let spec = format!("dynamodb:{registry_table}");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("meter.db");
+    let url = standin.url();
+    let sst = [
+        ("SST_BASE_URL", url.as_str()),
+        ("SST_SECRET_ID", secret_name.as_str()),
+    ];
+    let out = meter(&store, &["--registry", &spec, "sst", "discover"], &sst);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = meter(
+        &store,
+        &[
+            "--registry",
+            &spec,
+            "registry",
+            "add",
+            "test-run",
+            "--source",
+            "http-json",
+            "--param",
+            "url=http://x/{identifier}",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = meter(
+        &store,
+        &["registry", "list", "--format", "json"],
+        &[("METER_REGISTRY", spec.as_str())],
+    );
+    let entries: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut ids: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [format!("sst-house-{SST_HOUSE}").as_str(), "test-run"]);
+    // The local store's own registry stayed empty.
+    let out = meter(&store, &["registry", "list", "--format", "json"], &[]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        serde_json::json!([])
+    );
+    let out = meter(
+        &store,
+        &["--registry", "postgres:x", "registry", "list"],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use dynamodb:TABLE"));
+}
