@@ -7,8 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --locked -q -p meter-cli
-meter="${CARGO_TARGET_DIR:-target}/release/meter"
+# METER_PROFILE=dev builds without the release optimisations (the test command does, to save time).
+profile=${METER_PROFILE:-release}
+cargo build --profile "$profile" --locked -q -p meter-cli
+dir=$profile
+[ "$profile" = dev ] && dir=debug
+meter="${CARGO_TARGET_DIR:-target}/$dir/meter"
 if [ -z "${METER_STORE:-}" ]; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT

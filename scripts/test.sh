@@ -71,5 +71,5 @@ cargo run -q --locked -p infra -- --out infra/out
 echo "templates ok"
 
 step "main job: import the examples and print daily rollups"
-bash scripts/demo.sh --once >/dev/null
+METER_PROFILE=dev bash scripts/demo.sh --once >/dev/null
 echo "demo ok"
