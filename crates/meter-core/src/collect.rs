@@ -15,6 +15,26 @@ use crate::ports::{
 };
 use crate::reading::Reading;
 
+/// One unit of work for the fetch function: registry entries to collect. Seed 003's queue
+/// messages, `{"identifiers": [...]}`, are read as jobs too.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FetchJob {
+    /// The registry entries, by id.
+    #[serde(alias = "identifiers")]
+    pub entries: Vec<crate::reading::MeterId>,
+}
+
+impl FetchJob {
+    /// Parses a queue message body, saying what is wrong with a bad one.
+    pub fn parse(body: &str) -> Result<Self, String> {
+        let job: Self = serde_json::from_str(body).map_err(|e| format!("not a fetch job: {e}"))?;
+        if job.entries.is_empty() {
+            return Err("the fetch job names no registry entries".into());
+        }
+        Ok(job)
+    }
+}
+
 /// What one collection from a source produced.
 #[derive(Debug, Default)]
 pub struct Collected {
@@ -236,6 +256,24 @@ mod tests {
             zone: None,
             enabled,
         }
+    }
+
+    #[test]
+    fn jobs_read_our_form_and_seed_003s() {
+        let ours = FetchJob::parse(r#"{"entries": ["a", "b"]}"#).unwrap();
+        let seed = FetchJob::parse(r#"{"identifiers": ["a", "b"]}"#).unwrap();
+        assert_eq!(ours, seed);
+        assert_eq!(
+            serde_json::to_string(&ours).unwrap(),
+            r#"{"entries":["a","b"]}"#
+        );
+        assert!(FetchJob::parse(r#"{"entries": []}"#)
+            .unwrap_err()
+            .contains("names no"));
+        assert!(FetchJob::parse(r#"{"entries": [""]}"#)
+            .unwrap_err()
+            .contains("empty"));
+        assert!(FetchJob::parse("nope").is_err());
     }
 
     #[tokio::test]

@@ -1,0 +1,404 @@
+//! meterflow's AWS messaging and objects, each at its API's batch limit:
+//!
+//! - [`SqsJobs`]: fetch jobs to SQS with SendMessageBatch (10 entries, 1 MiB), failed entries
+//!   retried with backoff, then reported;
+//! - [`CloudWatchMetrics`]: the `MetricPublisher` port over PutMetricData (1,000 values a request);
+//! - [`S3Objects`]: objects streamed into the (synchronous) decoders through a bounded channel, so
+//!   a 1 GB object is never in memory, and quarantine reports written next to their object.
+
+use std::io::Read;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_cloudwatch::types::{MetricDatum as CwDatum, StandardUnit};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use meter_aws::{store_error, Backoff};
+use meter_core::batch::{
+    Batcher, Limits, CLOUDWATCH_MAX_METRICS, SQS_MAX_BATCH, SQS_MAX_PAYLOAD_BYTES,
+};
+use meter_core::collect::FetchJob;
+use meter_core::ports::{ItemFailure, MetricDatum, MetricPublisher, StoreError, WriteReport};
+
+/// SQS fetch-job queue.
+#[derive(Debug, Clone)]
+pub struct SqsJobs {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+    budget: Duration,
+}
+
+impl SqsJobs {
+    /// Jobs go to `queue_url`.
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+            budget: Duration::from_secs(20),
+        }
+    }
+
+    /// Sends jobs in batches of 10 (and at most 1 MiB); returns how many were sent and, for the
+    /// others, their index and why. A job larger than a message is reported without sending.
+    pub async fn send(&self, jobs: &[FetchJob]) -> Result<WriteReport, StoreError> {
+        let mut report = WriteReport::default();
+        let mut batcher: Batcher<(usize, String)> = Batcher::new(Limits::items_and_bytes(
+            SQS_MAX_BATCH,
+            SQS_MAX_PAYLOAD_BYTES,
+        ));
+        let mut batches = Vec::new();
+        for (i, job) in jobs.iter().enumerate() {
+            let body =
+                serde_json::to_string(job).map_err(|e| StoreError::InvalidQuery(e.to_string()))?;
+            if body.len() > SQS_MAX_PAYLOAD_BYTES {
+                report.failures.push(ItemFailure {
+                    index: i,
+                    reason: format!(
+                        "the job is {} bytes; an SQS message holds {SQS_MAX_PAYLOAD_BYTES}",
+                        body.len()
+                    ),
+                    retryable: false,
+                });
+                continue;
+            }
+            let size = body.len();
+            if let Some(b) = batcher.push_sized((i, body), size) {
+                batches.push(b);
+            }
+        }
+        batches.extend(batcher.finish());
+        for batch in batches {
+            let (sent, failed) = self.send_batch(batch).await?;
+            report.written += sent;
+            report.failures.extend(failed);
+        }
+        report.failures.sort_by_key(|f| f.index);
+        Ok(report)
+    }
+
+    async fn send_batch(
+        &self,
+        mut pending: Vec<(usize, String)>,
+    ) -> Result<(usize, Vec<ItemFailure>), StoreError> {
+        let mut sent = 0;
+        let mut failed = Vec::new();
+        let mut backoff = Backoff::new(
+            Duration::from_millis(50),
+            Duration::from_secs(5),
+            self.budget,
+        );
+        while !pending.is_empty() {
+            let entries = pending
+                .iter()
+                .map(|(i, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                        .map_err(|e| StoreError::InvalidQuery(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = match self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) => {
+                    let err = store_error("SQS", "SendMessageBatch", e);
+                    if err.is_retryable() && backoff.wait().await {
+                        continue;
+                    }
+                    return Err(err);
+                }
+            };
+            sent += out.successful().len();
+            let mut retry = Vec::new();
+            for f in out.failed() {
+                let Some(pos) = pending.iter().position(|(i, _)| i.to_string() == f.id()) else {
+                    continue;
+                };
+                let item = pending[pos].clone();
+                let reason = format!("{}: {}", f.code(), f.message().unwrap_or("no message"));
+                if f.sender_fault() {
+                    failed.push(ItemFailure {
+                        index: item.0,
+                        reason,
+                        retryable: false,
+                    });
+                } else {
+                    retry.push((item, reason));
+                }
+            }
+            if retry.is_empty() {
+                break;
+            }
+            if !backoff.wait().await {
+                failed.extend(retry.into_iter().map(|((index, _), reason)| ItemFailure {
+                    index,
+                    reason,
+                    retryable: true,
+                }));
+                break;
+            }
+            pending = retry.into_iter().map(|(item, _)| item).collect();
+        }
+        Ok((sent, failed))
+    }
+}
+
+/// The `MetricPublisher` port on CloudWatch.
+#[derive(Debug, Clone)]
+pub struct CloudWatchMetrics {
+    client: aws_sdk_cloudwatch::Client,
+    budget: Duration,
+}
+
+impl CloudWatchMetrics {
+    /// A publisher over a client.
+    pub fn new(client: aws_sdk_cloudwatch::Client) -> Self {
+        Self {
+            client,
+            budget: Duration::from_secs(20),
+        }
+    }
+
+    fn datum(d: &MetricDatum) -> Result<CwDatum, StoreError> {
+        let mut b = CwDatum::builder()
+            .metric_name(&d.name)
+            .value(d.value)
+            .unit(StandardUnit::from(d.unit.as_str()))
+            .timestamp(aws_smithy_types::DateTime::from_millis(
+                d.time.timestamp_millis(),
+            ));
+        for (k, v) in &d.dimensions {
+            b = b.dimensions(
+                aws_sdk_cloudwatch::types::Dimension::builder()
+                    .name(k)
+                    .value(v)
+                    .build(),
+            );
+        }
+        Ok(b.build())
+    }
+}
+
+#[async_trait]
+impl MetricPublisher for CloudWatchMetrics {
+    fn max_batch(&self) -> usize {
+        CLOUDWATCH_MAX_METRICS
+    }
+
+    async fn publish(&self, data: &[MetricDatum]) -> Result<WriteReport, StoreError> {
+        let mut report = WriteReport::default();
+        // One request per namespace and 1,000 values: PutMetricData takes one namespace a call.
+        let mut namespaces: Vec<&str> = data.iter().map(|d| d.namespace.as_str()).collect();
+        namespaces.sort_unstable();
+        namespaces.dedup();
+        for ns in namespaces {
+            let indexed: Vec<(usize, &MetricDatum)> = data
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| d.namespace == ns)
+                .collect();
+            for chunk in indexed.chunks(CLOUDWATCH_MAX_METRICS) {
+                let datums = chunk
+                    .iter()
+                    .map(|(_, d)| Self::datum(d))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut backoff = Backoff::new(
+                    Duration::from_millis(100),
+                    Duration::from_secs(5),
+                    self.budget,
+                );
+                loop {
+                    match self
+                        .client
+                        .put_metric_data()
+                        .namespace(ns)
+                        .set_metric_data(Some(datums.clone()))
+                        .send()
+                        .await
+                    {
+                        Ok(_) => {
+                            report.written += chunk.len();
+                            break;
+                        }
+                        Err(e) => {
+                            let err = store_error("CloudWatch", "PutMetricData", e);
+                            if err.is_retryable() && backoff.wait().await {
+                                continue;
+                            }
+                            let retryable = err.is_retryable();
+                            report
+                                .failures
+                                .extend(chunk.iter().map(|(i, _)| ItemFailure {
+                                    index: *i,
+                                    reason: err.to_string(),
+                                    retryable,
+                                }));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        report.failures.sort_by_key(|f| f.index);
+        Ok(report)
+    }
+}
+
+/// The key of an S3 event record, decoded (event keys are URL-encoded, with `+` for spaces).
+pub fn event_key(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Where the rejects report of an object goes: `quarantine/<key>.errors.json`, next to it.
+pub fn quarantine_key(key: &str) -> String {
+    format!("quarantine/{key}.errors.json")
+}
+
+/// Chunks of an object in flight between the download and the decoder.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// A blocking reader over an S3 object's body, fed by an async download through a bounded
+/// channel: at most a few chunks are in memory whatever the object's size. Read it on a
+/// blocking thread (`tokio::task::spawn_blocking`).
+#[derive(Debug)]
+pub struct ObjectReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.current.len() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => {
+                    self.current = chunk;
+                    self.pos = 0;
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Objects of S3 buckets.
+#[derive(Debug, Clone)]
+pub struct S3Objects {
+    client: aws_sdk_s3::Client,
+}
+
+impl S3Objects {
+    /// Objects through a client.
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        Self { client }
+    }
+
+    /// Opens an object for streaming; returns the reader and the object's size.
+    pub async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(ObjectReader, Option<i64>), StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| store_error("S3", &format!("GetObject s3://{bucket}/{key}"), e))?;
+        let size = out.content_length();
+        let mut body = out.body;
+        let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+        tokio::spawn(async move {
+            loop {
+                match body.try_next().await {
+                    Ok(Some(chunk)) => {
+                        if tx.send(Ok(chunk.to_vec())).await.is_err() {
+                            return; // the reader was dropped
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok((
+            ObjectReader {
+                rx,
+                current: Vec::new(),
+                pos: 0,
+            },
+            size,
+        ))
+    }
+
+    /// Writes a JSON document (a quarantine report) to a key.
+    pub async fn put_json(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(body.into())
+            .send()
+            .await
+            .map_err(|e| store_error("S3", &format!("PutObject s3://{bucket}/{key}"), e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_keys_are_decoded() {
+        assert_eq!(
+            event_key("pool/2024/06/01/120000.json"),
+            "pool/2024/06/01/120000.json"
+        );
+        assert_eq!(event_key("my+file%2Bv2%20%C3%A9.csv"), "my file+v2 é.csv");
+        assert_eq!(event_key("bad%zz%"), "bad%zz%");
+        assert_eq!(
+            quarantine_key("in/a.csv"),
+            "quarantine/in/a.csv.errors.json"
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! SQS, CloudWatch and S3 against the local AWS emulator (moto), counting the requests sent.
+
+use std::collections::HashMap;
+use std::io::BufReader;
+use std::sync::{Arc, Mutex};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use chrono::{DateTime, Duration, Utc};
+use meter_aws_io::{quarantine_key, CloudWatchMetrics, S3Objects, SqsJobs};
+use meter_core::collect::FetchJob;
+use meter_core::decode::long_csv::LongCsvDecoder;
+use meter_core::decode::DecodeOptions;
+use meter_core::ports::{MetricDatum, MetricPublisher};
+use meter_core::MeterId;
+
+/// Counts operations from the wire: `X-Amz-Target` (JSON protocols) or `Action=` (awsQuery).
+#[derive(Debug, Clone, Default)]
+struct CountCalls(Arc<Mutex<HashMap<String, usize>>>);
+
+impl Intercept for CountCalls {
+    fn name(&self) -> &'static str {
+        "CountCalls"
+    }
+    fn read_before_transmit(
+        &self,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let req = ctx.request();
+        let op =
+            if let Some(m) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() {
+                m.name().to_owned()
+            } else if let Some(t) = req.headers().get("x-amz-target") {
+                t.rsplit('.').next().unwrap_or(t).to_owned()
+            } else if let Some(body) = req.body().bytes() {
+                let text = String::from_utf8_lossy(body);
+                text.split('&')
+                    .find_map(|p| p.strip_prefix("Action="))
+                    .unwrap_or("?")
+                    .to_owned()
+            } else {
+                return Ok(());
+            };
+        *self.0.lock().unwrap().entry(op).or_default() += 1;
+        Ok(())
+    }
+}
+
+impl CountCalls {
+    fn get(&self, op: &str) -> usize {
+        self.0.lock().unwrap().get(op).copied().unwrap_or(0)
+    }
+}
+
+async fn sdk() -> Option<aws_config::SdkConfig> {
+    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
+        assert!(
+            std::env::var_os("METER_REQUIRE_MOTO").is_none(),
+            "METER_REQUIRE_MOTO is set but AWS_ENDPOINT_URL is not"
+        );
+        eprintln!("skipped: no AWS_ENDPOINT_URL (scripts/test.sh starts moto)");
+        return None;
+    }
+    Some(meter_aws::sdk_config().await)
+}
+
+fn unique(name: &str) -> String {
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_micros() % 1_000_000
+    )
+}
+
+#[tokio::test]
+async fn jobs_go_ten_to_a_batch_and_an_oversized_one_is_reported() {
+    let Some(sdk) = sdk().await else { return };
+    let calls = CountCalls::default();
+    let client = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&sdk)
+            .interceptor(calls.clone())
+            .build(),
+    );
+    let url = client
+        .create_queue()
+        .queue_name(unique("jobs"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let queue = SqsJobs::new(client.clone(), &url);
+    // 2,000 jobs rather than 10,000: moto's SQS slows down with every message a queue holds, and
+    // the ratio (10 jobs a request, so 1,000 requests for 10,000) is what is checked.
+    let mut jobs: Vec<FetchJob> = (0..2_000)
+        .map(|i| FetchJob {
+            entries: vec![MeterId::new(&format!("id-{i}")).unwrap()],
+        })
+        .collect();
+    let report = queue.send(&jobs).await.unwrap();
+    assert_eq!((report.written, report.failures.len()), (2_000, 0));
+    assert_eq!(calls.get("SendMessageBatch"), 200);
+
+    let huge = FetchJob {
+        entries: (0..9000)
+            .map(|i| MeterId::new(&format!("{i:0>120}")).unwrap())
+            .collect(),
+    };
+    jobs.truncate(3);
+    jobs.insert(1, huge);
+    let report = queue.send(&jobs).await.unwrap();
+    assert_eq!(report.written, 3);
+    assert_eq!(report.failures.len(), 1);
+    assert_eq!(report.failures[0].index, 1);
+    assert!(
+        report.failures[0].reason.contains("an SQS message holds"),
+        "{}",
+        report.failures[0].reason
+    );
+
+    let got = client
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    for m in got.messages() {
+        let job = FetchJob::parse(m.body().unwrap()).unwrap();
+        assert_eq!(job.entries.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn ten_thousand_values_take_ten_requests() {
+    let Some(sdk) = sdk().await else { return };
+    let calls = CountCalls::default();
+    let client = aws_sdk_cloudwatch::Client::from_conf(
+        aws_sdk_cloudwatch::config::Builder::from(&sdk)
+            .interceptor(calls.clone())
+            .build(),
+    );
+    let metrics = CloudWatchMetrics::new(client.clone());
+    let namespace = unique("MbedButtonPressHour");
+    let start: DateTime<Utc> = (Utc::now() - Duration::hours(200))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    let data: Vec<MetricDatum> = (0..10_000)
+        .map(|i| MetricDatum {
+            namespace: namespace.clone(),
+            name: format!("ep-{}", i % 100),
+            dimensions: vec![],
+            time: start + Duration::hours(i / 100),
+            value: 1.0,
+            unit: "Count".into(),
+        })
+        .collect();
+    let report = metrics.publish(&data).await.unwrap();
+    assert_eq!((report.written, report.failures.len()), (10_000, 0));
+    assert_eq!(calls.get("PutMetricData"), 10);
+    // moto's statistics do not add up datums the way CloudWatch does; check what landed by name.
+    let listed = client
+        .list_metrics()
+        .namespace(&namespace)
+        .send()
+        .await
+        .unwrap();
+    assert!(!listed.metrics().is_empty());
+    assert!(listed
+        .metrics()
+        .iter()
+        .all(|m| m.metric_name().is_some_and(|n| n.starts_with("ep-"))));
+    assert!(
+        listed.metrics().iter().all(|m| m.dimensions().is_empty()),
+        "seed 002's layout: no dimensions"
+    );
+}
+
+#[tokio::test]
+async fn a_large_object_streams_through_the_decoder_and_a_report_lands_next_to_it() {
+    let Some(sdk) = sdk().await else { return };
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = unique("imports");
+    client.create_bucket().bucket(&bucket).send().await.unwrap();
+    let mut csv = String::from("meter,time,value\n");
+    for i in 0..300_000 {
+        csv.push_str(&format!(
+            "m{},2024-01-01T00:{:02}:{:02}Z,{}\n",
+            i % 7,
+            (i / 60) % 60,
+            i % 60,
+            i % 13
+        ));
+    }
+    let size = csv.len();
+    client
+        .put_object()
+        .bucket(&bucket)
+        .key("in/big file.csv")
+        .body(csv.into_bytes().into())
+        .send()
+        .await
+        .unwrap();
+    let objects = S3Objects::new(client.clone());
+    let (reader, len) = objects.open(&bucket, "in/big file.csv").await.unwrap();
+    assert_eq!(len, Some(size as i64));
+    let (ok, bad) = tokio::task::spawn_blocking(move || {
+        let mut counts = (0usize, 0usize);
+        for item in LongCsvDecoder::new(
+            BufReader::new(reader),
+            DecodeOptions::new("s3://x/in/big file.csv"),
+        ) {
+            match item {
+                Ok(_) => counts.0 += 1,
+                Err(_) => counts.1 += 1,
+            }
+        }
+        counts
+    })
+    .await
+    .unwrap();
+    assert_eq!((ok, bad), (300_000, 0));
+    let key = quarantine_key("in/big file.csv");
+    objects
+        .put_json(&bucket, &key, br#"{"rejected": []}"#.to_vec())
+        .await
+        .unwrap();
+    let got = client
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.content_type(), Some("application/json"));
+    let err = objects.open(&bucket, "nope.csv").await.unwrap_err();
+    assert!(err.to_string().contains("NoSuchKey"), "{err}");
+}
