@@ -1,61 +1,15 @@
 //! SQS, CloudWatch and S3 against the local AWS emulator (moto), counting the requests sent.
 
-use std::collections::HashMap;
 use std::io::BufReader;
-use std::sync::{Arc, Mutex};
 
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
 use chrono::{DateTime, Duration, Utc};
+use meter_aws::testing::CountCalls;
 use meter_aws_io::{quarantine_key, CloudWatchMetrics, S3Objects, SqsJobs};
 use meter_core::collect::FetchJob;
 use meter_core::decode::long_csv::LongCsvDecoder;
 use meter_core::decode::DecodeOptions;
 use meter_core::ports::{MetricDatum, MetricPublisher};
 use meter_core::MeterId;
-
-/// Counts operations from the wire: `X-Amz-Target` (JSON protocols) or `Action=` (awsQuery).
-#[derive(Debug, Clone, Default)]
-struct CountCalls(Arc<Mutex<HashMap<String, usize>>>);
-
-impl Intercept for CountCalls {
-    fn name(&self) -> &'static str {
-        "CountCalls"
-    }
-    fn read_before_transmit(
-        &self,
-        ctx: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let req = ctx.request();
-        let op =
-            if let Some(m) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() {
-                m.name().to_owned()
-            } else if let Some(t) = req.headers().get("x-amz-target") {
-                t.rsplit('.').next().unwrap_or(t).to_owned()
-            } else if let Some(body) = req.body().bytes() {
-                let text = String::from_utf8_lossy(body);
-                text.split('&')
-                    .find_map(|p| p.strip_prefix("Action="))
-                    .unwrap_or("?")
-                    .to_owned()
-            } else {
-                return Ok(());
-            };
-        *self.0.lock().unwrap().entry(op).or_default() += 1;
-        Ok(())
-    }
-}
-
-impl CountCalls {
-    fn get(&self, op: &str) -> usize {
-        self.0.lock().unwrap().get(op).copied().unwrap_or(0)
-    }
-}
 
 async fn sdk() -> Option<aws_config::SdkConfig> {
     if std::env::var_os("AWS_ENDPOINT_URL").is_none() {

@@ -196,3 +196,55 @@ impl SecretStore for AwsSecrets {
         Ok(value)
     }
 }
+
+/// Test support: counting the requests a client sends.
+#[cfg(feature = "test-util")]
+pub mod testing {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use aws_smithy_runtime_api::box_error::BoxError;
+    use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+    use aws_smithy_runtime_api::client::interceptors::Intercept;
+    use aws_smithy_runtime_api::client::orchestrator::Metadata;
+    use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+    use aws_smithy_types::config_bag::ConfigBag;
+
+    /// An interceptor counting each operation's attempts on the wire; add it to a client's
+    /// config (`config::Builder::from(&sdk).interceptor(counter.clone())`).
+    #[derive(Debug, Clone, Default)]
+    pub struct CountCalls(Arc<Mutex<HashMap<String, usize>>>);
+
+    impl Intercept for CountCalls {
+        fn name(&self) -> &'static str {
+            "CountCalls"
+        }
+        fn read_before_transmit(
+            &self,
+            _: &BeforeTransmitInterceptorContextRef<'_>,
+            _: &RuntimeComponents,
+            cfg: &mut ConfigBag,
+        ) -> Result<(), BoxError> {
+            if let Some(m) = cfg.load::<Metadata>() {
+                let mut counts = self
+                    .0
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                *counts.entry(m.name().to_owned()).or_default() += 1;
+            }
+            Ok(())
+        }
+    }
+
+    impl CountCalls {
+        /// How many requests of an operation (`BatchWriteItem`) were sent.
+        pub fn get(&self, operation: &str) -> usize {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(operation)
+                .copied()
+                .unwrap_or(0)
+        }
+    }
+}

@@ -64,13 +64,14 @@ fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> Result<f64, StoreEr
 }
 
 /// Writes put requests in batches of 25, retrying unprocessed items until `budget` runs out;
-/// returns the indexes (into `items`) that were not written, with the reason.
+/// the report lists the items (by index into `items`) that were not written, with the reason.
 async fn batch_put(
     client: &Client,
     table: &str,
     items: Vec<HashMap<String, AttributeValue>>,
     budget: Duration,
-) -> Result<Vec<(usize, String)>, StoreError> {
+) -> Result<WriteReport, StoreError> {
+    let total = items.len();
     let mut failed = Vec::new();
     let indexed: Vec<(usize, HashMap<String, AttributeValue>)> =
         items.into_iter().enumerate().collect();
@@ -137,7 +138,17 @@ async fn batch_put(
             }
         }
     }
-    Ok(failed)
+    Ok(WriteReport {
+        written: total - failed.len(),
+        failures: failed
+            .into_iter()
+            .map(|(index, reason)| ItemFailure {
+                index,
+                reason,
+                retryable: true,
+            })
+            .collect(),
+    })
 }
 
 fn series_key(meter: &MeterId, measure: &MeasureName) -> String {
@@ -366,24 +377,13 @@ impl ReadingWriter for DynamoReadings {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(key);
         }
-        let failed = batch_put(
+        batch_put(
             &self.client,
             &self.table,
             readings.iter().map(Self::item).collect(),
             self.budget,
         )
-        .await?;
-        Ok(WriteReport {
-            written: readings.len() - failed.len(),
-            failures: failed
-                .into_iter()
-                .map(|(index, reason)| ItemFailure {
-                    index,
-                    reason,
-                    retryable: true,
-                })
-                .collect(),
-        })
+        .await
     }
 }
 
@@ -579,24 +579,13 @@ impl ReadingWriter for DynamoForecasts {
 
     async fn write(&self, readings: &[Reading]) -> Result<WriteReport, StoreError> {
         let now = Utc::now();
-        let failed = batch_put(
+        batch_put(
             &self.client,
             &self.table,
             readings.iter().map(|r| self.item(r, now)).collect(),
             self.budget,
         )
-        .await?;
-        Ok(WriteReport {
-            written: readings.len() - failed.len(),
-            failures: failed
-                .into_iter()
-                .map(|(index, reason)| ItemFailure {
-                    index,
-                    reason,
-                    retryable: true,
-                })
-                .collect(),
-        })
+        .await
     }
 }
 

@@ -1,18 +1,12 @@
 //! The DynamoDB adapters against the local AWS emulator (moto), started by the test command
 //! (`scripts/moto.sh`), which exports `AWS_ENDPOINT_URL`. Each test uses tables of its own.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::Client;
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
+use meter_aws::testing::CountCalls;
 use meter_core::ports::{
     AddOutcome, CounterKey, Counters, MeterRegistry, RangeQuery, ReadingReader, ReadingWriter,
     RegistryEntry, RollupQuery, StoreError,
@@ -22,35 +16,6 @@ use meter_core::{Granularity, Kind, MeasureName, MeterId, Reading, SourceName, U
 use meter_store_dynamodb::{
     create_tables, DynamoCounters, DynamoForecasts, DynamoReadings, DynamoRegistry,
 };
-
-/// Counts the operations a client sends.
-#[derive(Debug, Clone, Default)]
-struct CountCalls(Arc<Mutex<HashMap<String, usize>>>);
-
-impl Intercept for CountCalls {
-    fn name(&self) -> &'static str {
-        "CountCalls"
-    }
-    // Counted from the wire: DynamoDB names the operation in X-Amz-Target.
-    fn read_before_transmit(
-        &self,
-        ctx: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        if let Some(target) = ctx.request().headers().get("x-amz-target") {
-            let op = target.rsplit('.').next().unwrap_or(target).to_owned();
-            *self.0.lock().unwrap().entry(op).or_default() += 1;
-        }
-        Ok(())
-    }
-}
-
-impl CountCalls {
-    fn get(&self, op: &str) -> usize {
-        self.0.lock().unwrap().get(op).copied().unwrap_or(0)
-    }
-}
 
 /// A client on the emulator, or `None` (with a note) where none runs. The test command sets
 /// METER_REQUIRE_MOTO, so CI cannot skip these.
