@@ -121,6 +121,24 @@ pub trait ReadingWriter: Send + Sync {
 #[serde(transparent)]
 pub struct Cursor(pub String);
 
+impl Cursor {
+    /// The position just after a reading in a listing ordered by measure then time, the order
+    /// of [`ReadingReader::range`]; the reading stores share this form.
+    pub fn after_reading(r: &Reading) -> Self {
+        Self(format!("{}:{}", r.measure(), r.time().timestamp_millis()))
+    }
+
+    /// The measure and epoch milliseconds of a cursor made by [`Cursor::after_reading`].
+    pub fn reading_position(&self) -> Result<(MeasureName, i64), StoreError> {
+        let bad = || StoreError::InvalidQuery("the cursor was not made by this store".into());
+        let (m, t) = self.0.rsplit_once(':').ok_or_else(bad)?;
+        Ok((
+            MeasureName::new(m).map_err(|_| bad())?,
+            t.parse().map_err(|_| bad())?,
+        ))
+    }
+}
+
 /// A request for the readings of one meter in a time range.
 #[derive(Debug, Clone)]
 pub struct RangeQuery {

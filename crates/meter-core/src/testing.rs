@@ -67,17 +67,6 @@ impl MemoryStore {
     }
 }
 
-/// Cursors of the fake are "measure:time-in-ms".
-fn cursor_of(r: &Reading) -> Cursor {
-    Cursor(format!("{}:{}", r.measure(), r.time().timestamp_millis()))
-}
-
-fn parse_cursor(c: &Cursor) -> Result<(String, i64), StoreError> {
-    c.0.rsplit_once(':')
-        .and_then(|(m, t)| Some((m.to_owned(), t.parse::<i64>().ok()?)))
-        .ok_or_else(|| StoreError::InvalidQuery("the cursor was not made by this store".into()))
-}
-
 #[async_trait]
 impl ReadingWriter for MemoryStore {
     fn max_batch(&self) -> usize {
@@ -130,7 +119,7 @@ impl ReadingWriter for MemoryStore {
 impl ReadingReader for MemoryStore {
     async fn range(&self, q: &RangeQuery) -> Result<Page, StoreError> {
         let st = self.lock();
-        let after = q.after.as_ref().map(parse_cursor).transpose()?;
+        let after = q.after.as_ref().map(Cursor::reading_position).transpose()?;
         let mut out: Vec<Reading> = st
             .readings
             .iter()
@@ -150,7 +139,7 @@ impl ReadingReader for MemoryStore {
             .collect();
         let next = if out.len() > q.limit {
             out.truncate(q.limit);
-            out.last().map(cursor_of)
+            out.last().map(Cursor::after_reading)
         } else {
             None
         };

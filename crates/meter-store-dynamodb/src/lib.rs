@@ -390,17 +390,7 @@ impl ReadingWriter for DynamoReadings {
 #[async_trait]
 impl ReadingReader for DynamoReadings {
     async fn range(&self, q: &RangeQuery) -> Result<Page, StoreError> {
-        let after = q
-            .after
-            .as_ref()
-            .map(|c| {
-                c.0.rsplit_once(':')
-                    .and_then(|(m, t)| Some((m.to_owned(), t.parse::<i64>().ok()?)))
-                    .ok_or_else(|| {
-                        StoreError::InvalidQuery("the cursor was not made by this store".into())
-                    })
-            })
-            .transpose()?;
+        let after = q.after.as_ref().map(Cursor::reading_position).transpose()?;
         let limit = q.limit.clamp(1, 10_000);
         let mut out = Vec::new();
         let mut more = false;
@@ -411,10 +401,10 @@ impl ReadingReader for DynamoReadings {
             }
             let mut from = q.range.from().timestamp_millis();
             if let Some((m, t)) = &after {
-                if measure < *m {
+                if measure.as_str() < m.as_str() {
                     continue;
                 }
-                if measure == *m {
+                if measure == m.as_str() {
                     from = from.max(t + 1);
                 }
             }
@@ -432,8 +422,7 @@ impl ReadingReader for DynamoReadings {
             }
         }
         let next = if more {
-            out.last()
-                .map(|r| Cursor(format!("{}:{}", r.measure(), r.time().timestamp_millis())))
+            out.last().map(Cursor::after_reading)
         } else {
             None
         };

@@ -358,7 +358,7 @@ impl SqliteStore {
 
     /// See [`ReadingReader::range`].
     pub fn range_sync(&self, q: &RangeQuery) -> Result<Page, StoreError> {
-        let after = q.after.as_ref().map(parse_cursor).transpose()?;
+        let after = q.after.as_ref().map(Cursor::reading_position).transpose()?;
         let limit = q.limit.clamp(1, 100_000);
         self.read(|conn| {
             let mut all = series_of(conn, &q.meter)?;
@@ -399,8 +399,7 @@ impl SqliteStore {
                 }
             }
             let next = if more {
-                out.last()
-                    .map(|r| Cursor(format!("{}:{}", r.measure(), r.time().timestamp_millis())))
+                out.last().map(Cursor::after_reading)
             } else {
                 None
             };
@@ -712,15 +711,6 @@ fn update_series_labels(
         row.tags = r.tags().clone();
     }
     Ok(())
-}
-
-fn parse_cursor(c: &Cursor) -> Result<(MeasureName, i64), StoreError> {
-    let bad = || StoreError::InvalidQuery("the cursor was not made by this store".into());
-    let (m, t) = c.0.rsplit_once(':').ok_or_else(bad)?;
-    Ok((
-        MeasureName::new(m).map_err(|_| bad())?,
-        t.parse().map_err(|_| bad())?,
-    ))
 }
 
 #[async_trait]
