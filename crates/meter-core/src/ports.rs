@@ -163,6 +163,21 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+impl Page {
+    /// A page from readings fetched one past `limit` (the extra one, or `more`, says another
+    /// page follows), with the cursor after its last reading.
+    pub fn of(mut readings: Vec<Reading>, limit: usize, more: bool) -> Self {
+        let more = more || readings.len() > limit;
+        readings.truncate(limit);
+        let next = if more {
+            readings.last().map(Cursor::after_reading)
+        } else {
+            None
+        };
+        Self { readings, next }
+    }
+}
+
 /// What a store knows of one series (one measure of one meter).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SeriesInfo {

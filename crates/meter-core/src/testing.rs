@@ -120,7 +120,7 @@ impl ReadingReader for MemoryStore {
     async fn range(&self, q: &RangeQuery) -> Result<Page, StoreError> {
         let st = self.lock();
         let after = q.after.as_ref().map(Cursor::reading_position).transpose()?;
-        let mut out: Vec<Reading> = st
+        let out: Vec<Reading> = st
             .readings
             .iter()
             .filter(|((meter, measure), _)| {
@@ -137,16 +137,7 @@ impl ReadingReader for MemoryStore {
             })
             .take(q.limit + 1)
             .collect();
-        let next = if out.len() > q.limit {
-            out.truncate(q.limit);
-            out.last().map(Cursor::after_reading)
-        } else {
-            None
-        };
-        Ok(Page {
-            readings: out,
-            next,
-        })
+        Ok(Page::of(out, q.limit, false))
     }
 
     async fn latest(&self, meter: Option<&MeterId>) -> Result<Vec<Reading>, StoreError> {

@@ -416,20 +416,11 @@ impl ReadingReader for DynamoReadings {
             let (rs, series_more) = self.query_series(&series, from, to, true, want).await?;
             out.extend(rs);
             if out.len() > limit || (series_more && out.len() >= limit) {
-                more = true;
-                out.truncate(limit);
+                more = series_more;
                 break;
             }
         }
-        let next = if more {
-            out.last().map(Cursor::after_reading)
-        } else {
-            None
-        };
-        Ok(Page {
-            readings: out,
-            next,
-        })
+        Ok(Page::of(out, limit, more))
     }
 
     async fn latest(&self, meter: Option<&MeterId>) -> Result<Vec<Reading>, StoreError> {

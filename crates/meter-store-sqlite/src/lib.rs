@@ -373,7 +373,6 @@ impl SqliteStore {
                 )
                 .map_err(store_err)?;
             let mut out = Vec::new();
-            let mut more = false;
             for (id, measure, row) in &all {
                 let mut from = q.range.from().timestamp_millis();
                 if let Some((m, t)) = &after {
@@ -393,20 +392,10 @@ impl SqliteStore {
                     out.push(build_reading(&q.meter, measure, row, ts, value)?);
                 }
                 if out.len() > limit {
-                    more = true;
-                    out.truncate(limit);
                     break;
                 }
             }
-            let next = if more {
-                out.last().map(Cursor::after_reading)
-            } else {
-                None
-            };
-            Ok(Page {
-                readings: out,
-                next,
-            })
+            Ok(Page::of(out, limit, false))
         })
     }
 
