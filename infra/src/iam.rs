@@ -103,7 +103,12 @@ impl Grant {
                 stmt(&["dynamodb:ListStreams"], json!("*")),
             ],
             Grant::TimestreamWrite(t) => vec![
-                stmt(&["timestream:WriteRecords"], t.clone().into_value()),
+                // DescribeTable: the writer reads the retention windows once, to report readings
+                // the table would refuse before sending them.
+                stmt(
+                    &["timestream:WriteRecords", "timestream:DescribeTable"],
+                    t.clone().into_value(),
+                ),
                 stmt(&["timestream:DescribeEndpoints"], json!("*")),
             ],
             Grant::TimestreamQuery(t) => vec![

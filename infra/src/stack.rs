@@ -237,11 +237,11 @@ pub fn template(options: StackOptions) -> Template {
         "Description": "mbed Connector cannot sign requests; the webhook checks its shared secret itself."}));
     t.parameter(
         "TimestreamMemoryRetentionHours",
-        json!({"Type": "Number", "Default": 720, "MinValue": 1, "MaxValue": 8766}),
+        json!({"Type": "Number", "Default": names::TIMESTREAM_MEMORY_RETENTION_HOURS, "MinValue": 1, "MaxValue": 8766}),
     );
     t.parameter(
         "TimestreamMagneticRetentionDays",
-        json!({"Type": "Number", "Default": 3650, "MinValue": 1, "MaxValue": 73000}),
+        json!({"Type": "Number", "Default": names::TIMESTREAM_MAGNETIC_RETENTION_DAYS, "MinValue": 1, "MaxValue": 73000}),
     );
     t.parameter(
         "MetricNamespace",

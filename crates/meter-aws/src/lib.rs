@@ -210,10 +210,11 @@ pub mod testing {
     use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
     use aws_smithy_types::config_bag::ConfigBag;
 
-    /// An interceptor counting each operation's attempts on the wire; add it to a client's
-    /// config (`config::Builder::from(&sdk).interceptor(counter.clone())`).
+    /// An interceptor counting each operation's attempts on the wire, and the bytes of their
+    /// request bodies; add it to a client's config
+    /// (`config::Builder::from(&sdk).interceptor(counter.clone())`).
     #[derive(Debug, Clone, Default)]
-    pub struct CountCalls(Arc<Mutex<HashMap<String, usize>>>);
+    pub struct CountCalls(Arc<Mutex<HashMap<String, (usize, usize)>>>);
 
     impl Intercept for CountCalls {
         fn name(&self) -> &'static str {
@@ -221,16 +222,19 @@ pub mod testing {
         }
         fn read_before_transmit(
             &self,
-            _: &BeforeTransmitInterceptorContextRef<'_>,
+            ctx: &BeforeTransmitInterceptorContextRef<'_>,
             _: &RuntimeComponents,
             cfg: &mut ConfigBag,
         ) -> Result<(), BoxError> {
             if let Some(m) = cfg.load::<Metadata>() {
+                let bytes = ctx.request().body().bytes().map_or(0, <[u8]>::len);
                 let mut counts = self
                     .0
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                *counts.entry(m.name().to_owned()).or_default() += 1;
+                let entry = counts.entry(m.name().to_owned()).or_default();
+                entry.0 += 1;
+                entry.1 += bytes;
             }
             Ok(())
         }
@@ -243,8 +247,16 @@ pub mod testing {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .get(operation)
-                .copied()
-                .unwrap_or(0)
+                .map_or(0, |c| c.0)
+        }
+
+        /// The bytes of the request bodies of an operation sent so far.
+        pub fn bytes(&self, operation: &str) -> usize {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(operation)
+                .map_or(0, |c| c.1)
         }
     }
 }

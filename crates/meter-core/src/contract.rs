@@ -85,6 +85,11 @@ pub mod cloud {
     /// Whether the API checks bearer tokens itself (`false` behind an AWS_IAM Function URL).
     pub const ENV_API_AUTH: &str = "API_AUTH";
 
+    /// Hours a Timestream table keeps readings in its memory store (the template's default):
+    /// 30 days, so a month of late readings still lands there.
+    pub const TIMESTREAM_MEMORY_RETENTION_HOURS: i64 = 720;
+    /// Days a Timestream table keeps readings in its magnetic store (the template's default).
+    pub const TIMESTREAM_MAGNETIC_RETENTION_DAYS: i64 = 3650;
     /// Seed 002's metric namespace, the default of [`ENV_METRIC_NAMESPACE`].
     pub const DEFAULT_METRIC_NAMESPACE: &str = "MbedButtonPressHour";
 
