@@ -9,8 +9,10 @@ use meter_core::contract;
 #[derive(Debug, Parser)]
 #[command(name = "meter", version, about, propagate_version = true)]
 pub(crate) struct Cli {
-    /// The store file (default: meterflow/meterflow.db in the per-user data folder).
-    #[arg(long, global = true, env = contract::ENV_STORE, value_name = "PATH")]
+    /// The store: a SQLite file (default: meterflow/meterflow.db in the per-user data folder),
+    /// or a deployed history store for import and query, as dynamodb:TABLE or
+    /// timestream:DATABASE/TABLE (AWS credentials and AWS_ENDPOINT_URL as usual).
+    #[arg(long, global = true, env = contract::ENV_STORE, value_name = "PATH|SPEC")]
     pub(crate) store: Option<PathBuf>,
 
     /// The registry for `registry`, `sst discover` and `collect`: the store's own (default), or
@@ -40,6 +42,31 @@ pub(crate) enum Command {
     Sst(SstArgs),
     /// Collect every enabled registry entry once from its source (what the scheduler does).
     Collect(CollectArgs),
+    /// Manage the store itself.
+    #[command(subcommand)]
+    Store(StoreArgs),
+}
+
+impl Command {
+    /// The command's name, for messages.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Command::Import(_) => "import",
+            Command::Query(_) => "query",
+            Command::Serve(_) => "serve",
+            Command::Registry(_) => "registry",
+            Command::Sst(_) => "sst",
+            Command::Collect(_) => "collect",
+            Command::Store(_) => "store",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StoreArgs {
+    /// Create the store when it is missing: the SQLite file, or the cloud store's table with
+    /// the definitions the template uses (Timestream: magnetic-store writes on, for backfills).
+    Init,
 }
 
 #[derive(Debug, Subcommand)]

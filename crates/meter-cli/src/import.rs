@@ -15,12 +15,14 @@ use chrono::Utc;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use meter_core::batch::{Batcher, Limits, SQLITE_MAX_BATCH};
 use meter_core::decode::{decoder, detect, DecodeOptions, Format, Rejected};
+use meter_core::ports::{write_all, ReadingWriter, StoreError, WriteReport};
 use meter_core::time::parse_zone;
-use meter_core::{contract, Kind, MeasureName, MeterId, Reading, Tags, Unit};
+use meter_core::{Kind, MeasureName, MeterId, Reading, Tags, Unit};
 use meter_store_sqlite::SqliteStore;
 use serde::Serialize;
 
 use crate::cli::{FormatArg, ImportArgs};
+use crate::stores::{open_cloud, StoreSpec};
 use crate::Outcome;
 
 /// Extensions picked up when walking a folder.
@@ -254,11 +256,32 @@ struct Written {
     error: Option<String>,
 }
 
-fn writer_thread(
-    store: SqliteStore,
-    files: usize,
-    rx: std::sync::mpsc::Receiver<Batch>,
-) -> Written {
+/// Where the writer thread puts readings: the local store, or a cloud history store written
+/// in its maximum batch size with several requests in flight.
+pub(crate) enum Sink {
+    Local(SqliteStore),
+    Cloud {
+        rt: tokio::runtime::Runtime,
+        writer: Arc<dyn ReadingWriter>,
+    },
+}
+
+/// Requests in flight to a cloud store: enough to hide a round trip of tens of milliseconds
+/// behind the others, few enough not to be throttled on an on-demand table.
+const CLOUD_CONCURRENCY: usize = 16;
+
+impl Sink {
+    fn write_batch(&self, readings: &[Reading]) -> Result<WriteReport, StoreError> {
+        match self {
+            Sink::Local(store) => store.write_batch(readings),
+            Sink::Cloud { rt, writer } => {
+                rt.block_on(write_all(&**writer, readings, CLOUD_CONCURRENCY))
+            }
+        }
+    }
+}
+
+fn writer_thread(store: Sink, files: usize, rx: std::sync::mpsc::Receiver<Batch>) -> Written {
     let mut w = Written {
         stored: vec![0; files],
         ..Written::default()
@@ -378,7 +401,7 @@ pub(crate) fn decode_file(
     Ok(fs)
 }
 
-pub(crate) fn run(store_path: &Path, args: ImportArgs) -> anyhow::Result<Outcome> {
+pub(crate) fn run(spec: &StoreSpec, args: ImportArgs) -> anyhow::Result<Outcome> {
     let base = base_options(&args)?;
     let mut summary = Summary {
         dry_run: args.dry_run,
@@ -391,14 +414,26 @@ pub(crate) fn run(store_path: &Path, args: ImportArgs) -> anyhow::Result<Outcome
     }
     let store = if args.dry_run {
         None
+    } else if let StoreSpec::Local(path) = spec {
+        Some(Sink::Local(SqliteStore::open(path)?))
     } else {
-        Some(SqliteStore::open(store_path)?)
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let cloud = rt
+            .block_on(open_cloud(spec))?
+            .context("a cloud store was expected")?;
+        Some(Sink::Cloud {
+            rt,
+            writer: cloud.writer,
+        })
     };
-    let quarantine_path = args.quarantine.clone().unwrap_or_else(|| {
-        let mut name = store_path.as_os_str().to_owned();
-        name.push(contract::QUARANTINE_SUFFIX);
-        PathBuf::from(name)
-    });
+    let quarantine_path = args
+        .quarantine
+        .clone()
+        .unwrap_or_else(|| spec.default_quarantine());
     let mut quarantine = (!args.dry_run).then(|| Quarantine::new(quarantine_path));
     let mut shown_rejections = 0usize;
 

@@ -12,6 +12,7 @@ mod output;
 mod query;
 mod registry;
 mod serve;
+mod stores;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,7 +21,8 @@ use anyhow::Context;
 use clap::Parser;
 use meter_core::contract;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, StoreArgs};
+use crate::stores::StoreSpec;
 
 /// The outcome of a command, as an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,17 +42,18 @@ impl From<Outcome> for ExitCode {
     }
 }
 
-/// The store file: the flag or `METER_STORE`, else the per-user data folder.
-fn store_path(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+/// The store: the flag or `METER_STORE`, else the file in the per-user data folder.
+fn store_spec(flag: Option<PathBuf>) -> anyhow::Result<StoreSpec> {
     if let Some(p) = flag {
-        return Ok(p);
+        return StoreSpec::parse(p);
     }
     let base = dirs::data_dir()
         .or_else(|| dirs::home_dir().map(|h| h.join(".local/share")))
         .context("cannot find a per-user data folder; pass --store or set METER_STORE")?;
-    Ok(base
-        .join(contract::DATA_DIR_NAME)
-        .join(contract::DEFAULT_STORE_FILE))
+    Ok(StoreSpec::Local(
+        base.join(contract::DATA_DIR_NAME)
+            .join(contract::DEFAULT_STORE_FILE),
+    ))
 }
 
 fn main() -> ExitCode {
@@ -83,10 +86,21 @@ fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    let store = store_path(cli.store)?;
+    let spec = store_spec(cli.store)?;
     match cli.command {
-        Command::Import(args) => import::run(&store, args),
-        Command::Query(args) => current_thread()?.block_on(query::run(&store, args)),
+        Command::Import(args) => return import::run(&spec, args),
+        Command::Query(args) => return current_thread()?.block_on(query::run(&spec, args)),
+        Command::Store(StoreArgs::Init) => {
+            println!("{}", current_thread()?.block_on(stores::init(&spec))?);
+            return Ok(Outcome::Success);
+        }
+        _ => {}
+    }
+    let store = spec.local(cli.command.name())?.to_owned();
+    match cli.command {
+        Command::Import(_) | Command::Query(_) | Command::Store(_) => {
+            unreachable!("handled above")
+        }
         Command::Registry(args) => {
             current_thread()?.block_on(registry::registry(&store, cli.registry.as_deref(), args))
         }

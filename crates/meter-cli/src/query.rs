@@ -1,6 +1,6 @@
 //! `meter query`: readings, latest values, meters and rollups out of the store.
 
-use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::cli::{QueryArgs, RollupArgs};
 use crate::output::{number, print, Row};
+use crate::stores::{open_cloud, StoreSpec};
 use crate::Outcome;
 
 /// A reading as printed.
@@ -175,23 +176,46 @@ fn bucket_rows(r: &Rollup) -> Vec<BucketRow> {
         .collect()
 }
 
-fn open(store: &Path) -> anyhow::Result<SqliteStore> {
-    if !store.exists() {
-        bail!(
-            "there is no store at {}: import readings first (meter import PATH) or pass --store",
-            store.display()
-        );
+/// The store a query reads: its readings, and the registry (of a local store) for zones.
+struct Source {
+    readings: Arc<dyn ReadingReader>,
+    registry: Option<Arc<dyn MeterRegistry>>,
+}
+
+async fn open(spec: &StoreSpec) -> anyhow::Result<Source> {
+    if let StoreSpec::Local(path) = spec {
+        if !path.exists() {
+            bail!(
+                "there is no store at {}: import readings first (meter import PATH) or pass --store",
+                path.display()
+            );
+        }
+        let store = Arc::new(SqliteStore::open(path)?);
+        return Ok(Source {
+            readings: store.clone(),
+            registry: Some(store),
+        });
     }
-    Ok(SqliteStore::open(store)?)
+    let cloud = open_cloud(spec)
+        .await?
+        .context("a cloud store was expected")?;
+    Ok(Source {
+        readings: cloud.reader,
+        registry: None,
+    })
 }
 
 /// The zone of a query: the flag, else the meter's zone in the registry, else `METER_TZ`,
 /// else UTC.
-async fn zone_for(store: &SqliteStore, flag: Option<&str>, meter: &MeterId) -> anyhow::Result<Tz> {
+async fn zone_for(store: &Source, flag: Option<&str>, meter: &MeterId) -> anyhow::Result<Tz> {
     if let Some(z) = flag {
         return Ok(parse_zone(z)?);
     }
-    if let Some(z) = store.entry(meter).await?.and_then(|e| e.zone) {
+    let entry = match &store.registry {
+        Some(r) => r.entry(meter).await?,
+        None => None,
+    };
+    if let Some(z) = entry.and_then(|e| e.zone) {
         return parse_zone(&z).with_context(|| format!("the registry zone of meter {meter}"));
     }
     match std::env::var(contract::ENV_TZ) {
@@ -216,7 +240,7 @@ fn instant_or_date(text: &str, zone: Tz, end: bool) -> anyhow::Result<DateTime<U
 }
 
 async fn rollup(
-    store: &SqliteStore,
+    store: &Source,
     args: RollupArgs,
     granularity: Granularity,
 ) -> anyhow::Result<Outcome> {
@@ -233,13 +257,13 @@ async fn rollup(
         granularity,
         zone,
     };
-    let r = store.rollup(&query).await?;
+    let r = store.readings.rollup(&query).await?;
     print(&bucket_rows(&r), args.format)?;
     Ok(Outcome::Success)
 }
 
-pub(crate) async fn run(store_path: &Path, args: QueryArgs) -> anyhow::Result<Outcome> {
-    let store = open(store_path)?;
+pub(crate) async fn run(spec: &StoreSpec, args: QueryArgs) -> anyhow::Result<Outcome> {
+    let store = open(spec).await?;
     match args {
         QueryArgs::Readings(a) => {
             let meter = MeterId::new(&a.meter)?;
@@ -248,7 +272,7 @@ pub(crate) async fn run(store_path: &Path, args: QueryArgs) -> anyhow::Result<Ou
                 instant_or_date(&a.from, zone, false).context("--from")?,
                 instant_or_date(&a.to, zone, true).context("--to")?,
             )?;
-            if store.meter(&meter).await?.is_none() {
+            if store.readings.meter(&meter).await?.is_none() {
                 bail!("no readings are stored for meter {meter}");
             }
             let mut q = RangeQuery {
@@ -260,7 +284,7 @@ pub(crate) async fn run(store_path: &Path, args: QueryArgs) -> anyhow::Result<Ou
             };
             let mut rows = Vec::new();
             while rows.len() < a.limit {
-                let page = store.range(&q).await?;
+                let page = store.readings.range(&q).await?;
                 rows.extend(page.readings.iter().map(|r| ReadingRow::new(r, zone)));
                 match page.next {
                     Some(c) => q.after = Some(c),
@@ -273,7 +297,7 @@ pub(crate) async fn run(store_path: &Path, args: QueryArgs) -> anyhow::Result<Ou
         }
         QueryArgs::Latest(a) => {
             let meter = a.meter.as_deref().map(MeterId::new).transpose()?;
-            let latest = store.latest(meter.as_ref()).await?;
+            let latest = store.readings.latest(meter.as_ref()).await?;
             if latest.is_empty() {
                 if let Some(m) = meter {
                     bail!("no readings are stored for meter {m}");
@@ -286,6 +310,7 @@ pub(crate) async fn run(store_path: &Path, args: QueryArgs) -> anyhow::Result<Ou
         }
         QueryArgs::Meters(a) => {
             let rows: Vec<SeriesRow> = store
+                .readings
                 .meters()
                 .await?
                 .into_iter()

@@ -1,13 +1,12 @@
 //! The `meter` binary end to end: real files in, a real SQLite store, output parsed back.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
+mod support;
+use support::{examples, wide_sums};
 
 struct Env {
     dir: tempfile::TempDir,
@@ -49,21 +48,6 @@ impl Env {
         std::fs::write(&p, text).unwrap();
         p
     }
-}
-
-/// The daily sums of the example wide CSV, computed from the file itself.
-fn wide_sums(meter: &str) -> Vec<(String, f64)> {
-    let text = std::fs::read_to_string(examples().join("consumption-wide.csv")).unwrap();
-    text.lines()
-        .skip(1)
-        .filter(|l| l.starts_with(meter))
-        .map(|l| {
-            let cells: Vec<&str> = l.split(',').collect();
-            let sum: f64 = cells[2..].iter().map(|c| c.parse::<f64>().unwrap()).sum();
-            assert_eq!(cells.len(), 50);
-            (cells[1].to_owned(), sum)
-        })
-        .collect()
 }
 
 #[test]

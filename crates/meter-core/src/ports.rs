@@ -116,6 +116,51 @@ pub trait ReadingWriter: Send + Sync {
     async fn write(&self, readings: &[Reading]) -> Result<WriteReport, StoreError>;
 }
 
+/// Writes any number of readings through `writer`, in batches of its maximum size with up to
+/// `concurrency` calls in flight. A batch whose call failed as a whole is reported item by item;
+/// the call only errs when every batch failed with an error that retrying will not fix (a
+/// missing table), so a caller can stop sending more.
+pub async fn write_all(
+    writer: &dyn ReadingWriter,
+    readings: &[Reading],
+    concurrency: usize,
+) -> Result<WriteReport, StoreError> {
+    use futures_util::stream::{self, StreamExt};
+    let size = writer.max_batch().max(1);
+    let mut results = stream::iter(readings.chunks(size).enumerate())
+        .map(|(i, chunk)| async move { (i * size, chunk.len(), writer.write(chunk).await) })
+        .buffer_unordered(concurrency.max(1));
+    let mut report = WriteReport::default();
+    let mut fatal: Option<StoreError> = None;
+    let mut all_fatal = true;
+    while let Some((offset, len, result)) = results.next().await {
+        match result {
+            Ok(r) => {
+                all_fatal = false;
+                report.merge(r, offset);
+            }
+            Err(e) => {
+                all_fatal &= !e.is_retryable();
+                report
+                    .failures
+                    .extend((offset..offset + len).map(|index| ItemFailure {
+                        index,
+                        reason: format!("not stored: {e}"),
+                        retryable: e.is_retryable(),
+                    }));
+                fatal.get_or_insert(e);
+            }
+        }
+    }
+    match fatal {
+        Some(e) if all_fatal => Err(e),
+        _ => {
+            report.failures.sort_by_key(|f| f.index);
+            Ok(report)
+        }
+    }
+}
+
 /// An opaque position in a paginated listing, made by the backend that returned it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -491,5 +536,96 @@ mod tests {
         );
         assert_eq!(a.written, 3);
         assert_eq!(a.failures[0].index, 11);
+    }
+
+    /// Batches of 3; a batch whose first reading has value 666 fails as a whole (for good, or
+    /// retryably when `.1`), and a reading of value 13 is refused alone.
+    struct Picky(std::sync::Mutex<Vec<usize>>, bool);
+
+    #[async_trait]
+    impl ReadingWriter for Picky {
+        fn max_batch(&self) -> usize {
+            3
+        }
+        async fn write(&self, readings: &[Reading]) -> Result<WriteReport, StoreError> {
+            self.0.lock().unwrap().push(readings.len());
+            if readings[0].value() == 666.0 {
+                let message = "the table is gone".to_owned();
+                return Err(if self.1 {
+                    StoreError::Unavailable {
+                        backend: "test",
+                        message,
+                        source: None,
+                    }
+                } else {
+                    StoreError::Refused {
+                        backend: "test",
+                        message,
+                        source: None,
+                    }
+                });
+            }
+            let mut report = WriteReport::default();
+            for (index, r) in readings.iter().enumerate() {
+                if r.value() == 13.0 {
+                    report.failures.push(ItemFailure {
+                        index,
+                        reason: "unlucky".into(),
+                        retryable: false,
+                    });
+                } else {
+                    report.written += 1;
+                }
+            }
+            Ok(report)
+        }
+    }
+
+    fn readings(values: &[f64]) -> Vec<Reading> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                Reading::new(
+                    MeterId::new("m").unwrap(),
+                    MeasureName::new("x").unwrap(),
+                    *v,
+                    Unit::Count,
+                    Kind::Gauge,
+                    DateTime::from_timestamp(i as i64, 0).unwrap(),
+                    SourceName::new("t").unwrap(),
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn write_all_cuts_batches_and_reports_failures_at_the_callers_index() {
+        let w = Picky(Default::default(), false);
+        let rs = readings(&[1.0, 2.0, 3.0, 666.0, 5.0, 6.0, 7.0, 13.0]);
+        let report = write_all(&w, &rs, 2).await.unwrap();
+        let mut sizes = w.0.lock().unwrap().clone();
+        sizes.sort_unstable();
+        assert_eq!(sizes, vec![2, 3, 3]);
+        assert_eq!(report.written, 4);
+        let failed: Vec<usize> = report.failures.iter().map(|f| f.index).collect();
+        assert_eq!(failed, vec![3, 4, 5, 7]);
+        assert!(report.failures[0].reason.contains("the table is gone"));
+        assert_eq!(report.failures[3].reason, "unlucky");
+    }
+
+    #[tokio::test]
+    async fn write_all_errs_only_when_every_batch_failed_for_good() {
+        let rs = readings(&[666.0, 1.0, 1.0]);
+        let err = write_all(&Picky(Default::default(), false), &rs, 4)
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable());
+        let report = write_all(&Picky(Default::default(), true), &rs, 4)
+            .await
+            .unwrap();
+        assert_eq!(report.failures.len(), 3);
+        assert!(report.failures.iter().all(|f| f.retryable));
     }
 }

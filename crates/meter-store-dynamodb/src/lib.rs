@@ -884,96 +884,147 @@ impl Counters for DynamoCounters {
     }
 }
 
-/// Creates the four tables with the definitions the template uses (for `meter store init` and
-/// the emulator tests). Tables that exist are left alone.
-pub async fn create_tables(client: &Client, prefix: &str) -> Result<[String; 4], StoreError> {
+/// The tables of a stack, each with the key schema, stream and TTL the template declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    /// The meter registry.
+    Registry,
+    /// The reading history.
+    Readings,
+    /// Seed 003's future points.
+    Forecasts,
+    /// Seed 002's hourly counters, with the stream the metrics function reads.
+    Counters,
+}
+
+impl TableKind {
+    /// Every table, in the order [`create_tables`] returns them.
+    pub const ALL: [TableKind; 4] = [
+        TableKind::Registry,
+        TableKind::Readings,
+        TableKind::Forecasts,
+        TableKind::Counters,
+    ];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            TableKind::Registry => "registry",
+            TableKind::Readings => "readings",
+            TableKind::Forecasts => "forecasts",
+            TableKind::Counters => "counters",
+        }
+    }
+}
+
+/// Creates one table with the definitions the template uses (key schema, on-demand billing,
+/// the counters' stream, the TTL attribute) unless it exists; returns whether it was created.
+pub async fn create_table(
+    client: &Client,
+    kind: TableKind,
+    name: &str,
+) -> Result<bool, StoreError> {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        StreamSpecification, StreamViewType,
+        StreamSpecification, StreamViewType, TimeToLiveSpecification,
     };
-    type Key<'a> = (&'a str, ScalarAttributeType);
-    let specs: [(&str, Key, Option<Key>, bool); 4] = [
-        (
-            "registry",
-            (names::REGISTRY_PK, ScalarAttributeType::S),
+    use ScalarAttributeType::{N, S};
+    let (pk, sk, stream, ttl) = match kind {
+        TableKind::Registry => ((names::REGISTRY_PK, S), None, false, None),
+        TableKind::Readings => (
+            (names::READINGS_PK, S),
+            Some((names::READINGS_SK, N)),
+            false,
             None,
-            false,
         ),
-        (
-            "readings",
-            (names::READINGS_PK, ScalarAttributeType::S),
-            Some((names::READINGS_SK, ScalarAttributeType::N)),
+        TableKind::Forecasts => (
+            (names::FORECASTS_PK, S),
+            Some((names::FORECASTS_SK, N)),
             false,
+            Some(names::FORECASTS_TTL),
         ),
-        (
-            "forecasts",
-            (names::FORECASTS_PK, ScalarAttributeType::S),
-            Some((names::FORECASTS_SK, ScalarAttributeType::N)),
-            false,
-        ),
-        (
-            "counters",
-            (names::COUNTERS_PK, ScalarAttributeType::S),
-            Some((names::COUNTERS_SK, ScalarAttributeType::S)),
+        TableKind::Counters => (
+            (names::COUNTERS_PK, S),
+            Some((names::COUNTERS_SK, S)),
             true,
+            Some(names::COUNTERS_TTL),
         ),
-    ];
-    let mut out: Vec<String> = Vec::new();
-    for (suffix, pk, sk, stream) in specs {
-        let name = format!("{prefix}{suffix}");
-        let mut req = client
-            .create_table()
-            .table_name(&name)
-            .billing_mode(BillingMode::PayPerRequest)
+    };
+    match client.describe_table().table_name(name).send().await {
+        Ok(_) => return Ok(false),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) => {}
+        Err(e) => return Err(store_error(BACKEND, &format!("DescribeTable {name}"), e)),
+    }
+    let build = |e: aws_sdk_dynamodb::error::BuildError| corrupt(e.to_string());
+    let mut req = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (attr, ty, key) in
+        std::iter::once((pk.0, pk.1, KeyType::Hash)).chain(sk.map(|(a, t)| (a, t, KeyType::Range)))
+    {
+        req = req
             .attribute_definitions(
                 AttributeDefinition::builder()
-                    .attribute_name(pk.0)
-                    .attribute_type(pk.1)
+                    .attribute_name(attr)
+                    .attribute_type(ty)
                     .build()
-                    .map_err(|e| corrupt(e.to_string()))?,
+                    .map_err(build)?,
             )
             .key_schema(
                 KeySchemaElement::builder()
-                    .attribute_name(pk.0)
-                    .key_type(KeyType::Hash)
+                    .attribute_name(attr)
+                    .key_type(key)
                     .build()
-                    .map_err(|e| corrupt(e.to_string()))?,
+                    .map_err(build)?,
             );
-        if let Some((name, ty)) = sk {
-            req = req
-                .attribute_definitions(
-                    AttributeDefinition::builder()
-                        .attribute_name(name)
-                        .attribute_type(ty)
-                        .build()
-                        .map_err(|e| corrupt(e.to_string()))?,
-                )
-                .key_schema(
-                    KeySchemaElement::builder()
-                        .attribute_name(name)
-                        .key_type(KeyType::Range)
-                        .build()
-                        .map_err(|e| corrupt(e.to_string()))?,
-                );
-        }
-        if stream {
-            req = req.stream_specification(
-                StreamSpecification::builder()
-                    .stream_enabled(true)
-                    .stream_view_type(StreamViewType::NewAndOldImages)
-                    .build()
-                    .map_err(|e| corrupt(e.to_string()))?,
-            );
-        }
-        match req.send().await {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_in_use_exception()) => {}
-            Err(e) => return Err(store_error(BACKEND, &format!("CreateTable {name}"), e)),
-        }
-        out.push(name);
     }
-    let [a, b, c, d]: [String; 4] = out.try_into().map_err(|_| corrupt("four tables"))?;
-    Ok([a, b, c, d])
+    if stream {
+        req = req.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .map_err(build)?,
+        );
+    }
+    match req.send().await {
+        Ok(_) => {}
+        // Created meanwhile by someone else: as good.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) =>
+        {
+            return Ok(false)
+        }
+        Err(e) => return Err(store_error(BACKEND, &format!("CreateTable {name}"), e)),
+    }
+    if let Some(attr) = ttl {
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name(attr)
+                    .build()
+                    .map_err(build)?,
+            )
+            .send()
+            .await
+            .map_err(|e| store_error(BACKEND, &format!("UpdateTimeToLive {name}"), e))?;
+    }
+    Ok(true)
+}
+
+/// Creates the four tables of a stack, named `<prefix><kind>` (for the emulator tests and the
+/// end-to-end run). Tables that exist are left alone.
+pub async fn create_tables(client: &Client, prefix: &str) -> Result<[String; 4], StoreError> {
+    let mut out: [String; 4] = Default::default();
+    for (slot, kind) in out.iter_mut().zip(TableKind::ALL) {
+        *slot = format!("{prefix}{}", kind.suffix());
+        create_table(client, kind, slot).await?;
+    }
+    Ok(out)
 }

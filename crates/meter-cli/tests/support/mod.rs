@@ -15,6 +15,21 @@ pub(crate) fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
+/// The daily sums of the example wide CSV, computed from the file itself.
+pub(crate) fn wide_sums(meter: &str) -> Vec<(String, f64)> {
+    let text = std::fs::read_to_string(examples().join("consumption-wide.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .filter(|l| l.starts_with(meter))
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            let sum: f64 = cells[2..].iter().map(|c| c.parse::<f64>().unwrap()).sum();
+            assert_eq!(cells.len(), 50);
+            (cells[1].to_owned(), sum)
+        })
+        .collect()
+}
+
 pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) lines: BufReader<ChildStdout>,

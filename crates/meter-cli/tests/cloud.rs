@@ -1,0 +1,195 @@
+//! `meter store init`, `meter import` and `meter query` on the cloud history stores
+//! (`--store dynamodb:TABLE`, `--store timestream:DATABASE/TABLE`), against the local AWS
+//! emulator the test command starts (`AWS_ENDPOINT_URL`).
+
+mod support;
+
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+use support::{examples, wide_sums};
+
+fn moto() -> Option<String> {
+    match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(
+                std::env::var_os("METER_REQUIRE_MOTO").is_none(),
+                "METER_REQUIRE_MOTO is set but AWS_ENDPOINT_URL is not"
+            );
+            eprintln!("skipped: no AWS_ENDPOINT_URL (scripts/test.sh starts moto)");
+            None
+        }
+    }
+}
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+fn unique(name: &str) -> String {
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn meter(dir: &std::path::Path, store: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_meter"))
+        .current_dir(dir)
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("METER_TZ")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn a_dynamodb_history_store_is_initialised_backfilled_and_queried() {
+    let Some(_) = moto() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("dynamodb:{}", unique("readings"));
+    let init = ok(&meter(dir.path(), &store, &["store", "init"]));
+    assert_eq!(init.trim(), format!("created {store}"));
+    let again = ok(&meter(dir.path(), &store, &["store", "init"]));
+    assert_eq!(again.trim(), format!("{store} exists"));
+
+    // Good rows and a bad one in the same file: the good land, the bad is quarantined.
+    let wide = std::fs::read_to_string(examples().join("consumption-wide.csv")).unwrap();
+    let bad_line = format!("EX00101,2024-03-04{}\n", ",x".repeat(48));
+    let file = dir.path().join("with-bad-row.csv");
+    std::fs::write(&file, format!("{wide}{bad_line}")).unwrap();
+    let out = meter(
+        dir.path(),
+        &store,
+        &["import", "--json", file.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(3), "partial: one row was rejected");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["readings_stored"], 288);
+    assert_eq!(summary["rows_rejected"], 48, "each bad cell of the row");
+    let quarantine = dir
+        .path()
+        .join(format!("{}.quarantine.jsonl", store.replace(':', "-")));
+    let q = std::fs::read_to_string(&quarantine).unwrap();
+    assert!(q.contains("\"line\":8"), "{q}");
+
+    let query = |meter_id: &str| -> Vec<(String, f64)> {
+        let out = ok(&meter(
+            dir.path(),
+            &store,
+            &[
+                "query",
+                "daily",
+                meter_id,
+                "--from",
+                "2024-03-01",
+                "--to",
+                "2024-03-03",
+                "--format",
+                "json",
+            ],
+        ));
+        let days: Value = serde_json::from_str(&out).unwrap();
+        days.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["date"].as_str().unwrap().to_owned(),
+                    d["value"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    for m in ["EX00101", "EX00102"] {
+        assert_eq!(query(m), wide_sums(m));
+    }
+    // A second import of the same file changes no sum.
+    let out = meter(
+        dir.path(),
+        &store,
+        &["import", "--json", file.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(query("EX00101"), wide_sums("EX00101"));
+
+    let latest = ok(&meter(
+        dir.path(),
+        &store,
+        &["query", "latest", "EX00102", "--format", "json"],
+    ));
+    let latest: Value = serde_json::from_str(&latest).unwrap();
+    assert!(latest[0]["time"]
+        .as_str()
+        .unwrap()
+        .starts_with("2024-03-03T23:30"));
+}
+
+#[test]
+fn a_timestream_backfill_of_old_readings_lands_through_the_magnetic_store() {
+    let Some(endpoint) = moto() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let db = unique("meters");
+    let store = format!("timestream:{db}/readings");
+    assert_eq!(
+        ok(&meter(dir.path(), &store, &["store", "init"])).trim(),
+        format!("created {store}")
+    );
+    let long = examples().join("readings-long.csv");
+    let out = meter(
+        dir.path(),
+        &store,
+        &["import", "--json", long.to_str().unwrap()],
+    );
+    let summary: Value = serde_json::from_slice(&ok(&out).into_bytes()).unwrap();
+    assert_eq!(summary["readings_stored"], 72);
+
+    let data: Value = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            reqwest::get(format!("{endpoint}/moto-api/data.json"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        });
+    let table = data["timestreamwrite"]["TimestreamTable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["db_name"] == db.as_str())
+        .unwrap();
+    assert_eq!(
+        table["magnetic_store_write_properties"]["EnableMagneticStoreWrites"],
+        true
+    );
+    assert_eq!(table["records"].as_array().unwrap().len(), 72);
+}
+
+#[test]
+fn local_only_commands_refuse_a_cloud_store_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = meter(dir.path(), "dynamodb:readings", &["registry", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`meter registry` works on the local store"),
+        "{err}"
+    );
+    let out = meter(dir.path(), "timestream:only-a-db", &["query", "meters"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timestream:DATABASE/TABLE"));
+}
