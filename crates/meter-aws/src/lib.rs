@@ -259,4 +259,77 @@ pub mod testing {
                 .map_or(0, |c| c.1)
         }
     }
+
+    /// An interceptor that answers the first `times` attempts of one operation with a canned
+    /// HTTP response instead of the emulator's (a throttle, a recorded partial failure), to
+    /// exercise paths the emulator never takes. The request still reaches the emulator.
+    #[derive(Debug, Clone)]
+    pub struct Fault {
+        operation: &'static str,
+        status: u16,
+        body: String,
+        content_type: &'static str,
+        left: Arc<Mutex<usize>>,
+    }
+
+    impl Fault {
+        /// Replaces the answer to the first `times` attempts of `operation` (`BatchWriteItem`)
+        /// with `status` and `body` (JSON, sent as `content_type`).
+        pub fn new(
+            operation: &'static str,
+            times: usize,
+            status: u16,
+            content_type: &'static str,
+            body: impl Into<String>,
+        ) -> Self {
+            Self {
+                operation,
+                status,
+                body: body.into(),
+                content_type,
+                left: Arc::new(Mutex::new(times)),
+            }
+        }
+
+        /// How many replacements are still to come.
+        pub fn left(&self) -> usize {
+            *self
+                .left
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+    }
+
+    impl Intercept for Fault {
+        fn name(&self) -> &'static str {
+            "Fault"
+        }
+        fn modify_before_deserialization(
+            &self,
+            ctx: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextMut<'_>,
+            _: &RuntimeComponents,
+            cfg: &mut ConfigBag,
+        ) -> Result<(), BoxError> {
+            if cfg.load::<Metadata>().map(Metadata::name) != Some(self.operation) {
+                return Ok(());
+            }
+            {
+                let mut left = self
+                    .left
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if *left == 0 {
+                    return Ok(());
+                }
+                *left -= 1;
+            }
+            let mut resp = aws_smithy_runtime_api::http::Response::new(
+                aws_smithy_runtime_api::http::StatusCode::try_from(self.status)?,
+                aws_smithy_types::body::SdkBody::from(self.body.clone()),
+            );
+            resp.headers_mut().insert("content-type", self.content_type);
+            *ctx.response_mut() = resp;
+            Ok(())
+        }
+    }
 }

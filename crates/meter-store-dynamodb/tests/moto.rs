@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
-use meter_aws::testing::CountCalls;
+use meter_aws::testing::{CountCalls, Fault};
 use meter_core::ports::{
     AddOutcome, CounterKey, Counters, MeterRegistry, RangeQuery, ReadingReader, ReadingWriter,
     RegistryEntry, RollupQuery, StoreError,
@@ -143,6 +143,96 @@ async fn readings_land_once_page_back_and_roll_up() {
     // Readings every minute, value = minute index: 2024-05-02 spans minutes 1440..2879, and the
     // baseline is minute 1439, so the day's increase is 1440.
     assert_eq!(roll.buckets[0].value, Some(1440.0));
+}
+
+const THROTTLED: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"The level of configured provisioned throughput for the table was exceeded."}"#;
+
+/// A client whose BatchWriteItem answers are throttles `times` times, with the SDK's own
+/// retries off so that the adapter's retry policy is what the test sees.
+async fn throttled_client(times: usize) -> Option<(Client, CountCalls, Fault)> {
+    client().await?;
+    let sdk = meter_aws::sdk_config().await;
+    let calls = CountCalls::default();
+    let fault = Fault::new(
+        "BatchWriteItem",
+        times,
+        400,
+        "application/x-amz-json-1.0",
+        THROTTLED,
+    );
+    let conf = aws_sdk_dynamodb::config::Builder::from(&sdk)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .interceptor(calls.clone())
+        .interceptor(fault.clone())
+        .build();
+    Some((Client::from_conf(conf), calls, fault))
+}
+
+fn minutes(n: i64) -> Vec<Reading> {
+    let start = t("2024-05-01T00:00:00Z");
+    (0..n)
+        .map(|i| {
+            reading(
+                "m",
+                "volume",
+                start + Duration::minutes(i),
+                i as f64,
+                Kind::Cumulative,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_throttled_batch_is_retried_with_backoff_until_it_lands() {
+    let Some((client, calls, fault)) = throttled_client(3).await else {
+        return;
+    };
+    let [_, table, _, _] = create_tables(&client, &prefix("throttled")).await.unwrap();
+    let store = DynamoReadings::new(client, &table);
+    let batch = minutes(25);
+    let report = store.write(&batch).await.unwrap();
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(report.written, 25);
+    assert_eq!(fault.left(), 0);
+    assert_eq!(
+        calls.get("BatchWriteItem"),
+        4,
+        "three throttles, then the write"
+    );
+    let page = store
+        .range(&RangeQuery {
+            meter: MeterId::new("m").unwrap(),
+            measure: None,
+            range: TimeRange::new(batch[0].time(), batch[24].time() + Duration::minutes(1))
+                .unwrap(),
+            limit: 100,
+            after: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.readings.len(), 25);
+}
+
+#[tokio::test]
+async fn a_batch_throttled_past_the_deadline_is_reported_as_retryable() {
+    let Some((client, _, _)) = throttled_client(usize::MAX).await else {
+        return;
+    };
+    let [_, table, _, _] = create_tables(&client, &prefix("throttled")).await.unwrap();
+    let store = DynamoReadings::new(client, &table)
+        .with_retry_budget(std::time::Duration::from_millis(300));
+    let report = store.write(&minutes(30)).await.unwrap();
+    assert_eq!(report.written, 0);
+    assert_eq!(report.failures.len(), 30);
+    assert!(report.failures.iter().all(|f| f.retryable));
+    assert!(
+        report.failures[0]
+            .reason
+            .contains("ProvisionedThroughputExceeded"),
+        "{}",
+        report.failures[0].reason
+    );
 }
 
 #[tokio::test]

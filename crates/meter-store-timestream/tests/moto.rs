@@ -5,16 +5,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextMut;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_runtime_api::http::StatusCode;
-use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::config_bag::ConfigBag;
 use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
-use meter_aws::testing::CountCalls;
+use meter_aws::testing::{CountCalls, Fault};
 use meter_core::ports::{RangeQuery, ReadingReader, ReadingWriter, StoreError};
 use meter_core::time::TimeRange;
 use meter_core::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
@@ -52,7 +44,7 @@ async fn make_store(
     sdk: &aws_config::SdkConfig,
     test: &str,
     mode: WriteMode,
-    extra: Option<RejectOnce>,
+    extra: Option<Fault>,
 ) -> (TimestreamReadings, CountCalls, String) {
     let db = unique(test);
     assert!(create_table(sdk, &db, "readings", Retention::default())
@@ -293,45 +285,25 @@ async fn a_missing_table_is_a_refusal_naming_it() {
     assert!(err.to_string().contains("ResourceNotFound"), "{err}");
 }
 
-/// Answers the first WriteRecords with a RejectedRecordsException in the shape Timestream
+/// The first WriteRecords answered with a RejectedRecordsException in the shape Timestream
 /// sends (HTTP 419, awsJson 1.0), rejecting record 1 as a conflicting duplicate.
-#[derive(Debug, Clone, Default)]
-struct RejectOnce(std::sync::Arc<AtomicUsize>);
-
-impl Intercept for RejectOnce {
-    fn name(&self) -> &'static str {
-        "RejectOnce"
-    }
-    fn modify_before_deserialization(
-        &self,
-        ctx: &mut BeforeDeserializationInterceptorContextMut<'_>,
-        _: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let is_write = cfg
-            .load::<Metadata>()
-            .is_some_and(|m| m.name() == "WriteRecords");
-        if !is_write || self.0.fetch_add(1, Ordering::SeqCst) > 0 {
-            return Ok(());
-        }
-        let body = json!({
-            "__type": "com.amazonaws.timestream.v20181101#RejectedRecordsException",
-            "Message": "One or more records have been rejected. See RejectedRecords for details.",
-            "RejectedRecords": [{
-                "RecordIndex": 1,
-                "Reason": "A record with the same time, dimensions and measure name already exists with a different measure value.",
-                "ExistingVersion": 1
-            }]
-        });
-        let mut resp = HttpResponse::new(
-            StatusCode::try_from(419).unwrap(),
-            SdkBody::from(body.to_string()),
-        );
-        resp.headers_mut()
-            .insert("content-type", "application/x-amz-json-1.0");
-        *ctx.response_mut() = resp;
-        Ok(())
-    }
+fn reject_once() -> Fault {
+    let body = json!({
+        "__type": "com.amazonaws.timestream.v20181101#RejectedRecordsException",
+        "Message": "One or more records have been rejected. See RejectedRecords for details.",
+        "RejectedRecords": [{
+            "RecordIndex": 1,
+            "Reason": "A record with the same time, dimensions and measure name already exists with a different measure value.",
+            "ExistingVersion": 1
+        }]
+    });
+    Fault::new(
+        "WriteRecords",
+        1,
+        419,
+        "application/x-amz-json-1.0",
+        body.to_string(),
+    )
 }
 
 #[tokio::test]
@@ -344,13 +316,8 @@ async fn a_rejected_conflict_is_reported_or_upserted_with_a_higher_version() {
         counter(3, 3.0, now, false),
     ];
 
-    let (store, calls, _) = make_store(
-        &sdk,
-        "ts-rej",
-        WriteMode::Insert,
-        Some(RejectOnce::default()),
-    )
-    .await;
+    let (store, calls, _) =
+        make_store(&sdk, "ts-rej", WriteMode::Insert, Some(reject_once())).await;
     let report = store.write(&batch).await.unwrap();
     assert_eq!(report.written, 2);
     assert_eq!(report.failures.len(), 1);
@@ -361,13 +328,8 @@ async fn a_rejected_conflict_is_reported_or_upserted_with_a_higher_version() {
     assert!(report.failures[0].reason.contains("upsert"));
     assert_eq!(calls.get("WriteRecords"), 1);
 
-    let (store, calls, db) = make_store(
-        &sdk,
-        "ts-ups",
-        WriteMode::Upsert,
-        Some(RejectOnce::default()),
-    )
-    .await;
+    let (store, calls, db) =
+        make_store(&sdk, "ts-ups", WriteMode::Upsert, Some(reject_once())).await;
     let report = store.write(&batch).await.unwrap();
     assert!(report.is_complete(), "{report:?}");
     assert_eq!(report.written, 3);
