@@ -214,7 +214,12 @@ pub mod testing {
     /// request bodies; add it to a client's config
     /// (`config::Builder::from(&sdk).interceptor(counter.clone())`).
     #[derive(Debug, Clone, Default)]
-    pub struct CountCalls(Arc<Mutex<HashMap<String, (usize, usize)>>>);
+    #[allow(clippy::type_complexity)] // reason: test support, read through its methods
+    pub struct CountCalls(
+        Arc<Mutex<HashMap<String, (usize, usize)>>>,
+        Arc<Mutex<Vec<(String, String)>>>,
+        Arc<Mutex<bool>>,
+    );
 
     impl Intercept for CountCalls {
         fn name(&self) -> &'static str {
@@ -227,7 +232,21 @@ pub mod testing {
             cfg: &mut ConfigBag,
         ) -> Result<(), BoxError> {
             if let Some(m) = cfg.load::<Metadata>() {
-                let bytes = ctx.request().body().bytes().map_or(0, <[u8]>::len);
+                let body = ctx.request().body().bytes().unwrap_or_default();
+                let bytes = body.len();
+                if *self
+                    .2
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                {
+                    self.1
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push((
+                            m.name().to_owned(),
+                            String::from_utf8_lossy(body).into_owned(),
+                        ));
+                }
                 let mut counts = self
                     .0
                     .lock()
@@ -241,6 +260,27 @@ pub mod testing {
     }
 
     impl CountCalls {
+        /// The request bodies of an operation sent so far (only when built with
+        /// [`CountCalls::keeping_bodies`]).
+        pub fn bodies(&self, operation: &str) -> Vec<String> {
+            self.1
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .filter(|(op, _)| op == operation)
+                .map(|(_, b)| b.clone())
+                .collect()
+        }
+
+        /// A counter that also keeps every request body, to check what was sent where the
+        /// emulator is too slow to read it all back.
+        pub fn keeping_bodies() -> Self {
+            let c = Self::default();
+            *c.2.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+            c
+        }
+
         /// How many requests of an operation (`BatchWriteItem`) were sent.
         pub fn get(&self, operation: &str) -> usize {
             self.0

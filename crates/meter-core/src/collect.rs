@@ -8,11 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::batch::batches;
 use crate::decode::Rejected;
-use crate::ports::{
-    BoxError, MeterRegistry, ReadingWriter, RegistryEntry, StoreError, WriteReport,
-};
+use crate::ports::{write_all, BoxError, MeterRegistry, ReadingWriter, RegistryEntry, StoreError};
 use crate::reading::Reading;
 
 /// One unit of work for the fetch function: registry entries to collect. Seed 003's queue
@@ -33,6 +30,38 @@ impl FetchJob {
         }
         Ok(job)
     }
+}
+
+/// Identifiers per fetch job for sources read one identifier at a time (seed 003 put 2 in a
+/// message; 10 keeps a job well inside the fetch function's timeout).
+pub const JOB_GROUP: usize = 10;
+
+/// Cuts enabled registry entries into fetch jobs: one per SST Cloud entry (an account or house,
+/// one login and one listing), and groups of up to `group` identifiers per other source.
+pub fn plan_jobs(entries: impl IntoIterator<Item = RegistryEntry>, group: usize) -> Vec<FetchJob> {
+    let mut jobs = Vec::new();
+    let mut open: BTreeMap<String, Vec<crate::reading::MeterId>> = BTreeMap::new();
+    for e in entries.into_iter().filter(|e| e.enabled) {
+        if e.source.as_str() == crate::contract::SOURCE_SST {
+            jobs.push(FetchJob {
+                entries: vec![e.id],
+            });
+            continue;
+        }
+        let ids = open.entry(e.source.to_string()).or_default();
+        ids.push(e.id);
+        if ids.len() >= group.max(1) {
+            jobs.push(FetchJob {
+                entries: std::mem::take(ids),
+            });
+        }
+    }
+    jobs.extend(
+        open.into_values()
+            .filter(|ids| !ids.is_empty())
+            .map(|entries| FetchJob { entries }),
+    );
+    jobs
 }
 
 /// What one collection from a source produced.
@@ -138,20 +167,8 @@ pub struct CollectReport {
     pub write_failures: usize,
 }
 
-async fn write_all(
-    writer: &dyn ReadingWriter,
-    readings: Vec<Reading>,
-) -> Result<WriteReport, StoreError> {
-    let mut report = WriteReport::default();
-    let max = writer.max_batch();
-    let mut offset = 0;
-    for batch in batches(readings.into_iter(), max) {
-        let n = batch.len();
-        report.merge(writer.write(&batch).await?, offset);
-        offset += n;
-    }
-    Ok(report)
-}
+/// Write calls in flight per store during a collection round.
+const WRITE_CONCURRENCY: usize = 4;
 
 /// Page size when walking the registry.
 const REGISTRY_PAGE: usize = 500;
@@ -186,8 +203,8 @@ pub async fn collect_all(
                 Ok(c) => {
                     report.collected += 1;
                     report.rejected += c.rejected.len();
-                    let h = write_all(history, c.readings).await?;
-                    let f = write_all(forecasts, c.forecasts).await?;
+                    let h = write_all(history, &c.readings, WRITE_CONCURRENCY).await?;
+                    let f = write_all(forecasts, &c.forecasts, WRITE_CONCURRENCY).await?;
                     report.readings_written += h.written;
                     report.forecasts_written += f.written;
                     report.write_failures += h.failures.len() + f.failures.len();
@@ -303,5 +320,26 @@ mod tests {
         assert_eq!((r.readings_written, r.forecasts_written), (2, 3));
         assert_eq!(history.all().len(), 2);
         assert!(forecasts.all().iter().all(|f| f.time() >= now));
+    }
+
+    #[test]
+    fn jobs_are_one_per_sst_entry_and_groups_of_identifiers_otherwise() {
+        let entries = vec![
+            entry("house-1", "sst-cloud", &[], true),
+            entry("house-2", "sst-cloud", &[], false),
+            entry("a", "http-json", &[], true),
+            entry("b", "http-json", &[], true),
+            entry("c", "http-json", &[], true),
+            entry("x", "other", &[], true),
+        ];
+        let jobs = plan_jobs(entries, 2);
+        let ids: Vec<Vec<&str>> = jobs
+            .iter()
+            .map(|j| j.entries.iter().map(|m| m.as_str()).collect())
+            .collect();
+        assert_eq!(
+            ids,
+            vec![vec!["house-1"], vec!["a", "b"], vec!["c"], vec!["x"]]
+        );
     }
 }

@@ -689,9 +689,8 @@ impl DynamoRegistry {
     }
 }
 
-#[async_trait]
-impl MeterRegistry for DynamoRegistry {
-    async fn put(&self, e: &RegistryEntry) -> Result<(), StoreError> {
+impl DynamoRegistry {
+    fn item(e: &RegistryEntry) -> HashMap<String, AttributeValue> {
         let mut item = HashMap::from([
             (names::REGISTRY_PK.to_owned(), s(e.id.as_str())),
             ("source".to_owned(), s(e.source.as_str())),
@@ -704,10 +703,23 @@ impl MeterRegistry for DynamoRegistry {
         if let Some(z) = &e.zone {
             item.insert("zone".to_owned(), s(z));
         }
+        item
+    }
+
+    /// Adds or replaces many entries, 25 to a BatchWriteItem (a bulk registration).
+    pub async fn put_many(&self, entries: &[RegistryEntry]) -> Result<WriteReport, StoreError> {
+        let items = entries.iter().map(Self::item).collect();
+        batch_put(&self.client, &self.table, items, Duration::from_secs(20)).await
+    }
+}
+
+#[async_trait]
+impl MeterRegistry for DynamoRegistry {
+    async fn put(&self, e: &RegistryEntry) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_item(Some(Self::item(e)))
             .send()
             .await
             .map_err(|err| store_error(BACKEND, "PutItem of a registry entry", err))?;
