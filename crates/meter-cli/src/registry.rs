@@ -4,16 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use chrono::Utc;
-use meter_core::collect::{collect_all, Source};
+use meter_core::collect::collect_all;
 use meter_core::ports::{MeterRegistry, RegistryEntry};
 use meter_core::time::parse_zone;
 use meter_core::{contract, MeterId, SourceName};
-use meter_sources::http_json::HttpJsonSource;
-use meter_sources::sst::{SstClient, SstConfig, SstSource};
+use meter_sources::sst::{SstClient, SstConfig};
 use meter_store_sqlite::SqliteStore;
 use serde::Serialize;
 
@@ -25,34 +23,14 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// The sources this process can run, with a note for each it cannot (missing settings). The
-/// SST source is built only when its settings are present, since most users have no account.
-pub(crate) async fn sources(
-    store: &SqliteStore,
-) -> (BTreeMap<String, Arc<dyn Source>>, Vec<String>) {
-    let mut out: BTreeMap<String, Arc<dyn Source>> = BTreeMap::new();
-    let mut notes = Vec::new();
-    let client = match SstConfig::from_lookup(env) {
-        Ok(c) => {
-            let secrets = secrets_for(&c).await;
-            SstClient::new(c, secrets).map_err(|e| e.to_string())
-        }
-        Err(e) => Err(e.to_string()),
-    };
-    match client {
-        Ok(client) => {
-            let source = SstSource::new(client, Arc::new(store.clone()));
-            out.insert(contract::SOURCE_SST.to_owned(), Arc::new(source));
-        }
-        Err(e) => notes.push(format!("{}: not configured ({e})", contract::SOURCE_SST)),
-    }
-    match HttpJsonSource::new(Duration::from_secs(30), None, Arc::new(env)) {
-        Ok(s) => {
-            out.insert(contract::SOURCE_HTTP_JSON.to_owned(), Arc::new(s));
-        }
-        Err(e) => notes.push(format!("{}: {e}", contract::SOURCE_HTTP_JSON)),
-    }
-    (out, notes)
+/// The sources this process can run, with a note for each it cannot (missing settings).
+pub(crate) async fn sources(store: &SqliteStore) -> (meter_sources::Sources, Vec<String>) {
+    // Secrets Manager is only reached when a setting names a secret.
+    let secrets: Arc<dyn meter_core::ports::SecretStore> =
+        Arc::new(meter_aws::AwsSecrets::new(&meter_aws::sdk_config().await));
+    meter_sources::from_env(Arc::new(env), Arc::new(store.clone()), || {
+        Some(secrets.clone())
+    })
 }
 
 #[derive(Debug, Serialize)]

@@ -125,15 +125,32 @@ pub async fn write_all(
     readings: &[Reading],
     concurrency: usize,
 ) -> Result<WriteReport, StoreError> {
-    use futures_util::stream::{self, StreamExt};
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    // A plain async fn, not a closure returning a future: the resulting future must be Send for
+    // every lifetime, which rustc cannot prove for closures over borrowed chunks.
+    async fn one<'a>(
+        writer: &'a dyn ReadingWriter,
+        offset: usize,
+        chunk: &'a [Reading],
+    ) -> (usize, usize, Result<WriteReport, StoreError>) {
+        (offset, chunk.len(), writer.write(chunk).await)
+    }
     let size = writer.max_batch().max(1);
-    let mut results = stream::iter(readings.chunks(size).enumerate())
-        .map(|(i, chunk)| async move { (i * size, chunk.len(), writer.write(chunk).await) })
-        .buffer_unordered(concurrency.max(1));
+    let mut chunks = readings.chunks(size).enumerate();
+    let mut in_flight = FuturesUnordered::new();
     let mut report = WriteReport::default();
     let mut fatal: Option<StoreError> = None;
     let mut all_fatal = true;
-    while let Some((offset, len, result)) = results.next().await {
+    loop {
+        while in_flight.len() < concurrency.max(1) {
+            match chunks.next() {
+                Some((i, chunk)) => in_flight.push(one(writer, i * size, chunk)),
+                None => break,
+            }
+        }
+        let Some((offset, len, result)) = in_flight.next().await else {
+            break;
+        };
         match result {
             Ok(r) => {
                 all_fatal = false;

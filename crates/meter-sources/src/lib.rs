@@ -12,9 +12,57 @@
 pub mod http_json;
 pub mod sst;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use meter_core::collect::Source;
+use meter_core::contract;
+use meter_core::ports::{ReadingReader, SecretStore};
 use reqwest::{RequestBuilder, Response, StatusCode};
+
+use crate::http_json::{EnvLookup, HttpJsonSource};
+use crate::sst::{SstAuth, SstClient, SstConfig, SstSource};
+
+/// The sources a process can run, by name, with a note for each it cannot (missing settings).
+pub type Sources = BTreeMap<String, Arc<dyn Source>>;
+
+/// Builds every source whose settings are present in `env`: SST Cloud only when configured
+/// (most users have no account), the HTTP JSON source always. `secrets` is asked for only when
+/// a setting names a secret (`SST_SECRET_ID`, an entry's `api_key_secret`); `history` gives the
+/// SST plausibility checks the previous readings.
+pub fn from_env(
+    env: EnvLookup,
+    history: Arc<dyn ReadingReader>,
+    secrets: impl Fn() -> Option<Arc<dyn SecretStore>>,
+) -> (Sources, Vec<String>) {
+    let mut out: Sources = BTreeMap::new();
+    let mut notes = Vec::new();
+    let client = SstConfig::from_lookup(|k| env(k))
+        .map_err(|e| e.to_string())
+        .and_then(|c| {
+            let secrets = matches!(c.auth, SstAuth::SecretId(_))
+                .then(&secrets)
+                .flatten();
+            SstClient::new(c, secrets).map_err(|e| e.to_string())
+        });
+    match client {
+        Ok(client) => {
+            out.insert(
+                contract::SOURCE_SST.to_owned(),
+                Arc::new(SstSource::new(client, history)),
+            );
+        }
+        Err(e) => notes.push(format!("{}: not configured ({e})", contract::SOURCE_SST)),
+    }
+    match HttpJsonSource::new(Duration::from_secs(30), secrets(), env) {
+        Ok(s) => {
+            out.insert(contract::SOURCE_HTTP_JSON.to_owned(), Arc::new(s));
+        }
+        Err(e) => notes.push(format!("{}: {e}", contract::SOURCE_HTTP_JSON)),
+    }
+    (out, notes)
+}
 
 /// The largest response body read (an SST house or a day of points is a few kilobytes).
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;

@@ -1,0 +1,232 @@
+//! Lambda **fetch**: on an SQS batch of fetch jobs (ours, or seed 003's
+//! `{"identifiers": [...]}`), collects every job's registry entries from their sources (SST
+//! Cloud, HTTP JSON) concurrently, writes the readings of the whole batch to the history store
+//! together (fuller requests cost fewer Timestream write units) and future points to the forecast
+//! store, and answers `batchItemFailures` naming exactly the jobs that failed, so SQS retries
+//! only those and its dead-letter queue keeps what keeps failing.
+//!
+//! A job fails when its body is not a job, an entry's source is missing or fails, or one of its
+//! readings was refused for a reason that a retry may cure (throttling). Readings a store refuses
+//! for good, and records a source answers but cannot be readings, are logged one by one with the
+//! reason (retrying would not change them).
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
+use meter_core::collect::{Collected, FetchJob};
+use meter_core::contract::cloud as names;
+use meter_core::ports::{write_all, MeterRegistry, ReadingWriter, SecretStore};
+use meter_core::Reading;
+use meter_lambda::{ConfigError, Env, History, HistoryConfig};
+use meter_sources::http_json::EnvLookup;
+use meter_sources::Sources;
+
+/// The function's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The registry table.
+    pub registry_table: String,
+    /// The forecasts table.
+    pub forecasts_table: String,
+    /// The history store.
+    pub history: HistoryConfig,
+}
+
+impl Config {
+    /// Reads `REGISTRY_TABLE`, `FORECASTS_TABLE` and the history store's variables (the
+    /// sources read their own, such as `SST_SECRET_ID`, when built).
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            registry_table: env.required(names::ENV_REGISTRY_TABLE)?,
+            forecasts_table: env.required(names::ENV_FORECASTS_TABLE)?,
+            history: HistoryConfig::from_env(env)?,
+        })
+    }
+}
+
+/// The clients and sources, built once per cold start.
+#[allow(missing_debug_implementations)] // reason: the ports are not Debug
+pub struct Fetch {
+    registry: Arc<dyn MeterRegistry>,
+    sources: Sources,
+    history: Arc<dyn ReadingWriter>,
+    forecasts: Arc<dyn ReadingWriter>,
+}
+
+/// Write calls in flight per store.
+const WRITE_CONCURRENCY: usize = 4;
+
+impl Fetch {
+    /// Clients for the configured tables and the sources `env` configures. No request is sent;
+    /// secrets are fetched when a source first needs them.
+    pub fn new(sdk: &aws_config::SdkConfig, config: &Config, env: EnvLookup) -> Self {
+        let ddb = aws_sdk_dynamodb::Client::new(sdk);
+        let history = History::new(sdk, &config.history);
+        let secrets: Arc<dyn SecretStore> = Arc::new(meter_aws::AwsSecrets::new(sdk));
+        let (sources, notes) =
+            meter_sources::from_env(env, history.reader.clone(), || Some(secrets.clone()));
+        for n in notes {
+            tracing::info!(note = %n, "source not configured");
+        }
+        Self::with_parts(
+            Arc::new(meter_store_dynamodb::DynamoRegistry::new(
+                ddb.clone(),
+                &config.registry_table,
+            )),
+            sources,
+            history.writer,
+            Arc::new(meter_store_dynamodb::DynamoForecasts::new(
+                ddb,
+                &config.forecasts_table,
+            )),
+        )
+    }
+
+    /// The same over given parts.
+    pub fn with_parts(
+        registry: Arc<dyn MeterRegistry>,
+        sources: Sources,
+        history: Arc<dyn ReadingWriter>,
+        forecasts: Arc<dyn ReadingWriter>,
+    ) -> Self {
+        Self {
+            registry,
+            sources,
+            history,
+            forecasts,
+        }
+    }
+
+    /// Runs one job: every entry it names through its source.
+    async fn run(&self, body: &str, now: DateTime<Utc>) -> Result<Collected, String> {
+        let job = FetchJob::parse(body)?;
+        let mut out = Collected::default();
+        for id in &job.entries {
+            let entry = match self.registry.entry(id).await {
+                Ok(Some(e)) if e.enabled => e,
+                Ok(Some(_)) => {
+                    tracing::info!(entry = %id, "entry switched off since it was queued");
+                    continue;
+                }
+                Ok(None) => {
+                    tracing::warn!(entry = %id, "entry removed from the registry since it was queued");
+                    continue;
+                }
+                Err(e) => return Err(format!("reading registry entry {id}: {e}")),
+            };
+            let source = self.sources.get(entry.source.as_str()).ok_or_else(|| {
+                format!(
+                    "entry {id} names source {}, which this function is not configured for",
+                    entry.source
+                )
+            })?;
+            let c = source
+                .collect(&entry, now)
+                .await
+                .map_err(|e| format!("entry {id}: {e}"))?;
+            for r in &c.rejected {
+                tracing::warn!(entry = %id, rejected = %r, "the source answered a record that is not a reading");
+            }
+            out.readings.extend(c.readings);
+            out.forecasts.extend(c.forecasts);
+            out.rejected.extend(c.rejected);
+        }
+        Ok(out)
+    }
+}
+
+/// One message's readings, tagged with the message they came from.
+fn tagged(
+    ok: &[(usize, Collected)],
+    pick: fn(&Collected) -> &Vec<Reading>,
+) -> (Vec<Reading>, Vec<usize>) {
+    let mut readings = Vec::new();
+    let mut owner = Vec::new();
+    for (msg, c) in ok {
+        readings.extend(pick(c).iter().cloned());
+        owner.extend(std::iter::repeat_n(*msg, pick(c).len()));
+    }
+    (readings, owner)
+}
+
+/// Writes one store's share of the batch; returns the messages to retry.
+async fn write(
+    store: &dyn ReadingWriter,
+    what: &str,
+    readings: &[Reading],
+    owner: &[usize],
+    failed: &mut [bool],
+) -> usize {
+    if readings.is_empty() {
+        return 0;
+    }
+    match write_all(store, readings, WRITE_CONCURRENCY).await {
+        Ok(report) => {
+            for f in &report.failures {
+                if f.retryable {
+                    failed[owner[f.index]] = true;
+                } else {
+                    tracing::error!(store = what, reading = %serde_json::to_string(&readings[f.index]).unwrap_or_default(), reason = %f.reason, "a reading was refused for good");
+                }
+            }
+            report.written
+        }
+        Err(e) => {
+            tracing::error!(store = what, error = %e, "the store refused the batch");
+            for &m in owner {
+                failed[m] = true;
+            }
+            0
+        }
+    }
+}
+
+/// Handles one SQS batch; the response lists the message ids to retry.
+pub async fn handle(state: &Fetch, event: SqsEvent, now: DateTime<Utc>) -> SqsBatchResponse {
+    let messages: Vec<&SqsMessage> = event.records.iter().collect();
+    let results = join_all(
+        messages
+            .iter()
+            .map(|m| state.run(m.body.as_deref().unwrap_or_default(), now)),
+    )
+    .await;
+    let mut failed = vec![false; messages.len()];
+    let mut ok = Vec::new();
+    for (i, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(c) => ok.push((i, c)),
+            Err(reason) => {
+                tracing::error!(message = messages[i].message_id.as_deref().unwrap_or("?"), %reason, "fetch job failed");
+                failed[i] = true;
+            }
+        }
+    }
+    let (history, h_owner) = tagged(&ok, |c| &c.readings);
+    let (forecasts, f_owner) = tagged(&ok, |c| &c.forecasts);
+    let written = write(&*state.history, "history", &history, &h_owner, &mut failed).await;
+    let predicted = write(
+        &*state.forecasts,
+        "forecasts",
+        &forecasts,
+        &f_owner,
+        &mut failed,
+    )
+    .await;
+    let mut response = SqsBatchResponse::default();
+    for (m, _) in messages.iter().zip(&failed).filter(|(_, f)| **f) {
+        match &m.message_id {
+            Some(id) => response.add_failure(id.clone()),
+            None => tracing::error!("a failed message has no id; SQS cannot be told to retry it"),
+        }
+    }
+    tracing::info!(
+        messages = messages.len(),
+        failed = response.batch_item_failures.len(),
+        readings = written,
+        forecasts = predicted,
+        "fetch batch done"
+    );
+    response
+}
