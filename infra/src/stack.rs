@@ -471,7 +471,8 @@ pub fn template(options: StackOptions) -> Template {
     history_env(&mut env);
     let mut grants = vec![
         Grant::S3Read(bucket.arn()),
-        Grant::S3Write(bucket.arn(), "quarantine/"),
+        Grant::S3Write(bucket.arn(), names::QUARANTINE_PREFIX),
+        Grant::S3Write(bucket.arn(), names::RESUME_PREFIX),
     ];
     grants.extend(history_write.clone());
     let import = lambda(
@@ -619,7 +620,11 @@ pub fn template(options: StackOptions) -> Template {
             "EventPattern": {
                 "source": ["aws.s3"],
                 "detail-type": ["Object Created"],
-                "detail": {"bucket": {"name": [bucket.name().into_value()]}},
+                // Reports are not imports; resume markers are, and invoke the function again.
+                "detail": {
+                    "bucket": {"name": [bucket.name().into_value()]},
+                    "object": {"key": [{"anything-but": {"prefix": names::QUARANTINE_PREFIX}}]},
+                },
             },
             "Targets": [{
                 "Id": "import",

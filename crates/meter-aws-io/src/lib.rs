@@ -279,7 +279,10 @@ pub fn event_key(raw: &str) -> String {
 
 /// Where the rejects report of an object goes: `quarantine/<key>.errors.json`, next to it.
 pub fn quarantine_key(key: &str) -> String {
-    format!("quarantine/{key}.errors.json")
+    format!(
+        "{}{key}.errors.json",
+        meter_core::contract::cloud::QUARANTINE_PREFIX
+    )
 }
 
 /// Chunks of an object in flight between the download and the decoder.
@@ -326,21 +329,45 @@ impl S3Objects {
         Self { client }
     }
 
+    /// Objects through a client built from `sdk`, with path-style addressing when an endpoint
+    /// override (the local emulator) is set.
+    pub fn from_sdk(sdk: &aws_config::SdkConfig) -> Self {
+        let conf = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(sdk.endpoint_url().is_some())
+            .build();
+        Self::new(aws_sdk_s3::Client::from_conf(conf))
+    }
+
     /// Opens an object for streaming; returns the reader and the object's size.
     pub async fn open(
         &self,
         bucket: &str,
         key: &str,
     ) -> Result<(ObjectReader, Option<i64>), StoreError> {
+        let (reader, size, _) = self.open_if(bucket, key, None).await?;
+        Ok((reader, size))
+    }
+
+    /// Opens an object for streaming, only if its ETag is still `etag` when one is given (a
+    /// resumed import must read the version it started on); returns the reader, the size and
+    /// the ETag.
+    pub async fn open_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: Option<&str>,
+    ) -> Result<(ObjectReader, Option<i64>, Option<String>), StoreError> {
         let out = self
             .client
             .get_object()
             .bucket(bucket)
             .key(key)
+            .set_if_match(etag.map(str::to_owned))
             .send()
             .await
             .map_err(|e| store_error("S3", &format!("GetObject s3://{bucket}/{key}"), e))?;
         let size = out.content_length();
+        let etag = out.e_tag().map(str::to_owned);
         let mut body = out.body;
         let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
         tokio::spawn(async move {
@@ -366,7 +393,40 @@ impl S3Objects {
                 pos: 0,
             },
             size,
+            etag,
         ))
+    }
+
+    /// Reads a small object whole (a resume marker), refusing one over `max` bytes.
+    pub async fn get_small(
+        &self,
+        bucket: &str,
+        key: &str,
+        max: usize,
+    ) -> Result<Vec<u8>, StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| store_error("S3", &format!("GetObject s3://{bucket}/{key}"), e))?;
+        if out.content_length().unwrap_or(0) as usize > max {
+            return Err(StoreError::InvalidQuery(format!(
+                "s3://{bucket}/{key} is over {max} bytes"
+            )));
+        }
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                backend: "S3",
+                message: format!("reading s3://{bucket}/{key}: {e}"),
+                source: Some(Box::new(e)),
+            })?;
+        Ok(body.into_bytes().to_vec())
     }
 
     /// Writes a JSON document (a quarantine report) to a key.

@@ -90,6 +90,11 @@ pub mod cloud {
     pub const TIMESTREAM_MEMORY_RETENTION_HOURS: i64 = 720;
     /// Days a Timestream table keeps readings in its magnetic store (the template's default).
     pub const TIMESTREAM_MAGNETIC_RETENTION_DAYS: i64 = 3650;
+    /// Import bucket: rejected rows of `<key>` are reported at `quarantine/<key>.errors.json`;
+    /// the import function never imports this prefix.
+    pub const QUARANTINE_PREFIX: &str = "quarantine/";
+    /// Import bucket: markers that hand the rest of a large object to the next invocation.
+    pub const RESUME_PREFIX: &str = "_resume/";
     /// Seed 002's metric namespace, the default of [`ENV_METRIC_NAMESPACE`].
     pub const DEFAULT_METRIC_NAMESPACE: &str = "MbedButtonPressHour";
 
