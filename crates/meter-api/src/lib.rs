@@ -32,6 +32,7 @@ use chrono_tz::Tz;
 use meter_core::ports::{Counters, MeterRegistry, ReadingReader};
 
 pub use error::ApiError;
+pub use webhook::WebhookState;
 
 /// The header mbed Connector sends with every notification, holding the webhook's shared
 /// secret (Connector's callback registration takes fixed headers for exactly this).
@@ -126,6 +127,15 @@ impl ApiState {
     pub(crate) fn now(&self) -> DateTime<Utc> {
         (self.clock)()
     }
+}
+
+/// Only the webhook (`PUT`/`POST /webhook`), for the webhook function.
+pub fn webhook_router(state: WebhookState) -> Router {
+    Router::new()
+        .route("/webhook", put(webhook::notify).post(webhook::notify))
+        .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
 }
 
 /// The whole API.

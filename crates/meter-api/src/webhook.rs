@@ -18,11 +18,41 @@ use meter_core::decode::mbed::{parse_notifications, BUTTON_PATH};
 use meter_core::ports::{AddOutcome, CounterKey};
 use serde_json::{json, Value};
 
-use crate::{ApiError, ApiState, WEBHOOK_SECRET_HEADER};
+use crate::{ApiError, ApiState, AuthConfig, Clock, WEBHOOK_SECRET_HEADER};
+
+/// What the webhook needs: the counters, the secret and the clock. The whole API's state
+/// provides it, and the webhook function builds it alone (it reads no readings).
+#[derive(Clone)]
+pub struct WebhookState {
+    /// The hourly counters.
+    pub counters: Arc<dyn meter_core::ports::Counters>,
+    /// Authentication (its `webhook_secret`).
+    pub auth: AuthConfig,
+    /// The clock.
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for WebhookState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookState")
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl axum::extract::FromRef<ApiState> for WebhookState {
+    fn from_ref(s: &ApiState) -> Self {
+        Self {
+            counters: s.counters.clone(),
+            auth: s.auth.clone(),
+            clock: s.clock.clone(),
+        }
+    }
+}
 
 /// `PUT`/`POST /webhook`
 pub(crate) async fn notify(
-    State(state): State<ApiState>,
+    State(state): State<WebhookState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -50,7 +80,7 @@ pub(crate) async fn notify(
     let parsed: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("bad_body", format!("the body is not JSON: {e}")))?;
     let source: Arc<str> = Arc::from("webhook");
-    let now = state.now();
+    let now = (state.clock)();
     let (mut counted, mut duplicates, mut ignored) = (0u64, 0u64, 0u64);
     let mut rejected = Vec::new();
     for item in parse_notifications(&parsed, &source) {
