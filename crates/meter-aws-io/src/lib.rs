@@ -165,6 +165,12 @@ impl CloudWatchMetrics {
         }
     }
 
+    /// How long a failing call is retried before its values are reported.
+    pub fn with_retry_budget(mut self, budget: Duration) -> Self {
+        self.budget = budget;
+        self
+    }
+
     fn datum(d: &MetricDatum) -> Result<CwDatum, StoreError> {
         let mut b = CwDatum::builder()
             .metric_name(&d.name)

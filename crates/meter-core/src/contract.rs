@@ -115,6 +115,10 @@ pub mod cloud {
     pub const COUNTERS_PK: &str = "Endpoint";
     /// Counters table: sort key (string), seed 002's `EventHour`.
     pub const COUNTERS_SK: &str = "EventHour";
+    /// Counters table: the `Endpoint` prefix of dedupe items, which are not counts.
+    pub const COUNTERS_DEDUPE_PREFIX: &str = "#dedupe#";
+    /// Counters table: seed 002's count attribute.
+    pub const COUNTERS_COUNT: &str = "EventCount";
     /// Counters table: the TTL attribute of dedupe items.
     pub const COUNTERS_TTL: &str = "expires";
 

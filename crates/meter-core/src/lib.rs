@@ -12,6 +12,7 @@ pub mod batch;
 pub mod collect;
 pub mod contract;
 pub mod decode;
+pub mod metrics;
 pub mod ports;
 pub mod reading;
 pub mod rollup;

@@ -35,9 +35,9 @@ const BACKEND: &str = "DynamoDB";
 const SERIES_PARTITION: &str = "#series";
 /// Dedupe items of the counters table live under this endpoint prefix (and expire by TTL);
 /// the stream-metrics function skips them.
-pub const DEDUPE_PREFIX: &str = "#dedupe#";
+pub const DEDUPE_PREFIX: &str = names::COUNTERS_DEDUPE_PREFIX;
 /// Seed 002's count attribute.
-pub const EVENT_COUNT: &str = "EventCount";
+pub const EVENT_COUNT: &str = names::COUNTERS_COUNT;
 /// How long seed 003 kept future points.
 pub const FORECAST_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 

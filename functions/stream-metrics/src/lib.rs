@@ -1,0 +1,168 @@
+//! Lambda **stream-metrics**: on DynamoDB stream batches from the counters table, turns each
+//! record's old and new images into a delta of its (endpoint, hour) counter, sums them, and
+//! publishes one CloudWatch value per endpoint and hour (seed 002's layout), up to 1,000 to a
+//! PutMetricData call. Records whose values could not be published are answered as
+//! `batchItemFailures` by sequence number, so Lambda retries from the first of them.
+//!
+//! A batch is at most 100 records (the template's batch size), so its sums fit one
+//! PutMetricData call, which succeeds or fails whole: a retry never publishes a delta twice.
+//! Records that are not counter items are logged and skipped (retrying cannot change them).
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use meter_aws_io::CloudWatchMetrics;
+use meter_core::contract::cloud as names;
+use meter_core::metrics::{hourly_sums, CounterChange};
+use meter_core::ports::MetricPublisher;
+use meter_lambda::Env;
+use serde_json::Value;
+
+/// The function's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The metric namespace (`METRIC_NAMESPACE`, seed 002's `MbedButtonPressHour` by default).
+    pub namespace: String,
+}
+
+impl Config {
+    /// Reads `METRIC_NAMESPACE`.
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Self {
+        Self {
+            namespace: env
+                .optional(names::ENV_METRIC_NAMESPACE)
+                .unwrap_or_else(|| names::DEFAULT_METRIC_NAMESPACE.to_owned()),
+        }
+    }
+}
+
+/// The client, built once per cold start.
+#[allow(missing_debug_implementations)] // reason: the port is not Debug
+pub struct StreamMetrics {
+    metrics: Arc<dyn MetricPublisher>,
+    namespace: String,
+}
+
+impl StreamMetrics {
+    /// A CloudWatch client (no request is sent).
+    pub fn new(sdk: &aws_config::SdkConfig, config: &Config) -> Self {
+        Self::with_parts(
+            Arc::new(CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(sdk))),
+            config,
+        )
+    }
+
+    /// The same over a given publisher.
+    pub fn with_parts(metrics: Arc<dyn MetricPublisher>, config: &Config) -> Self {
+        Self {
+            metrics,
+            namespace: config.namespace.clone(),
+        }
+    }
+}
+
+/// An image attribute in DynamoDB JSON (`{"S": ...}`, `{"N": ...}`).
+fn attr<'a>(image: &'a Value, name: &str, ty: &str) -> Option<&'a str> {
+    image.get(name)?.get(ty)?.as_str()
+}
+
+/// The counter change a stream record carries.
+pub fn change_of(record: &EventRecord) -> Result<CounterChange, String> {
+    fn json<T: serde::Serialize>(item: &T) -> Value {
+        serde_json::to_value(item).unwrap_or(Value::Null)
+    }
+    let keys = json(&record.change.keys);
+    let (old, new) = (
+        json(&record.change.old_image),
+        json(&record.change.new_image),
+    );
+    let count = |image: &Value| -> Result<Option<f64>, String> {
+        match attr(image, names::COUNTERS_COUNT, "N") {
+            Some(n) => n
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("{} {n:?} is not a number", names::COUNTERS_COUNT)),
+            None => Ok(None),
+        }
+    };
+    let key = |name: &str| {
+        attr(&keys, name, "S")
+            .or_else(|| attr(&new, name, "S"))
+            .or_else(|| attr(&old, name, "S"))
+            .map(str::to_owned)
+            .ok_or_else(|| format!("the record has no {name} key"))
+    };
+    let removed = record.event_name == "REMOVE";
+    Ok(CounterChange {
+        endpoint: key(names::COUNTERS_PK)?,
+        event_hour: key(names::COUNTERS_SK)?,
+        old: count(&old)?,
+        new: if removed { None } else { count(&new)? },
+    })
+}
+
+fn failure(seq: &str) -> DynamoDbBatchItemFailure {
+    let mut f = DynamoDbBatchItemFailure::default();
+    f.item_identifier = Some(seq.to_owned());
+    f
+}
+
+/// Handles one stream batch; the response names the records to retry.
+pub async fn handle(state: &StreamMetrics, event: Event) -> DynamoDbEventResponse {
+    let mut changes = Vec::with_capacity(event.records.len());
+    let mut positions = Vec::with_capacity(event.records.len());
+    for (i, r) in event.records.iter().enumerate() {
+        match change_of(r) {
+            Ok(c) => {
+                changes.push(c);
+                positions.push(i);
+            }
+            Err(reason) => {
+                tracing::error!(event_id = %r.event_id, %reason, "skipped a record that is not a counter")
+            }
+        }
+    }
+    let mut failed = vec![false; event.records.len()];
+    match hourly_sums(&state.namespace, &changes) {
+        Ok(sums) => {
+            let data: Vec<_> = sums.iter().map(|s| s.datum.clone()).collect();
+            let failed_data: Vec<usize> = match state.metrics.publish(&data).await {
+                Ok(report) => {
+                    for f in &report.failures {
+                        tracing::error!(metric = %data[f.index].name, reason = %f.reason, "a metric value was not published");
+                    }
+                    report.failures.iter().map(|f| f.index).collect()
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "publishing the metrics failed");
+                    (0..data.len()).collect()
+                }
+            };
+            for d in failed_data {
+                for &c in &sums[d].sources {
+                    failed[positions[c]] = true;
+                }
+            }
+            tracing::info!(
+                records = event.records.len(),
+                values = data.len(),
+                "published hourly press counts"
+            );
+        }
+        Err(reason) => {
+            tracing::error!(%reason, "a counter's hour cannot be read");
+            failed.iter_mut().for_each(|f| *f = true);
+        }
+    }
+    let mut response = DynamoDbEventResponse::default();
+    for (r, _) in event.records.iter().zip(&failed).filter(|(_, f)| **f) {
+        match &r.change.sequence_number {
+            Some(seq) => response.batch_item_failures.push(failure(seq)),
+            None => {
+                tracing::error!(event_id = %r.event_id, "a failed record has no sequence number")
+            }
+        }
+    }
+    response
+}
