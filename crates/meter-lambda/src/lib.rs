@@ -142,6 +142,62 @@ impl History {
     }
 }
 
+/// Events shaped as Lambda delivers them, for the functions' tests.
+#[cfg(feature = "test-util")]
+pub mod testing {
+    use serde_json::{json, Value};
+
+    /// A Function URL request (payload format 2.0, as AWS documents it).
+    pub fn function_url_request(
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> lambda_http::Request {
+        let mut h = json!({
+            "host": "abcdefg.lambda-url.us-east-1.on.aws",
+            "user-agent": "test",
+        });
+        for (k, v) in headers {
+            h[*k] = json!(v);
+        }
+        let mut event = json!({
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": path,
+            "rawQueryString": query,
+            "headers": h,
+            "requestContext": {
+                "accountId": "anonymous",
+                "apiId": "abcdefg",
+                "domainName": "abcdefg.lambda-url.us-east-1.on.aws",
+                "domainPrefix": "abcdefg",
+                "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                         "sourceIp": "203.0.113.7", "userAgent": "test"},
+                "requestId": "id",
+                "routeKey": "$default",
+                "stage": "$default",
+                "time": "23/Nov/2026:12:00:00 +0000",
+                "timeEpoch": 1_795_435_200_000u64
+            },
+            "isBase64Encoded": false
+        });
+        if let Some(b) = body {
+            event["body"] = Value::String(b.to_owned());
+        }
+        if !query.is_empty() {
+            let params: serde_json::Map<String, Value> = query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+                .collect();
+            event["queryStringParameters"] = Value::Object(params);
+        }
+        lambda_http::request::from_str(&event.to_string()).expect("a valid Function URL event")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

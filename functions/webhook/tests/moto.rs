@@ -5,41 +5,16 @@ use std::sync::Arc;
 
 use meter_core::ports::{CounterKey, Counters};
 use meter_fn_webhook::{handle, Webhook};
+use meter_lambda::testing::function_url_request;
 use meter_store_dynamodb::{create_table, DynamoCounters, TableKind};
 use serde_json::{json, Value};
 
-/// A Function URL request (payload 2.0), as AWS documents it.
 fn request(body: &str, secret: Option<&str>) -> lambda_http::Request {
-    let mut headers = json!({
-        "content-type": "application/json",
-        "host": "abcdefg.lambda-url.us-east-1.on.aws",
-        "user-agent": "mbed-connector"
-    });
+    let mut headers = vec![("content-type", "application/json")];
     if let Some(s) = secret {
-        headers["x-webhook-secret"] = json!(s);
+        headers.push(("x-webhook-secret", s));
     }
-    let event = json!({
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": "/webhook",
-        "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {
-            "accountId": "anonymous",
-            "apiId": "abcdefg",
-            "domainName": "abcdefg.lambda-url.us-east-1.on.aws",
-            "domainPrefix": "abcdefg",
-            "http": {"method": "PUT", "path": "/webhook", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "mbed-connector"},
-            "requestId": "id",
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "23/Nov/2026:12:00:00 +0000",
-            "timeEpoch": 1795435200000u64
-        },
-        "body": body,
-        "isBase64Encoded": false
-    });
-    lambda_http::request::from_str(&event.to_string()).unwrap()
+    function_url_request("PUT", "/webhook", "", &headers, Some(body))
 }
 
 fn presses(ep: &str, counts: &[u32]) -> String {
