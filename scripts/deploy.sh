@@ -57,11 +57,7 @@ code_bucket=${code_bucket:-$stack-code-$account-$region}
 functions=$(cargo run -q -p infra -- --functions)
 
 echo "== package the functions"
-if [ "$dry_run" = 1 ] || [ -f scripts/package.sh ]; then
-  run bash scripts/package.sh
-else
-  die "scripts/package.sh is missing: the Lambda functions are not built yet"
-fi
+run bash scripts/package.sh
 
 echo "== synthesise the templates"
 run cargo run -q -p infra -- --out infra/out

@@ -11,18 +11,6 @@ use meter_core::decode::DecodeOptions;
 use meter_core::ports::{MetricDatum, MetricPublisher};
 use meter_core::MeterId;
 
-async fn sdk() -> Option<aws_config::SdkConfig> {
-    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
-        assert!(
-            std::env::var_os("METER_REQUIRE_MOTO").is_none(),
-            "METER_REQUIRE_MOTO is set but AWS_ENDPOINT_URL is not"
-        );
-        eprintln!("skipped: no AWS_ENDPOINT_URL (scripts/test.sh starts moto)");
-        return None;
-    }
-    Some(meter_aws::sdk_config().await)
-}
-
 fn unique(name: &str) -> String {
     format!(
         "{name}-{}-{}",
@@ -33,7 +21,9 @@ fn unique(name: &str) -> String {
 
 #[tokio::test]
 async fn jobs_go_ten_to_a_batch_and_an_oversized_one_is_reported() {
-    let Some(sdk) = sdk().await else { return };
+    let Some(sdk) = meter_aws::testing::emulator().await else {
+        return;
+    };
     let calls = CountCalls::default();
     let client = aws_sdk_sqs::Client::from_conf(
         aws_sdk_sqs::config::Builder::from(&sdk)
@@ -93,7 +83,9 @@ async fn jobs_go_ten_to_a_batch_and_an_oversized_one_is_reported() {
 
 #[tokio::test]
 async fn ten_thousand_values_take_ten_requests() {
-    let Some(sdk) = sdk().await else { return };
+    let Some(sdk) = meter_aws::testing::emulator().await else {
+        return;
+    };
     let calls = CountCalls::default();
     let client = aws_sdk_cloudwatch::Client::from_conf(
         aws_sdk_cloudwatch::config::Builder::from(&sdk)
@@ -140,7 +132,9 @@ async fn ten_thousand_values_take_ten_requests() {
 
 #[tokio::test]
 async fn a_large_object_streams_through_the_decoder_and_a_report_lands_next_to_it() {
-    let Some(sdk) = sdk().await else { return };
+    let Some(sdk) = meter_aws::testing::emulator().await else {
+        return;
+    };
     let client = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(true)

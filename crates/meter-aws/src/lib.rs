@@ -210,6 +210,21 @@ pub mod testing {
     use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
     use aws_smithy_types::config_bag::ConfigBag;
 
+    /// The local emulator's SDK configuration (`AWS_ENDPOINT_URL`, which the test command sets
+    /// with METER_REQUIRE_MOTO), or `None` with a note where no emulator runs; with
+    /// METER_REQUIRE_MOTO set, a missing emulator fails the test instead of skipping it.
+    pub async fn emulator() -> Option<aws_config::SdkConfig> {
+        if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
+            assert!(
+                std::env::var_os("METER_REQUIRE_MOTO").is_none(),
+                "METER_REQUIRE_MOTO is set but AWS_ENDPOINT_URL is not"
+            );
+            eprintln!("skipped: no AWS_ENDPOINT_URL (scripts/test.sh starts moto)");
+            return None;
+        }
+        Some(crate::sdk_config().await)
+    }
+
     /// An interceptor counting each operation's attempts on the wire, and the bytes of their
     /// request bodies; add it to a client's config
     /// (`config::Builder::from(&sdk).interceptor(counter.clone())`).

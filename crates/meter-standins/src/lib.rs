@@ -4,6 +4,8 @@
 //! expired token). They are not mocks of our clients: a client talks to them over TCP exactly as
 //! it would to the real service.
 
+pub mod runtime_api;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

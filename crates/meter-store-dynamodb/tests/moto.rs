@@ -20,15 +20,7 @@ use meter_store_dynamodb::{
 /// A client on the emulator, or `None` (with a note) where none runs. The test command sets
 /// METER_REQUIRE_MOTO, so CI cannot skip these.
 async fn client() -> Option<(Client, CountCalls)> {
-    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
-        assert!(
-            std::env::var_os("METER_REQUIRE_MOTO").is_none(),
-            "METER_REQUIRE_MOTO is set but AWS_ENDPOINT_URL is not"
-        );
-        eprintln!("skipped: no AWS_ENDPOINT_URL (scripts/test.sh starts moto)");
-        return None;
-    }
-    let sdk = meter_aws::sdk_config().await;
+    let sdk = meter_aws::testing::emulator().await?;
     let counter = CountCalls::default();
     let conf = aws_sdk_dynamodb::config::Builder::from(&sdk)
         .interceptor(counter.clone())

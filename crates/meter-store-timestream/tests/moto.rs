@@ -15,20 +15,6 @@ use meter_store_timestream::{
 };
 use serde_json::{json, Value};
 
-/// The emulator's SDK configuration, or `None` (with a note) where none runs. The test command
-/// sets METER_REQUIRE_MOTO, so CI cannot skip these.
-async fn sdk() -> Option<aws_config::SdkConfig> {
-    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
-        assert!(
-            std::env::var_os("METER_REQUIRE_MOTO").is_none(),
-            "METER_REQUIRE_MOTO is set but AWS_ENDPOINT_URL is not"
-        );
-        eprintln!("skipped: no AWS_ENDPOINT_URL (scripts/test.sh starts moto)");
-        return None;
-    }
-    Some(meter_aws::sdk_config().await)
-}
-
 static N: AtomicUsize = AtomicUsize::new(0);
 
 fn unique(test: &str) -> String {
@@ -121,7 +107,9 @@ fn now_s() -> DateTime<Utc> {
 
 #[tokio::test]
 async fn ten_thousand_readings_take_one_hundred_requests_in_the_seed_layout() {
-    let Some(sdk) = sdk().await else { return };
+    let Some(sdk) = meter_aws::testing::emulator().await else {
+        return;
+    };
     let (store, calls, db) = make_store(&sdk, "ts-bulk", WriteMode::Insert, None).await;
     let start = now_s() - Duration::hours(2);
     // 100 counters polled 100 times: every poll shares its time, as seed 000's runs did.
@@ -181,7 +169,9 @@ async fn ten_thousand_readings_take_one_hundred_requests_in_the_seed_layout() {
 
 #[tokio::test]
 async fn readings_timestream_would_refuse_are_reported_and_the_rest_land() {
-    let Some(sdk) = sdk().await else { return };
+    let Some(sdk) = meter_aws::testing::emulator().await else {
+        return;
+    };
     let (store, calls, db) = make_store(&sdk, "ts-bad", WriteMode::Insert, None).await;
     let now = now_s();
     let temperature = Reading::new(
@@ -229,7 +219,9 @@ async fn readings_timestream_would_refuse_are_reported_and_the_rest_land() {
 
 #[tokio::test]
 async fn old_readings_are_refused_up_front_when_the_table_has_no_magnetic_writes() {
-    let Some(sdk) = sdk().await else { return };
+    let Some(sdk) = meter_aws::testing::emulator().await else {
+        return;
+    };
     let db = unique("ts-mem");
     let client = aws_sdk_timestreamwrite::Client::new(&sdk);
     client
@@ -275,7 +267,9 @@ async fn old_readings_are_refused_up_front_when_the_table_has_no_magnetic_writes
 
 #[tokio::test]
 async fn a_missing_table_is_a_refusal_naming_it() {
-    let Some(sdk) = sdk().await else { return };
+    let Some(sdk) = meter_aws::testing::emulator().await else {
+        return;
+    };
     let store = TimestreamReadings::new(&sdk, TimestreamConfig::new(unique("nodb"), "readings"));
     let err = store
         .write(&[counter(1, 1.0, now_s(), false)])
@@ -308,7 +302,9 @@ fn reject_once() -> Fault {
 
 #[tokio::test]
 async fn a_rejected_conflict_is_reported_or_upserted_with_a_higher_version() {
-    let Some(sdk) = sdk().await else { return };
+    let Some(sdk) = meter_aws::testing::emulator().await else {
+        return;
+    };
     let now = now_s();
     let batch = [
         counter(1, 1.0, now, false),
@@ -370,7 +366,9 @@ fn answer(rows: &[[Option<&str>; 8]], next: Option<&str>) -> Value {
 
 #[tokio::test]
 async fn queries_follow_next_token_and_parse_into_readings() {
-    let Some(sdk) = sdk().await else { return };
+    let Some(sdk) = meter_aws::testing::emulator().await else {
+        return;
+    };
     let (store, calls, _) = make_store(&sdk, "ts-q", WriteMode::Insert, None).await;
     let meter = MeterId::new(&unique("it's-a-meter")).unwrap();
     let range = TimeRange::new(

@@ -11,18 +11,6 @@ use meter_core::{MeterId, SourceName};
 use meter_fn_enqueue::{handle, Config, Enqueue};
 use meter_store_dynamodb::{create_table, DynamoRegistry, TableKind};
 
-async fn sdk() -> Option<aws_config::SdkConfig> {
-    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
-        assert!(
-            std::env::var_os("METER_REQUIRE_MOTO").is_none(),
-            "METER_REQUIRE_MOTO is set but AWS_ENDPOINT_URL is not"
-        );
-        eprintln!("skipped: no AWS_ENDPOINT_URL (scripts/test.sh starts moto)");
-        return None;
-    }
-    Some(meter_aws::sdk_config().await)
-}
-
 fn entry(id: String, source: &str, enabled: bool) -> RegistryEntry {
     RegistryEntry {
         id: MeterId::new(&id).unwrap(),
@@ -52,7 +40,9 @@ fn scheduled_event() -> serde_json::Value {
 
 #[tokio::test]
 async fn ten_thousand_registry_entries_become_jobs_each_entry_once() {
-    let Some(sdk) = sdk().await else { return };
+    let Some(sdk) = meter_aws::testing::emulator().await else {
+        return;
+    };
     let tag = std::process::id();
     let table = format!("enqueue-registry-{tag}");
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -135,7 +125,9 @@ async fn ten_thousand_registry_entries_become_jobs_each_entry_once() {
 
 #[tokio::test]
 async fn a_scheduler_invocation_queues_the_same_jobs_as_a_scheduled_rule() {
-    let Some(sdk) = sdk().await else { return };
+    let Some(sdk) = meter_aws::testing::emulator().await else {
+        return;
+    };
     let tag = format!("{}-sched", std::process::id());
     let table = format!("enqueue-registry-{tag}");
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -175,7 +167,9 @@ async fn a_scheduler_invocation_queues_the_same_jobs_as_a_scheduled_rule() {
 
 #[tokio::test]
 async fn a_missing_queue_fails_the_run_so_the_schedule_retries() {
-    let Some(sdk) = sdk().await else { return };
+    let Some(sdk) = meter_aws::testing::emulator().await else {
+        return;
+    };
     let table = format!("enqueue-noqueue-{}", std::process::id());
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     create_table(&ddb, TableKind::Registry, &table)

@@ -14,18 +14,6 @@ use meter_standins::SeriesStandIn;
 use meter_store_dynamodb::{create_tables, DynamoForecasts, DynamoReadings, DynamoRegistry};
 use serde_json::json;
 
-async fn sdk() -> Option<aws_config::SdkConfig> {
-    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
-        assert!(
-            std::env::var_os("METER_REQUIRE_MOTO").is_none(),
-            "METER_REQUIRE_MOTO is set but AWS_ENDPOINT_URL is not"
-        );
-        eprintln!("skipped: no AWS_ENDPOINT_URL (scripts/test.sh starts moto)");
-        return None;
-    }
-    Some(meter_aws::sdk_config().await)
-}
-
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2024-06-01T12:00:00Z")
         .unwrap()
@@ -99,7 +87,9 @@ async fn count(
 
 #[tokio::test]
 async fn a_batch_lands_its_good_jobs_and_fails_exactly_the_bad_ones() {
-    let Some(sdk) = sdk().await else { return };
+    let Some(sdk) = meter_aws::testing::emulator().await else {
+        return;
+    };
     let api = SeriesStandIn::start(Some(now()), None).await;
     let locked = SeriesStandIn::start(Some(now()), Some("k3y")).await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -178,7 +168,9 @@ async fn a_batch_lands_its_good_jobs_and_fails_exactly_the_bad_ones() {
 
 #[tokio::test]
 async fn a_missing_history_table_fails_every_job_for_a_retry() {
-    let Some(sdk) = sdk().await else { return };
+    let Some(sdk) = meter_aws::testing::emulator().await else {
+        return;
+    };
     let api = SeriesStandIn::start(Some(now()), None).await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let [registry, _, forecasts, _] =
@@ -206,7 +198,9 @@ async fn a_missing_history_table_fails_every_job_for_a_retry() {
 
 #[tokio::test]
 async fn readings_go_to_timestream_when_it_is_the_history_store() {
-    let Some(sdk) = sdk().await else { return };
+    let Some(sdk) = meter_aws::testing::emulator().await else {
+        return;
+    };
     // A now inside the memory store's window, so the past day lands there.
     let now = Utc::now();
     let api = SeriesStandIn::start(Some(now), None).await;

@@ -21,15 +21,7 @@ struct Env {
 }
 
 async fn env(test: &str) -> Option<Env> {
-    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
-        assert!(
-            std::env::var_os("METER_REQUIRE_MOTO").is_none(),
-            "METER_REQUIRE_MOTO is set but AWS_ENDPOINT_URL is not"
-        );
-        eprintln!("skipped: no AWS_ENDPOINT_URL (scripts/test.sh starts moto)");
-        return None;
-    }
-    let sdk = meter_aws::sdk_config().await;
+    let sdk = meter_aws::testing::emulator().await?;
     let s3 = Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(true)

@@ -1,0 +1,80 @@
+//! The built enqueue binary as Lambda runs it: a process talking to a Lambda Runtime API
+//! (`AWS_LAMBDA_RUNTIME_API`), invoked with a scheduled event, against the local AWS emulator.
+
+use std::process::{Command, Stdio};
+
+use meter_core::ports::RegistryEntry;
+use meter_core::{MeterId, SourceName};
+use meter_standins::runtime_api::{lambda_env, Outcome, RuntimeApi};
+use meter_store_dynamodb::{create_table, DynamoRegistry, TableKind};
+use serde_json::json;
+
+#[tokio::test]
+async fn the_function_process_serves_invocations_through_the_runtime_api() {
+    let Some(sdk) = meter_aws::testing::emulator().await else {
+        return;
+    };
+    let tag = format!("runtime-{}", std::process::id());
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    create_table(&ddb, TableKind::Registry, &tag).await.unwrap();
+    let entries: Vec<RegistryEntry> = ["a", "b", "c"]
+        .iter()
+        .map(|id| RegistryEntry {
+            id: MeterId::new(id).unwrap(),
+            source: SourceName::new("http-json").unwrap(),
+            params: Default::default(),
+            zone: None,
+            enabled: true,
+        })
+        .collect();
+    DynamoRegistry::new(ddb, &tag)
+        .put_many(&entries)
+        .await
+        .unwrap();
+    let queue = aws_sdk_sqs::Client::new(&sdk)
+        .create_queue()
+        .queue_name(&tag)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+
+    let api = RuntimeApi::start().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meter-fn-enqueue"))
+        .envs(lambda_env(&api, "meterflow-enqueue"))
+        .env("REGISTRY_TABLE", &tag)
+        .env("FETCH_QUEUE_URL", &queue)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let scheduled = json!({
+        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event", "source": "aws.events", "account": "123456789012",
+        "time": "2026-11-23T12:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/collect"], "detail": {}
+    });
+    let first = api.invoke(scheduled.clone()).await;
+    let second = api.invoke(json!({})).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let expected = json!({"entries": 3, "disabled": 0, "jobs": 1, "sent": 1});
+    assert_eq!(first, Outcome::Response(expected.clone()));
+    assert_eq!(second, Outcome::Response(expected));
+    assert!(api.first_next().is_some());
+}
+
+#[test]
+fn a_missing_setting_stops_the_start_naming_the_variable() {
+    let out = Command::new(env!("CARGO_BIN_EXE_meter-fn-enqueue"))
+        .env_remove("FETCH_QUEUE_URL")
+        .env("REGISTRY_TABLE", "registry")
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("FETCH_QUEUE_URL"), "{err}");
+}
