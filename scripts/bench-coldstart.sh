@@ -14,6 +14,6 @@ if [ -z "${AWS_ENDPOINT_URL:-}" ]; then
 fi
 packages=()
 for f in enqueue fetch import webhook stream-metrics api; do packages+=(-p "meter-fn-$f"); done
-cargo build --profile package --locked -q "${packages[@]}" -p meter-coldstart
-bin=${CARGO_TARGET_DIR:-target}/package
+cargo build --profile lambda-size --locked -q "${packages[@]}" -p meter-coldstart
+bin=${CARGO_TARGET_DIR:-target}/lambda-size
 "$bin/coldstart" "$bin" "${1:-10}"

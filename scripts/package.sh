@@ -30,7 +30,7 @@ fi
 packages=()
 for f in "${functions[@]}"; do packages+=(--package "meter-fn-$f"); done
 # --lambda-dir keeps the zips in the clone even when the build cache is elsewhere.
-cargo lambda build --profile package --arm64 --output-format zip --lambda-dir target/lambda "${packages[@]}" >&2
+cargo lambda build --profile lambda-size --arm64 --output-format zip --lambda-dir target/lambda "${packages[@]}" >&2
 
 status=0
 printf '%-16s %10s  %s\n' function bytes zip
