@@ -34,10 +34,13 @@ struct Pending {
     done: oneshot::Sender<Outcome>,
 }
 
+/// Invocations handed out and not answered yet, by request id.
+type Waiting = Arc<Mutex<Vec<(String, oneshot::Sender<Outcome>)>>>;
+
 #[derive(Clone)]
 struct ApiState {
     queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Pending>>>,
-    waiting: Arc<Mutex<Vec<(String, oneshot::Sender<Outcome>)>>>,
+    waiting: Waiting,
     first_next: Arc<Mutex<Option<Instant>>>,
     init_error: Arc<Mutex<Option<Value>>>,
 }
