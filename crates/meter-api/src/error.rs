@@ -32,7 +32,16 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    /// 401.
+    /// 503: a secret the route needs (a token, the webhook's) cannot be read now.
+    pub fn secret_unavailable(what: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "secret_unavailable",
+            format!("the {what} cannot be read; try again"),
+        )
+    }
+
+    /// 401: a missing or wrong credential.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }

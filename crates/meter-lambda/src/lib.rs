@@ -142,6 +142,34 @@ impl History {
     }
 }
 
+/// An axum router built on the first request that needs it (its authentication needs a
+/// secret, and a cold start should not wait for one), then kept for the instance's life. A
+/// failed build answers its error and is tried again by the next request.
+#[cfg(feature = "http")]
+#[derive(Debug, Default)]
+pub struct LazyRouter(tokio::sync::OnceCell<axum::Router>);
+
+#[cfg(feature = "http")]
+impl LazyRouter {
+    /// Serves one Function URL request, building the router with `build` if it is not built.
+    pub async fn serve<F, Fut>(
+        &self,
+        build: F,
+        req: lambda_http::Request,
+    ) -> Result<axum::response::Response, std::convert::Infallible>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<axum::Router, axum::response::Response>>,
+    {
+        use tower::ServiceExt;
+        let router = match self.0.get_or_try_init(build).await {
+            Ok(r) => r.clone(),
+            Err(response) => return Ok(response),
+        };
+        router.oneshot(req).await
+    }
+}
+
 /// Events shaped as Lambda delivers them, for the functions' tests.
 #[cfg(feature = "test-util")]
 pub mod testing {

@@ -18,9 +18,7 @@ use lambda_http::Request;
 use meter_api::{router, ApiError, ApiState, AuthConfig, Secret};
 use meter_core::contract::{self, cloud as names};
 use meter_core::ports::{Counters, MeterRegistry, ReadingReader, SecretStore};
-use meter_lambda::{ConfigError, Env, History, HistoryConfig};
-use tokio::sync::OnceCell;
-use tower::ServiceExt;
+use meter_lambda::{ConfigError, Env, History, HistoryConfig, LazyRouter};
 
 /// How callers are authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +95,7 @@ pub struct Api {
     secrets: Arc<dyn SecretStore>,
     auth: Auth,
     zone: Tz,
-    router: OnceCell<Router>,
+    router: LazyRouter,
 }
 
 impl Api {
@@ -140,51 +138,39 @@ impl Api {
             secrets,
             auth: config.auth.clone(),
             zone: config.zone,
-            router: OnceCell::new(),
+            router: LazyRouter::default(),
         }
     }
 
-    async fn router(&self) -> Result<&Router, ApiError> {
-        self.router
-            .get_or_try_init(|| async {
-                let auth = match &self.auth {
-                    Auth::Iam => AuthConfig::disabled(),
-                    Auth::Bearer { secret_id } => {
-                        let token = self.secrets.secret(secret_id).await.map_err(|e| {
-                            tracing::error!(error = %e, "cannot read the API token");
-                            ApiError::new(
-                                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                                "secret_unavailable",
-                                "the API token cannot be read; try again",
-                            )
-                        })?;
-                        AuthConfig {
-                            enabled: true,
-                            api_token: Secret::new(token.trim()),
-                            seed003_token: None,
-                            webhook_secret: None,
-                        }
-                    }
-                };
-                Ok(router(ApiState {
-                    readings: self.readings.clone(),
-                    forecasts: self.forecasts.clone(),
-                    registry: Some(self.registry.clone()),
-                    counters: self.counters.clone(),
-                    auth,
-                    default_zone: self.zone,
-                    clock: Arc::new(chrono::Utc::now),
-                }))
-            })
-            .await
+    async fn build(&self) -> Result<Router, Response> {
+        let auth = match &self.auth {
+            Auth::Iam => AuthConfig::disabled(),
+            Auth::Bearer { secret_id } => {
+                let token = self.secrets.secret(secret_id).await.map_err(|e| {
+                    tracing::error!(error = %e, "cannot read the API token");
+                    ApiError::secret_unavailable("API token").into_response()
+                })?;
+                AuthConfig {
+                    enabled: true,
+                    api_token: Secret::new(token.trim()),
+                    seed003_token: None,
+                    webhook_secret: None,
+                }
+            }
+        };
+        Ok(router(ApiState {
+            readings: self.readings.clone(),
+            forecasts: self.forecasts.clone(),
+            registry: Some(self.registry.clone()),
+            counters: self.counters.clone(),
+            auth,
+            default_zone: self.zone,
+            clock: Arc::new(chrono::Utc::now),
+        }))
     }
 }
 
 /// Serves one Function URL request.
 pub async fn handle(state: &Api, req: Request) -> Result<Response, Infallible> {
-    let router = match state.router().await {
-        Ok(r) => r.clone(),
-        Err(e) => return Ok(e.into_response()),
-    };
-    router.oneshot(req).await
+    state.router.serve(|| state.build(), req).await
 }

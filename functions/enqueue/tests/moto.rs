@@ -7,19 +7,11 @@ use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
 use meter_aws::testing::CountCalls;
 use meter_core::collect::FetchJob;
 use meter_core::ports::{MeterRegistry, RegistryEntry};
-use meter_core::{MeterId, SourceName};
 use meter_fn_enqueue::{handle, Config, Enqueue};
 use meter_store_dynamodb::{create_table, DynamoRegistry, TableKind};
 
-fn entry(id: String, source: &str, enabled: bool) -> RegistryEntry {
-    RegistryEntry {
-        id: MeterId::new(&id).unwrap(),
-        source: SourceName::new(source).unwrap(),
-        params: Default::default(),
-        zone: None,
-        enabled,
-    }
-}
+mod common;
+use common::{entry, registry_and_queue};
 
 /// The scheduled-rule event EventBridge sends (the older trigger), as AWS documents it.
 fn scheduled_event() -> serde_json::Value {
@@ -43,33 +35,15 @@ async fn ten_thousand_registry_entries_become_jobs_each_entry_once() {
     let Some(sdk) = meter_aws::testing::emulator().await else {
         return;
     };
-    let tag = std::process::id();
-    let table = format!("enqueue-registry-{tag}");
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    create_table(&ddb, TableKind::Registry, &table)
-        .await
-        .unwrap();
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(format!("enqueue-jobs-{tag}"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-
     // 40 SST houses (2 switched off) and 9,960 HTTP JSON identifiers.
     let entries: Vec<RegistryEntry> = (0..40)
         .map(|i| entry(format!("house-{i}"), "sst-cloud", i >= 2))
         .chain((0..9_960).map(|i| entry(format!("id-{i:05}"), "http-json", true)))
         .collect();
-    let put = DynamoRegistry::new(ddb.clone(), &table)
-        .put_many(&entries)
-        .await
-        .unwrap();
-    assert!(put.is_complete());
+    let tag = format!("enqueue-{}", std::process::id());
+    let (table, queue_url) = registry_and_queue(&sdk, &tag, &entries).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
 
     let config = Config {
         registry_table: table,
@@ -128,29 +102,11 @@ async fn a_scheduler_invocation_queues_the_same_jobs_as_a_scheduled_rule() {
     let Some(sdk) = meter_aws::testing::emulator().await else {
         return;
     };
-    let tag = format!("{}-sched", std::process::id());
-    let table = format!("enqueue-registry-{tag}");
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    create_table(&ddb, TableKind::Registry, &table)
-        .await
-        .unwrap();
     let entries: Vec<RegistryEntry> = (0..25)
         .map(|i| entry(format!("id-{i:02}"), "http-json", true))
         .collect();
-    DynamoRegistry::new(ddb.clone(), &table)
-        .put_many(&entries)
-        .await
-        .unwrap();
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(format!("enqueue-jobs-{tag}"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let tag = format!("sched-{}", std::process::id());
+    let (table, queue_url) = registry_and_queue(&sdk, &tag, &entries).await;
     let state = Enqueue::new(
         &sdk,
         &Config {

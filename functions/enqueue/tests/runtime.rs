@@ -3,10 +3,10 @@
 
 use std::process::{Command, Stdio};
 
-use meter_core::ports::RegistryEntry;
-use meter_core::{MeterId, SourceName};
 use meter_standins::runtime_api::{lambda_env, Outcome, RuntimeApi};
-use meter_store_dynamodb::{create_table, DynamoRegistry, TableKind};
+
+mod common;
+use common::{entry, registry_and_queue};
 use serde_json::json;
 
 #[tokio::test]
@@ -15,36 +15,16 @@ async fn the_function_process_serves_invocations_through_the_runtime_api() {
         return;
     };
     let tag = format!("runtime-{}", std::process::id());
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    create_table(&ddb, TableKind::Registry, &tag).await.unwrap();
-    let entries: Vec<RegistryEntry> = ["a", "b", "c"]
+    let entries: Vec<_> = ["a", "b", "c"]
         .iter()
-        .map(|id| RegistryEntry {
-            id: MeterId::new(id).unwrap(),
-            source: SourceName::new("http-json").unwrap(),
-            params: Default::default(),
-            zone: None,
-            enabled: true,
-        })
+        .map(|id| entry((*id).to_owned(), "http-json", true))
         .collect();
-    DynamoRegistry::new(ddb, &tag)
-        .put_many(&entries)
-        .await
-        .unwrap();
-    let queue = aws_sdk_sqs::Client::new(&sdk)
-        .create_queue()
-        .queue_name(&tag)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let (table, queue) = registry_and_queue(&sdk, &tag, &entries).await;
 
     let api = RuntimeApi::start().await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_meter-fn-enqueue"))
         .envs(lambda_env(&api, "meterflow-enqueue"))
-        .env("REGISTRY_TABLE", &tag)
+        .env("REGISTRY_TABLE", &table)
         .env("FETCH_QUEUE_URL", &queue)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -108,6 +108,19 @@ pub struct ObjectRef {
     pub part: u32,
 }
 
+impl ObjectRef {
+    /// The start of an object named by an event (its key still URL-encoded).
+    fn from_event(bucket: &str, raw_key: &str) -> Self {
+        Self {
+            bucket: bucket.to_owned(),
+            key: event_key(raw_key),
+            etag: None,
+            skip: 0,
+            part: 0,
+        }
+    }
+}
+
 fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
     v.pointer(path).and_then(Value::as_str)
 }
@@ -123,13 +136,7 @@ pub fn objects_of(event: &Value) -> Result<Vec<ObjectRef>, String> {
         str_at(event, "/detail/object/key"),
     ) {
         // EventBridge keys are URL-encoded like notification keys.
-        out.push(ObjectRef {
-            bucket: bucket.to_owned(),
-            key: event_key(key),
-            etag: None,
-            skip: 0,
-            part: 0,
-        });
+        out.push(ObjectRef::from_event(bucket, key));
         return Ok(out);
     }
     let Some(records) = event.get("Records").and_then(Value::as_array) else {
@@ -151,13 +158,7 @@ pub fn objects_of(event: &Value) -> Result<Vec<ObjectRef>, String> {
             str_at(r, "/s3/bucket/name"),
             str_at(r, "/s3/object/key"),
         ) {
-            out.push(ObjectRef {
-                bucket: bucket.to_owned(),
-                key: event_key(key),
-                etag: None,
-                skip: 0,
-                part: 0,
-            });
+            out.push(ObjectRef::from_event(bucket, key));
         }
     }
     Ok(out)

@@ -16,9 +16,7 @@ use lambda_http::Request;
 use meter_api::{webhook_router, ApiError, AuthConfig, Secret, WebhookState};
 use meter_core::contract::cloud as names;
 use meter_core::ports::{Counters, SecretStore};
-use meter_lambda::{ConfigError, Env};
-use tokio::sync::OnceCell;
-use tower::ServiceExt;
+use meter_lambda::{ConfigError, Env, LazyRouter};
 
 /// The function's settings.
 #[derive(Debug, Clone)]
@@ -45,7 +43,7 @@ pub struct Webhook {
     counters: Arc<dyn Counters>,
     secrets: Arc<dyn SecretStore>,
     secret_id: String,
-    router: OnceCell<Router>,
+    router: LazyRouter,
 }
 
 impl Webhook {
@@ -71,41 +69,29 @@ impl Webhook {
             counters,
             secrets,
             secret_id: secret_id.to_owned(),
-            router: OnceCell::new(),
+            router: LazyRouter::default(),
         }
     }
 
-    async fn router(&self) -> Result<&Router, ApiError> {
-        self.router
-            .get_or_try_init(|| async {
-                let value = self.secrets.secret(&self.secret_id).await.map_err(|e| {
-                    tracing::error!(error = %e, "cannot read the webhook secret");
-                    ApiError::new(
-                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                        "secret_unavailable",
-                        "the webhook secret cannot be read; try again",
-                    )
-                })?;
-                Ok(webhook_router(WebhookState {
-                    counters: self.counters.clone(),
-                    auth: AuthConfig {
-                        enabled: true,
-                        api_token: None,
-                        seed003_token: None,
-                        webhook_secret: Secret::new(value.trim()),
-                    },
-                    clock: Arc::new(chrono::Utc::now),
-                }))
-            })
-            .await
+    async fn build(&self) -> Result<Router, Response> {
+        let value = self.secrets.secret(&self.secret_id).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot read the webhook secret");
+            ApiError::secret_unavailable("webhook secret").into_response()
+        })?;
+        Ok(webhook_router(WebhookState {
+            counters: self.counters.clone(),
+            auth: AuthConfig {
+                enabled: true,
+                api_token: None,
+                seed003_token: None,
+                webhook_secret: Secret::new(value.trim()),
+            },
+            clock: Arc::new(chrono::Utc::now),
+        }))
     }
 }
 
 /// Serves one Function URL request.
 pub async fn handle(state: &Webhook, req: Request) -> Result<Response, Infallible> {
-    let router = match state.router().await {
-        Ok(r) => r.clone(),
-        Err(e) => return Ok(e.into_response()),
-    };
-    router.oneshot(req).await
+    state.router.serve(|| state.build(), req).await
 }
