@@ -225,6 +225,42 @@ pub mod testing {
         Some(crate::sdk_config().await)
     }
 
+    /// The Timestream records the emulator holds for `database`, as they were sent.
+    pub async fn timestream_records(database: &str) -> Vec<serde_json::Value> {
+        moto_state().await["timestreamwrite"]["TimestreamTable"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["db_name"] == database)
+            .flat_map(|t| t["records"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+
+    /// The emulator's whole state (moto's `/moto-api/data.json`). moto answers that dump with
+    /// a 500 now and then while other requests change its state, so a failed read is tried
+    /// again a few times.
+    pub async fn moto_state() -> serde_json::Value {
+        let url = format!(
+            "{}/moto-api/data.json",
+            std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL")
+        );
+        let mut last = String::new();
+        for _ in 0..10 {
+            let resp = match reqwest::get(&url).await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
+            };
+            match resp.json::<serde_json::Value>().await {
+                Ok(data) => return data,
+                Err(e) => last = e.to_string(),
+            }
+        }
+        panic!("the emulator's state could not be read: {last}");
+    }
+
     /// An interceptor counting each operation's attempts on the wire, and the bytes of their
     /// request bodies; add it to a client's config
     /// (`config::Builder::from(&sdk).interceptor(counter.clone())`).

@@ -138,7 +138,7 @@ fn a_dynamodb_history_store_is_initialised_backfilled_and_queried() {
 
 #[test]
 fn a_timestream_backfill_of_old_readings_lands_through_the_magnetic_store() {
-    let Some(endpoint) = moto() else { return };
+    let Some(_) = moto() else { return };
     let dir = tempfile::tempdir().unwrap();
     let db = unique("meters");
     let store = format!("timestream:{db}/readings");
@@ -159,14 +159,7 @@ fn a_timestream_backfill_of_old_readings_lands_through_the_magnetic_store() {
         .enable_all()
         .build()
         .unwrap()
-        .block_on(async {
-            reqwest::get(format!("{endpoint}/moto-api/data.json"))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap()
-        });
+        .block_on(async { meter_aws::testing::moto_state().await });
     let table = data["timestreamwrite"]["TimestreamTable"]
         .as_array()
         .unwrap()

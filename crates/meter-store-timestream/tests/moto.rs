@@ -64,19 +64,7 @@ fn endpoint() -> String {
 
 /// The records moto stored for a table, as sent.
 async fn stored(db: &str) -> Vec<Value> {
-    let data: Value = reqwest::get(format!("{}/moto-api/data.json", endpoint()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    data["timestreamwrite"]["TimestreamTable"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["db_name"] == db)
-        .map(|t| t["records"].as_array().unwrap().clone())
-        .unwrap_or_default()
+    meter_aws::testing::timestream_records(db).await
 }
 
 fn counter(id: usize, value: f64, time: DateTime<Utc>, hot: bool) -> Reading {

@@ -232,23 +232,6 @@ async fn readings_go_to_timestream_when_it_is_the_history_store() {
     );
     let response = handle(&state, sqs_event(&[r#"{"identifiers":["test-run"]}"#]), now).await;
     assert!(response.batch_item_failures.is_empty());
-    let data: serde_json::Value = reqwest::get(format!(
-        "{}/moto-api/data.json",
-        std::env::var("AWS_ENDPOINT_URL").unwrap()
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let records = data["timestreamwrite"]["TimestreamTable"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["db_name"] == tag.as_str())
-        .unwrap()["records"]
-        .as_array()
-        .unwrap()
-        .len();
+    let records = meter_aws::testing::timestream_records(&tag).await.len();
     assert_eq!(records, 288, "the past day, in 3 requests of at most 100");
 }
