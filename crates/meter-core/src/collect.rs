@@ -167,6 +167,40 @@ pub struct CollectReport {
     pub write_failures: usize,
 }
 
+/// Collects what one fetch job names: each registry entry through its source. Entries removed
+/// or switched off since the job was queued are skipped; an entry whose source is missing or
+/// fails fails the job (the queue retries it). Records a source could not turn into readings
+/// are in the result's `rejected`.
+pub async fn collect_job(
+    job: &FetchJob,
+    registry: &dyn MeterRegistry,
+    sources: &BTreeMap<String, Arc<dyn Source>>,
+    now: DateTime<Utc>,
+) -> Result<Collected, String> {
+    let mut out = Collected::default();
+    for id in &job.entries {
+        let entry = match registry.entry(id).await {
+            Ok(Some(e)) if e.enabled => e,
+            Ok(_) => continue,
+            Err(e) => return Err(format!("reading registry entry {id}: {e}")),
+        };
+        let source = sources.get(entry.source.as_str()).ok_or_else(|| {
+            format!(
+                "entry {id} names source {}, which is not configured here",
+                entry.source
+            )
+        })?;
+        let c = source
+            .collect(&entry, now)
+            .await
+            .map_err(|e| format!("entry {id}: {e}"))?;
+        out.readings.extend(c.readings);
+        out.forecasts.extend(c.forecasts);
+        out.rejected.extend(c.rejected);
+    }
+    Ok(out)
+}
+
 /// Write calls in flight per store during a collection round.
 const WRITE_CONCURRENCY: usize = 4;
 
@@ -341,5 +375,44 @@ mod tests {
             ids,
             vec![vec!["house-1"], vec!["a", "b"], vec!["c"], vec!["x"]]
         );
+    }
+
+    #[tokio::test]
+    async fn a_job_collects_its_entries_skips_removed_ones_and_fails_on_a_down_source() {
+        let registry = MemoryStore::new();
+        registry.put(&entry("a", "fake", &[], true)).await.unwrap();
+        registry
+            .put(&entry("off", "fake", &[], false))
+            .await
+            .unwrap();
+        registry
+            .put(&entry("down", "fake", &[("down", "1")], true))
+            .await
+            .unwrap();
+        registry
+            .put(&entry("other", "nowhere", &[], true))
+            .await
+            .unwrap();
+        let sources: BTreeMap<String, Arc<dyn Source>> =
+            [("fake".to_owned(), Arc::new(Fake) as Arc<dyn Source>)].into();
+        let job = |ids: &[&str]| FetchJob {
+            entries: ids.iter().map(|i| MeterId::new(i).unwrap()).collect(),
+        };
+        let now = Utc::now();
+        let c = collect_job(&job(&["a", "off", "gone"]), &registry, &sources, now)
+            .await
+            .unwrap();
+        assert_eq!((c.readings.len(), c.forecasts.len()), (2, 3));
+        let err = collect_job(&job(&["a", "down"]), &registry, &sources, now)
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains("entry down") && err.contains("timed out"),
+            "{err}"
+        );
+        let err = collect_job(&job(&["other"]), &registry, &sources, now)
+            .await
+            .unwrap_err();
+        assert!(err.contains("nowhere"), "{err}");
     }
 }

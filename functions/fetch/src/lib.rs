@@ -15,7 +15,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
-use meter_core::collect::{Collected, FetchJob};
+use meter_core::collect::{collect_job, Collected, FetchJob};
 use meter_core::contract::cloud as names;
 use meter_core::ports::{write_all, MeterRegistry, ReadingWriter, SecretStore};
 use meter_core::Reading;
@@ -99,41 +99,14 @@ impl Fetch {
         }
     }
 
-    /// Runs one job: every entry it names through its source.
+    /// Runs one queued job.
     async fn run(&self, body: &str, now: DateTime<Utc>) -> Result<Collected, String> {
         let job = FetchJob::parse(body)?;
-        let mut out = Collected::default();
-        for id in &job.entries {
-            let entry = match self.registry.entry(id).await {
-                Ok(Some(e)) if e.enabled => e,
-                Ok(Some(_)) => {
-                    tracing::info!(entry = %id, "entry switched off since it was queued");
-                    continue;
-                }
-                Ok(None) => {
-                    tracing::warn!(entry = %id, "entry removed from the registry since it was queued");
-                    continue;
-                }
-                Err(e) => return Err(format!("reading registry entry {id}: {e}")),
-            };
-            let source = self.sources.get(entry.source.as_str()).ok_or_else(|| {
-                format!(
-                    "entry {id} names source {}, which this function is not configured for",
-                    entry.source
-                )
-            })?;
-            let c = source
-                .collect(&entry, now)
-                .await
-                .map_err(|e| format!("entry {id}: {e}"))?;
-            for r in &c.rejected {
-                tracing::warn!(entry = %id, rejected = %r, "the source answered a record that is not a reading");
-            }
-            out.readings.extend(c.readings);
-            out.forecasts.extend(c.forecasts);
-            out.rejected.extend(c.rejected);
+        let c = collect_job(&job, &*self.registry, &self.sources, now).await?;
+        for r in &c.rejected {
+            tracing::warn!(rejected = %r, "a source answered a record that is not a reading");
         }
-        Ok(out)
+        Ok(c)
     }
 }
 
