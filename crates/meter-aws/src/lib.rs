@@ -13,15 +13,66 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use meter_core::ports::{SecretStore, StoreError};
 use tokio::sync::Mutex;
 
-/// The SDK configuration from the environment.
+/// The SDK configuration from the environment, with the SDK's own HTTPS client set to load
+/// its TLS trust store on the first request rather than whenever a client is built.
+///
+/// The stock client parses every system root certificate when the first SDK client is
+/// constructed (the web-identity STS client inside the credential chain already does), which
+/// was most of a Lambda function's init time; a function that only talks to the emulator over
+/// plain HTTP, or whose first event needs no AWS call, never pays it.
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::load_from_env().await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https_client())
+        .load()
+        .await
+}
+
+/// The SDK's default HTTPS client (hyper 1, rustls with aws-lc, proxy from the environment)
+/// without its eager trust-store load at client construction.
+fn https_client() -> SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    use aws_smithy_http_client::{proxy::ProxyConfig, Builder, ConnectorBuilder};
+    let connectors = Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector =
+            ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::AwsLc));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    });
+    SharedHttpClient::new(DeferredTls(connectors))
+}
+
+/// Builds connectors only when a request needs one: the wrapped client's
+/// `validate_base_client_config` builds a throwaway connector just to load the roots early.
+#[derive(Debug)]
+struct DeferredTls(SharedHttpClient);
+
+impl HttpClient for DeferredTls {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
 }
 
 /// Error codes that mean "slow down" or "try again" across AWS services.

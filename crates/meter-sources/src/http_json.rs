@@ -28,14 +28,14 @@ use meter_core::time::{parse_instant, TimeFormat};
 use meter_core::{contract, Kind, MeasureName, Reading, SourceName, Unit};
 use serde_json::Value;
 
-use crate::{body, send, short, Retry};
+use crate::{body, send, short, LazyHttp, Retry};
 
 /// Looks up an environment variable (a function so tests need not touch the process's).
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// The `http-json` source.
 pub struct HttpJsonSource {
-    http: reqwest::Client,
+    http: LazyHttp,
     retry: Retry,
     secrets: Option<Arc<dyn SecretStore>>,
     env: EnvLookup,
@@ -76,23 +76,14 @@ fn field<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 impl HttpJsonSource {
-    /// A source with the given request time limit.
-    pub fn new(
-        timeout: Duration,
-        secrets: Option<Arc<dyn SecretStore>>,
-        env: EnvLookup,
-    ) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("meterflow/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(Self {
-            http,
+    /// A source with the given request time limit; its HTTP client is built on first use.
+    pub fn new(timeout: Duration, secrets: Option<Arc<dyn SecretStore>>, env: EnvLookup) -> Self {
+        Self {
+            http: LazyHttp::new(timeout, Duration::from_secs(10)),
             retry: Retry::default(),
             secrets,
             env,
-        })
+        }
     }
 
     async fn api_key(
@@ -199,25 +190,23 @@ impl Source for HttpJsonSource {
         let key = self.api_key(entry).await?;
 
         let what = format!("GET {}", url.split('?').next().unwrap_or(&url));
+        let unavailable = |message: String| SourceError::Unavailable {
+            source_name: name(),
+            message,
+            cause: None,
+        };
+        let http = self.http.get().map_err(unavailable)?;
         let r = send(self.retry, &what, || {
-            let mut req = self.http.get(&url).header("Accept", "application/json");
+            let mut req = http.get(&url).header("Accept", "application/json");
             if let Some((h, k)) = &key {
                 req = req.header(h.as_str(), k.as_str());
             }
             req
         })
         .await
-        .map_err(|e| SourceError::Unavailable {
-            source_name: name(),
-            message: format!("{what}: {e}"),
-            cause: None,
-        })?;
+        .map_err(|e| unavailable(format!("{what}: {e}")))?;
         let status = r.status();
-        let bytes = body(r).await.map_err(|m| SourceError::Unavailable {
-            source_name: name(),
-            message: m,
-            cause: None,
-        })?;
+        let bytes = body(r).await.map_err(unavailable)?;
         if !status.is_success() {
             return Err(SourceError::Refused {
                 source_name: name(),

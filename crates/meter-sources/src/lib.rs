@@ -13,7 +13,7 @@ pub mod http_json;
 pub mod sst;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use meter_core::collect::Source;
@@ -55,13 +55,44 @@ pub fn from_env(
         }
         Err(e) => notes.push(format!("{}: not configured ({e})", contract::SOURCE_SST)),
     }
-    match HttpJsonSource::new(Duration::from_secs(30), secrets(), env) {
-        Ok(s) => {
-            out.insert(contract::SOURCE_HTTP_JSON.to_owned(), Arc::new(s));
-        }
-        Err(e) => notes.push(format!("{}: {e}", contract::SOURCE_HTTP_JSON)),
-    }
+    out.insert(
+        contract::SOURCE_HTTP_JSON.to_owned(),
+        Arc::new(HttpJsonSource::new(Duration::from_secs(30), secrets(), env)),
+    );
     (out, notes)
+}
+
+/// An HTTP client built on its first request. Building a `reqwest` client sets up its
+/// certificate verifier, which reads and parses every system root certificate: a Lambda
+/// function should not pay that at start-up, nor a `meter` command that never fetches.
+pub(crate) struct LazyHttp {
+    timeout: Duration,
+    connect_timeout: Duration,
+    client: OnceLock<reqwest::Client>,
+}
+
+impl LazyHttp {
+    pub(crate) fn new(timeout: Duration, connect_timeout: Duration) -> Self {
+        Self {
+            timeout,
+            connect_timeout,
+            client: OnceLock::new(),
+        }
+    }
+
+    /// The client; an error (no usable TLS backend) is answered again on the next call.
+    pub(crate) fn get(&self) -> Result<&reqwest::Client, String> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let built = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(self.connect_timeout.min(self.timeout))
+            .user_agent(concat!("meterflow/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+        Ok(self.client.get_or_init(|| built))
+    }
 }
 
 /// The largest response body read (an SST house or a day of points is a few kilobytes).

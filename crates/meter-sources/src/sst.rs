@@ -20,7 +20,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use crate::{body, send, short, Retry, SendError};
+use crate::{body, send, short, LazyHttp, Retry, SendError};
 
 /// The default base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.sst-cloud.com";
@@ -211,7 +211,7 @@ pub struct House {
 
 /// The SST Cloud client.
 pub struct SstClient {
-    http: reqwest::Client,
+    http: LazyHttp,
     config: SstConfig,
     secrets: Option<Arc<dyn SecretStore>>,
     key: Mutex<Option<String>>,
@@ -252,14 +252,8 @@ impl SstClient {
                 contract::ENV_SST_PASSWORD
             )));
         }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(Duration::from_secs(10).min(config.timeout))
-            .user_agent(concat!("meterflow/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| SstError::Setup(e.to_string()))?;
         Ok(Self {
-            http,
+            http: LazyHttp::new(config.timeout, Duration::from_secs(10)),
             config,
             secrets,
             key: Mutex::new(None),
@@ -272,8 +266,9 @@ impl SstClient {
         };
         let url = format!("{}/auth/login/", self.config.base_url);
         let payload = json!({"username": username, "email": username, "password": password, "language": "en"});
+        let http = self.http.get().map_err(SstError::Setup)?;
         let r = send(self.config.retry, "POST /auth/login/", || {
-            self.http.post(&url).json(&payload)
+            http.post(&url).json(&payload)
         })
         .await
         .map_err(|e| SstError::Unavailable {
@@ -338,9 +333,9 @@ impl SstClient {
         let mut relogged = false;
         loop {
             let key = self.key(&request).await?;
+            let http = self.http.get().map_err(SstError::Setup)?;
             let r = send(self.config.retry, &request, || {
-                self.http
-                    .get(&url)
+                http.get(&url)
                     .header("Authorization", format!("Token {key}"))
                     .header("Accept", "application/json")
             })

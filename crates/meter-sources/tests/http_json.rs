@@ -42,7 +42,7 @@ fn source(env: &'static [(&'static str, &'static str)]) -> HttpJsonSource {
             .find(|(n, _)| *n == k)
             .map(|(_, v)| v.to_string())
     };
-    HttpJsonSource::new(Duration::from_secs(5), None, Arc::new(lookup)).unwrap()
+    HttpJsonSource::new(Duration::from_secs(5), None, Arc::new(lookup))
 }
 
 #[tokio::test]
