@@ -66,6 +66,28 @@ pub fn code_key_parameter(function: &str) -> String {
     format!("{}CodeKey", pascal(function))
 }
 
+/// Logical ids that code outside the template looks resources up by (the end-to-end run's
+/// local deployment); functions are found with [`function_id`].
+pub mod ids {
+    pub const REGISTRY_TABLE: &str = "RegistryTable";
+    pub const READINGS_TABLE: &str = "ReadingsTable";
+    pub const FORECASTS_TABLE: &str = "ForecastsTable";
+    pub const COUNTERS_TABLE: &str = "CountersTable";
+    pub const TIMESTREAM_DATABASE: &str = "TimestreamDatabase";
+    pub const TIMESTREAM_TABLE: &str = "TimestreamTable";
+    pub const FETCH_QUEUE: &str = "FetchQueue";
+    pub const FETCH_DEAD_LETTER_QUEUE: &str = "FetchDeadLetterQueue";
+    pub const IMPORT_BUCKET: &str = "ImportBucket";
+    pub const SST_SECRET: &str = "SstSecret";
+    pub const API_TOKEN_SECRET: &str = "ApiTokenSecret";
+    pub const WEBHOOK_SECRET: &str = "WebhookSecret";
+}
+
+/// A function's logical id (`stream-metrics` -> `StreamMetricsFunction`).
+pub fn function_id(function: &str) -> String {
+    format!("{}Function", pascal(function))
+}
+
 const USE_TIMESTREAM: &str = "UseTimestream";
 const USE_DYNAMODB: &str = "UseDynamoDB";
 const API_PUBLIC: &str = "ApiIsPublic";
@@ -124,7 +146,7 @@ fn lambda(t: &mut Template, spec: FnSpec) -> Func {
         props["DeadLetterConfig"] = json!({"TargetArn": dlq.into_value()});
     }
     let function: Handle<kind::Function> =
-        t.add(&format!("{base}Function"), "AWS::Lambda::Function", props);
+        t.add(&function_id(spec.name), "AWS::Lambda::Function", props);
     let r = t.resource(&function);
     skip_checkov(r, "CKV_AWS_117", "Functions call only public AWS endpoints and SST Cloud; a VPC would add NAT cost and cold-start time.");
     skip_checkov(
@@ -268,7 +290,7 @@ pub fn template(options: StackOptions) -> Template {
     // Tables.
     let registry = table(
         &mut t,
-        "RegistryTable",
+        ids::REGISTRY_TABLE,
         (names::REGISTRY_PK, "S"),
         None,
         None,
@@ -276,7 +298,7 @@ pub fn template(options: StackOptions) -> Template {
     );
     let readings = table(
         &mut t,
-        "ReadingsTable",
+        ids::READINGS_TABLE,
         (names::READINGS_PK, "S"),
         Some((names::READINGS_SK, "N")),
         None,
@@ -285,7 +307,7 @@ pub fn template(options: StackOptions) -> Template {
     t.resource(&readings).condition = Some(USE_DYNAMODB.into());
     let forecasts = table(
         &mut t,
-        "ForecastsTable",
+        ids::FORECASTS_TABLE,
         (names::FORECASTS_PK, "S"),
         Some((names::FORECASTS_SK, "N")),
         Some(names::FORECASTS_TTL),
@@ -293,7 +315,7 @@ pub fn template(options: StackOptions) -> Template {
     );
     let counters = table(
         &mut t,
-        "CountersTable",
+        ids::COUNTERS_TABLE,
         (names::COUNTERS_PK, "S"),
         Some((names::COUNTERS_SK, "S")),
         Some(names::COUNTERS_TTL),
@@ -302,7 +324,7 @@ pub fn template(options: StackOptions) -> Template {
 
     // Timestream, only when chosen.
     let ts_db: Handle<kind::TsDatabase> =
-        t.add("TimestreamDatabase", "AWS::Timestream::Database", json!({}));
+        t.add(ids::TIMESTREAM_DATABASE, "AWS::Timestream::Database", json!({}));
     t.resource(&ts_db).condition = Some(USE_TIMESTREAM.into());
     t.resource(&ts_db).deletion_policy = Some("Retain");
     skip_checkov(
@@ -311,7 +333,7 @@ pub fn template(options: StackOptions) -> Template {
         "Encrypted with the AWS-managed key by default.",
     );
     let ts_table: Handle<kind::TsTable> = t.add(
-        "TimestreamTable",
+        ids::TIMESTREAM_TABLE,
         "AWS::Timestream::Table",
         json!({
             "DatabaseName": ts_db.name().into_value(),
@@ -327,8 +349,8 @@ pub fn template(options: StackOptions) -> Template {
 
     // Queues.
     let fetch_timeout = 120;
-    let fetch_dlq = queue(&mut t, "FetchDeadLetterQueue", 60, None);
-    let fetch_queue = queue(&mut t, "FetchQueue", 6 * fetch_timeout, Some(&fetch_dlq));
+    let fetch_dlq = queue(&mut t, ids::FETCH_DEAD_LETTER_QUEUE, 60, None);
+    let fetch_queue = queue(&mut t, ids::FETCH_QUEUE, 6 * fetch_timeout, Some(&fetch_dlq));
     let import_dlq = queue(&mut t, "ImportDeadLetterQueue", 60, None);
     let stream_dlq = queue(&mut t, "StreamDeadLetterQueue", 60, None);
     let schedule_dlq = queue(&mut t, "ScheduleDeadLetterQueue", 60, None);
@@ -350,21 +372,21 @@ pub fn template(options: StackOptions) -> Template {
         );
         h
     };
-    let sst_secret = secret(&mut t, "SstSecret", "SST Cloud API token: set it with aws secretsmanager put-secret-value (scripts/deploy.sh prints how).");
+    let sst_secret = secret(&mut t, ids::SST_SECRET, "SST Cloud API token: set it with aws secretsmanager put-secret-value (scripts/deploy.sh prints how).");
     let api_secret = secret(
         &mut t,
-        "ApiTokenSecret",
+        ids::API_TOKEN_SECRET,
         "Bearer token of the meterflow API (generated).",
     );
     let hook_secret = secret(
         &mut t,
-        "WebhookSecret",
+        ids::WEBHOOK_SECRET,
         "Shared secret mbed Connector sends in x-webhook-secret (generated).",
     );
 
     // Import bucket.
     let bucket: Handle<kind::Bucket> = t.add(
-        "ImportBucket",
+        ids::IMPORT_BUCKET,
         "AWS::S3::Bucket",
         json!({
             "BucketEncryption": {"ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
