@@ -64,6 +64,9 @@ echo "moto on $AWS_ENDPOINT_URL"
 step "tests"
 cargo test --workspace --all-features --locked
 
+step "end to end: the five seed pipelines through the local stack"
+bash scripts/e2e.sh
+
 step "CloudFormation: synthesise every variant, then cfn-lint and checkov"
 cargo run -q --locked -p infra -- --out infra/out
 "$venv/bin/cfn-lint" infra/out/*.json

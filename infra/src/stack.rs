@@ -323,8 +323,11 @@ pub fn template(options: StackOptions) -> Template {
     );
 
     // Timestream, only when chosen.
-    let ts_db: Handle<kind::TsDatabase> =
-        t.add(ids::TIMESTREAM_DATABASE, "AWS::Timestream::Database", json!({}));
+    let ts_db: Handle<kind::TsDatabase> = t.add(
+        ids::TIMESTREAM_DATABASE,
+        "AWS::Timestream::Database",
+        json!({}),
+    );
     t.resource(&ts_db).condition = Some(USE_TIMESTREAM.into());
     t.resource(&ts_db).deletion_policy = Some("Retain");
     skip_checkov(
@@ -350,7 +353,12 @@ pub fn template(options: StackOptions) -> Template {
     // Queues.
     let fetch_timeout = 120;
     let fetch_dlq = queue(&mut t, ids::FETCH_DEAD_LETTER_QUEUE, 60, None);
-    let fetch_queue = queue(&mut t, ids::FETCH_QUEUE, 6 * fetch_timeout, Some(&fetch_dlq));
+    let fetch_queue = queue(
+        &mut t,
+        ids::FETCH_QUEUE,
+        6 * fetch_timeout,
+        Some(&fetch_dlq),
+    );
     let import_dlq = queue(&mut t, "ImportDeadLetterQueue", 60, None);
     let stream_dlq = queue(&mut t, "StreamDeadLetterQueue", 60, None);
     let schedule_dlq = queue(&mut t, "ScheduleDeadLetterQueue", 60, None);

@@ -287,6 +287,61 @@ pub mod testing {
             .collect()
     }
 
+    /// One DynamoDB Streams call as JSON on the wire (the SDK has no Streams client here, and
+    /// the wire JSON is what Lambda's poller turns into events).
+    async fn streams(endpoint: &str, op: &str, body: serde_json::Value) -> serde_json::Value {
+        let resp = reqwest::Client::new()
+            .post(endpoint)
+            .header("x-amz-target", format!("DynamoDBStreams_20120810.{op}"))
+            .header("content-type", "application/x-amz-json-1.0")
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=test/20261123/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+            )
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DynamoDB Streams {op}: {e}"));
+        resp.json()
+            .await
+            .unwrap_or_else(|e| panic!("DynamoDB Streams {op} answered no JSON: {e}"))
+    }
+
+    /// Every record of a table's stream in the emulator at `endpoint`, as the Lambda event
+    /// the stream's poller would deliver (with `eventSourceARN`, which GetRecords lacks).
+    pub async fn stream_event(
+        endpoint: &str,
+        stream_arn: &str,
+    ) -> aws_lambda_events::event::dynamodb::Event {
+        use serde_json::json;
+        let described = streams(endpoint, "DescribeStream", json!({"StreamArn": stream_arn})).await;
+        let mut records = Vec::new();
+        for shard in described["StreamDescription"]["Shards"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let it = streams(
+                endpoint,
+                "GetShardIterator",
+                json!({"StreamArn": stream_arn, "ShardId": shard["ShardId"], "ShardIteratorType": "TRIM_HORIZON"}),
+            )
+            .await;
+            let got = streams(
+                endpoint,
+                "GetRecords",
+                json!({"ShardIterator": it["ShardIterator"]}),
+            )
+            .await;
+            for mut r in got["Records"].as_array().cloned().unwrap_or_default() {
+                r["eventSourceARN"] = json!(stream_arn);
+                records.push(r);
+            }
+        }
+        serde_json::from_value(json!({ "Records": records }))
+            .unwrap_or_else(|e| panic!("the stream's records are not a Lambda event: {e}"))
+    }
+
     /// The emulator's whole state (moto's `/moto-api/data.json`). moto answers that dump with
     /// a 500 now and then while other requests change its state, so a failed read is tried
     /// again a few times.

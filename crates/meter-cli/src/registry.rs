@@ -218,22 +218,9 @@ pub(crate) async fn sst(
     }
     let mut rows = Vec::new();
     for h in houses {
-        let id = MeterId::new(&format!("sst-house-{}", h.id))?;
-        let mut params = BTreeMap::new();
-        params.insert("house".to_owned(), h.id.to_string());
-        if !h.name.is_empty() {
-            params.insert("name".to_owned(), h.name.clone());
-        }
-        let zone = h.timezone.filter(|z| parse_zone(z).is_ok());
-        store
-            .put(&RegistryEntry {
-                id: id.clone(),
-                source: SourceName::new(contract::SOURCE_SST)?,
-                params,
-                zone,
-                enabled: true,
-            })
-            .await?;
+        let entry = h.registry_entry()?;
+        let id = entry.id.clone();
+        store.put(&entry).await?;
         let (readings, _) = client.counters(h.id, Utc::now()).await?;
         for r in readings {
             rows.push(CounterRow {

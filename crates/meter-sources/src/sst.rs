@@ -15,7 +15,7 @@ use meter_core::collect::{Collected, Source, SourceError};
 use meter_core::decode::sst::SstCountersDecoder;
 use meter_core::decode::{DecodeOptions, Rejected};
 use meter_core::ports::{ReadingReader, RegistryEntry, SecretStore};
-use meter_core::{contract, Reading, Tags};
+use meter_core::{contract, MeterId, Reading, SourceName, Tags};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
@@ -207,6 +207,33 @@ pub struct House {
     pub name: String,
     /// Its IANA zone, if given.
     pub timezone: Option<String>,
+}
+
+impl House {
+    /// The registry entry that collects this house (what discovery registers): id
+    /// `sst-house-<id>`, the house's name, and its zone when the service gives a valid one.
+    pub fn registry_entry(&self) -> Result<RegistryEntry, SstError> {
+        let shape = |message: String| SstError::Shape {
+            request: "GET /houses/".into(),
+            message,
+        };
+        let mut params = std::collections::BTreeMap::new();
+        params.insert("house".to_owned(), self.id.to_string());
+        if !self.name.is_empty() {
+            params.insert("name".to_owned(), self.name.clone());
+        }
+        Ok(RegistryEntry {
+            id: MeterId::new(&format!("sst-house-{}", self.id))
+                .map_err(|e| shape(e.to_string()))?,
+            source: SourceName::new(contract::SOURCE_SST).map_err(|e| shape(e.to_string()))?,
+            params,
+            zone: self
+                .timezone
+                .clone()
+                .filter(|z| meter_core::time::parse_zone(z).is_ok()),
+            enabled: true,
+        })
+    }
 }
 
 /// The SST Cloud client.

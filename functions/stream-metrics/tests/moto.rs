@@ -10,7 +10,6 @@ use meter_aws_io::CloudWatchMetrics;
 use meter_core::ports::{CounterKey, Counters};
 use meter_fn_stream_metrics::{change_of, handle, Config, StreamMetrics};
 use meter_store_dynamodb::{create_table, DynamoCounters, TableKind};
-use serde_json::{json, Value};
 
 fn endpoint() -> Option<String> {
     match std::env::var("AWS_ENDPOINT_URL") {
@@ -21,50 +20,6 @@ fn endpoint() -> Option<String> {
             None
         }
     }
-}
-
-/// One DynamoDB Streams call, as JSON on the wire (what Lambda's poller reads).
-async fn streams(endpoint: &str, op: &str, body: Value) -> Value {
-    reqwest::Client::new()
-        .post(endpoint)
-        .header("x-amz-target", format!("DynamoDBStreams_20120810.{op}"))
-        .header("content-type", "application/x-amz-json-1.0")
-        .header(
-            "authorization",
-            "AWS4-HMAC-SHA256 Credential=test/20261123/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
-        )
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-/// Every record of the table's stream, as the Lambda event Lambda would deliver.
-async fn stream_event(endpoint: &str, stream_arn: &str) -> Event {
-    let described = streams(endpoint, "DescribeStream", json!({"StreamArn": stream_arn})).await;
-    let mut records = Vec::new();
-    for shard in described["StreamDescription"]["Shards"].as_array().unwrap() {
-        let it = streams(
-            endpoint,
-            "GetShardIterator",
-            json!({"StreamArn": stream_arn, "ShardId": shard["ShardId"], "ShardIteratorType": "TRIM_HORIZON"}),
-        )
-        .await;
-        let got = streams(
-            endpoint,
-            "GetRecords",
-            json!({"ShardIterator": it["ShardIterator"]}),
-        )
-        .await;
-        for mut r in got["Records"].as_array().unwrap().clone() {
-            r["eventSourceARN"] = json!(stream_arn);
-            records.push(r);
-        }
-    }
-    serde_json::from_value(json!({ "Records": records })).unwrap()
 }
 
 struct Setup {
@@ -110,7 +65,7 @@ async fn setup(endpoint: &str, tag: &str) -> Setup {
         .latest_stream_arn()
         .unwrap()
         .to_owned();
-    let event = stream_event(endpoint, &stream_arn).await;
+    let event = meter_aws::testing::stream_event(endpoint, &stream_arn).await;
     // The records that change a count. (moto writes an update inside a transaction as two
     // records, the key alone and then the item with its count; the first adds nothing.)
     let count_records = event
