@@ -62,6 +62,7 @@ export METER_REQUIRE_MOTO=1
 echo "moto on $AWS_ENDPOINT_URL"
 
 step "tests"
+# The end-to-end pipelines (e2e/tests/pipelines.rs) wait for their own step below.
 cargo test --workspace --all-features --locked
 
 step "end to end: the five seed pipelines through the local stack"

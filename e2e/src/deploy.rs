@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 /// What went wrong deploying.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum DeployError {
+pub enum DeployError {
     /// The template uses something this deployer does not resolve.
     #[error("template: {0}")]
     Template(String),
@@ -49,7 +49,7 @@ enum Unresolved {
 }
 
 /// The resource types created in the emulator.
-pub(crate) const EMULATED: [&str; 6] = [
+pub const EMULATED: [&str; 6] = [
     "AWS::DynamoDB::Table",
     "AWS::SQS::Queue",
     "AWS::S3::Bucket",
@@ -62,16 +62,16 @@ const ACCOUNT: &str = "123456789012";
 
 /// A deployed stack.
 #[derive(Debug)]
-pub(crate) struct Deployment {
+pub struct Deployment {
     /// The stack name (a prefix of every physical name).
-    pub(crate) stack: String,
+    pub stack: String,
     region: String,
     template: Value,
     parameters: BTreeMap<String, String>,
     conditions: BTreeMap<String, bool>,
     created: BTreeMap<String, Physical>,
     /// Resources left to the driver: (logical id, type).
-    pub(crate) played_by_driver: Vec<(String, String)>,
+    pub played_by_driver: Vec<(String, String)>,
 }
 
 fn err(logical: &str, kind: &str, e: impl std::fmt::Display) -> DeployError {
@@ -94,50 +94,16 @@ fn text(v: &Value) -> Option<String> {
 impl Deployment {
     /// Creates every emulated resource of `template` under `stack`, with `parameters` over the
     /// template's defaults.
-    pub(crate) async fn deploy(
+    pub async fn deploy(
         sdk: &SdkConfig,
         template: Value,
         stack: &str,
         parameters: &[(&str, &str)],
     ) -> Result<Self, DeployError> {
-        let mut params = BTreeMap::new();
-        let declared = template["Parameters"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        for (name, spec) in &declared {
-            let given = parameters
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| (*v).to_owned());
-            let value = given
-                .or_else(|| spec.get("Default").and_then(text))
-                .ok_or_else(|| DeployError::Parameter(name.clone()))?;
-            params.insert(name.clone(), value);
-        }
-        if let Some((k, _)) = parameters.iter().find(|(k, _)| !declared.contains_key(*k)) {
-            return Err(DeployError::Template(format!("no parameter {k}")));
-        }
-        let mut d = Self {
-            stack: stack.to_owned(),
-            region: sdk
-                .region()
-                .map_or("us-east-1".to_owned(), ToString::to_string),
-            template,
-            parameters: params,
-            conditions: BTreeMap::new(),
-            created: BTreeMap::new(),
-            played_by_driver: Vec::new(),
-        };
-        let conditions = d.template["Conditions"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        for (name, expr) in &conditions {
-            let value = d.condition(expr)?;
-            d.conditions.insert(name.clone(), value);
-        }
-
+        let region = sdk
+            .region()
+            .map_or("us-east-1".to_owned(), ToString::to_string);
+        let mut d = Self::plan(template, stack, parameters, &region)?;
         let resources = d.template["Resources"]
             .as_object()
             .cloned()
@@ -190,8 +156,53 @@ impl Deployment {
         Ok(d)
     }
 
+    /// The stack's parameters and conditions, before anything is created.
+    fn plan(
+        template: Value,
+        stack: &str,
+        parameters: &[(&str, &str)],
+        region: &str,
+    ) -> Result<Self, DeployError> {
+        let mut params = BTreeMap::new();
+        let declared = template["Parameters"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for (name, spec) in &declared {
+            let given = parameters
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| (*v).to_owned());
+            let value = given
+                .or_else(|| spec.get("Default").and_then(text))
+                .ok_or_else(|| DeployError::Parameter(name.clone()))?;
+            params.insert(name.clone(), value);
+        }
+        if let Some((k, _)) = parameters.iter().find(|(k, _)| !declared.contains_key(*k)) {
+            return Err(DeployError::Template(format!("no parameter {k}")));
+        }
+        let mut d = Self {
+            stack: stack.to_owned(),
+            region: region.to_owned(),
+            template,
+            parameters: params,
+            conditions: BTreeMap::new(),
+            created: BTreeMap::new(),
+            played_by_driver: Vec::new(),
+        };
+        let conditions = d.template["Conditions"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for (name, expr) in &conditions {
+            let value = d.condition(expr)?;
+            d.conditions.insert(name.clone(), value);
+        }
+        Ok(d)
+    }
+
     /// The names of the created resources, by logical id, with their types.
-    pub(crate) fn created(&self) -> Vec<(String, String, String)> {
+    pub fn created(&self) -> Vec<(String, String, String)> {
         self.created
             .iter()
             .map(|(l, p)| {
@@ -205,12 +216,12 @@ impl Deployment {
     }
 
     /// What `Ref` gives for a created resource.
-    pub(crate) fn reference(&self, logical: &str) -> Option<&str> {
+    pub fn reference(&self, logical: &str) -> Option<&str> {
         self.created.get(logical).map(|p| p.reference.as_str())
     }
 
     /// A created resource's attribute (`Arn`, `StreamArn`, `QueueName`, `Name`).
-    pub(crate) fn attribute(&self, logical: &str, attribute: &str) -> Option<&str> {
+    pub fn attribute(&self, logical: &str, attribute: &str) -> Option<&str> {
         self.created
             .get(logical)
             .and_then(|p| p.attributes.get(attribute))
@@ -218,10 +229,7 @@ impl Deployment {
     }
 
     /// A function's environment as the template declares it, resolved.
-    pub(crate) fn function_env(
-        &self,
-        logical: &str,
-    ) -> Result<BTreeMap<String, String>, DeployError> {
+    pub fn function_env(&self, logical: &str) -> Result<BTreeMap<String, String>, DeployError> {
         let vars = &self.template["Resources"][logical]["Properties"]["Environment"]["Variables"];
         if vars.is_null() {
             return Err(DeployError::Template(format!(
@@ -675,4 +683,132 @@ async fn create_table(
             .map_err(|x| aws_sdk_dynamodb::error::DisplayErrorContext(x).to_string())?;
     }
     Ok(out.table_description.and_then(|t| t.latest_stream_arn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infra::stack::{code_key_parameter, function_id, ids};
+    use infra::{HistoryStore, StackOptions};
+    use meter_core::contract::cloud as names;
+
+    /// A plan of the real template with every emulated resource marked created under
+    /// predictable names, as `deploy` would leave it.
+    fn planned(history: HistoryStore) -> Deployment {
+        let template = infra::synth(StackOptions { history }).unwrap();
+        let keys: Vec<String> = names::FUNCTIONS
+            .iter()
+            .map(|f| code_key_parameter(f))
+            .collect();
+        let mut params: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "k")).collect();
+        params.push(("CodeBucket", "b"));
+        let mut d = Deployment::plan(template, "st", &params, "eu-west-1").unwrap();
+        let resources = d.template["Resources"].as_object().cloned().unwrap();
+        for (logical, r) in resources {
+            if let Some(c) = r.get("Condition").and_then(Value::as_str) {
+                if !d.conditions[c] {
+                    continue;
+                }
+            }
+            if EMULATED.contains(&r["Type"].as_str().unwrap()) {
+                let mut attributes = BTreeMap::new();
+                attributes.insert("Arn", format!("arn:{logical}"));
+                attributes.insert("Name", format!("name-{logical}"));
+                attributes.insert("StreamArn", format!("stream:{logical}"));
+                d.created.insert(
+                    logical.clone(),
+                    Physical {
+                        reference: format!("ref-{logical}"),
+                        attributes,
+                    },
+                );
+            }
+        }
+        d
+    }
+
+    #[test]
+    fn a_function_environment_resolves_refs_attributes_and_conditions() {
+        let d = planned(HistoryStore::DynamoDb);
+        let env = d.function_env(&function_id("fetch")).unwrap();
+        assert_eq!(env[names::ENV_HISTORY_STORE], "dynamodb");
+        assert_eq!(
+            env[names::ENV_READINGS_TABLE],
+            format!("ref-{}", ids::READINGS_TABLE)
+        );
+        assert_eq!(
+            env[names::ENV_REGISTRY_TABLE],
+            format!("ref-{}", ids::REGISTRY_TABLE)
+        );
+        assert_eq!(
+            env[meter_core::contract::ENV_SST_SECRET_ID],
+            format!("ref-{}", ids::SST_SECRET)
+        );
+        // Fn::If with AWS::NoValue drops the variable.
+        assert!(!env.contains_key(names::ENV_TIMESTREAM_DATABASE));
+        assert!(!env.contains_key(names::ENV_TIMESTREAM_TABLE));
+
+        let d = planned(HistoryStore::Timestream);
+        let env = d.function_env(&function_id("import")).unwrap();
+        assert_eq!(env[names::ENV_HISTORY_STORE], "timestream");
+        assert_eq!(
+            env[names::ENV_TIMESTREAM_TABLE],
+            format!("name-{}", ids::TIMESTREAM_TABLE)
+        );
+        assert!(!env.contains_key(names::ENV_READINGS_TABLE));
+        assert!(
+            !d.created.contains_key(ids::READINGS_TABLE),
+            "conditional resources follow the parameter"
+        );
+    }
+
+    #[test]
+    fn parameters_conditions_and_substitutions() {
+        let d = planned(HistoryStore::DynamoDb);
+        assert!(d.conditions["UseDynamoDB"]);
+        assert!(!d.conditions["ApiIsPublic"]);
+        let env = d.function_env(&function_id("api")).unwrap();
+        assert_eq!(env[names::ENV_API_AUTH], "iam");
+        assert_eq!(
+            d.substitute(
+                "arn:aws:x:${AWS::Region}:${AWS::AccountId}:${RegistryTable.Arn}/${AWS::StackName}"
+            )
+            .ok(),
+            Some(format!(
+                "arn:aws:x:eu-west-1:{ACCOUNT}:arn:RegistryTable/st"
+            ))
+        );
+        let joined = d
+            .resolve(&serde_json::json!({"Fn::Join": ["/", ["a", {"Ref": "CodeBucket"}]]}))
+            .ok()
+            .flatten();
+        assert_eq!(joined, Some(Value::String("a/b".into())));
+        assert!(matches!(
+            d.resolve(&serde_json::json!({"Fn::GetAZs": ""})),
+            Err(Unresolved::Invalid(_))
+        ));
+        assert!(matches!(
+            d.resolve(&serde_json::json!({"Ref": "NotCreated"})),
+            Err(Unresolved::Waiting(_))
+        ));
+    }
+
+    #[test]
+    fn a_missing_parameter_or_an_unknown_one_is_refused() {
+        let template = infra::synth(StackOptions {
+            history: HistoryStore::DynamoDb,
+        })
+        .unwrap();
+        let e = Deployment::plan(template.clone(), "st", &[], "eu-west-1").unwrap_err();
+        assert!(matches!(e, DeployError::Parameter(_)), "{e}");
+        let keys: Vec<String> = names::FUNCTIONS
+            .iter()
+            .map(|f| code_key_parameter(f))
+            .collect();
+        let mut params: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "k")).collect();
+        params.push(("CodeBucket", "b"));
+        params.push(("Nope", "x"));
+        let e = Deployment::plan(template, "st", &params, "eu-west-1").unwrap_err();
+        assert_eq!(e.to_string(), "template: no parameter Nope");
+    }
 }
