@@ -100,6 +100,18 @@ impl Deployment {
         stack: &str,
         parameters: &[(&str, &str)],
     ) -> Result<Self, DeployError> {
+        Self::deploy_only(sdk, template, stack, parameters, None).await
+    }
+
+    /// The same, creating only the resources named in `only` (when given; the others are
+    /// listed as played by the driver).
+    pub async fn deploy_only(
+        sdk: &SdkConfig,
+        template: Value,
+        stack: &str,
+        parameters: &[(&str, &str)],
+        only: Option<&[&str]>,
+    ) -> Result<Self, DeployError> {
         let region = sdk
             .region()
             .map_or("us-east-1".to_owned(), ToString::to_string);
@@ -116,7 +128,8 @@ impl Deployment {
                 }
             }
             let kind = r["Type"].as_str().unwrap_or_default().to_owned();
-            if EMULATED.contains(&kind.as_str()) {
+            let wanted = only.is_none_or(|o| o.contains(&logical.as_str()));
+            if EMULATED.contains(&kind.as_str()) && wanted {
                 pending.push((logical, r));
             } else {
                 d.played_by_driver.push((logical, kind));
@@ -228,9 +241,15 @@ impl Deployment {
             .map(String::as_str)
     }
 
-    /// A function's environment as the template declares it, resolved.
-    pub fn function_env(&self, logical: &str) -> Result<BTreeMap<String, String>, DeployError> {
-        let vars = &self.template["Resources"][logical]["Properties"]["Environment"]["Variables"];
+    /// A function's environment (`fetch`, `stream-metrics`, ...) as the template declares it,
+    /// resolved, with `extra` variables added (stand-in URLs).
+    pub fn function_env(
+        &self,
+        function: &str,
+        extra: &[(&str, String)],
+    ) -> Result<BTreeMap<String, String>, DeployError> {
+        let logical = infra::stack::function_id(function);
+        let vars = &self.template["Resources"][&logical]["Properties"]["Environment"]["Variables"];
         if vars.is_null() {
             return Err(DeployError::Template(format!(
                 "{logical} has no environment"
@@ -249,6 +268,9 @@ impl Deployment {
                 })?;
                 out.insert(k, v);
             }
+        }
+        for (k, v) in extra {
+            out.insert((*k).to_owned(), v.clone());
         }
         Ok(out)
     }
@@ -688,7 +710,7 @@ async fn create_table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use infra::stack::{code_key_parameter, function_id, ids};
+    use infra::stack::{code_key_parameter, ids};
     use infra::{HistoryStore, StackOptions};
     use meter_core::contract::cloud as names;
 
@@ -730,7 +752,7 @@ mod tests {
     #[test]
     fn a_function_environment_resolves_refs_attributes_and_conditions() {
         let d = planned(HistoryStore::DynamoDb);
-        let env = d.function_env(&function_id("fetch")).unwrap();
+        let env = d.function_env("fetch", &[]).unwrap();
         assert_eq!(env[names::ENV_HISTORY_STORE], "dynamodb");
         assert_eq!(
             env[names::ENV_READINGS_TABLE],
@@ -749,7 +771,7 @@ mod tests {
         assert!(!env.contains_key(names::ENV_TIMESTREAM_TABLE));
 
         let d = planned(HistoryStore::Timestream);
-        let env = d.function_env(&function_id("import")).unwrap();
+        let env = d.function_env("import", &[]).unwrap();
         assert_eq!(env[names::ENV_HISTORY_STORE], "timestream");
         assert_eq!(
             env[names::ENV_TIMESTREAM_TABLE],
@@ -767,7 +789,7 @@ mod tests {
         let d = planned(HistoryStore::DynamoDb);
         assert!(d.conditions["UseDynamoDB"]);
         assert!(!d.conditions["ApiIsPublic"]);
-        let env = d.function_env(&function_id("api")).unwrap();
+        let env = d.function_env("api", &[]).unwrap();
         assert_eq!(env[names::ENV_API_AUTH], "iam");
         assert_eq!(
             d.substitute(

@@ -3,3 +3,38 @@
 //! local deployment of the synthesised template into the AWS emulator.
 
 pub mod deploy;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use meter_lambda::Env;
+
+/// The configuration lookup a function's `Config::from_env` reads, over a resolved environment.
+pub fn lookup(env: &BTreeMap<String, String>) -> Env<impl Fn(&str) -> Option<String> + '_> {
+    Env(move |k: &str| env.get(k).cloned())
+}
+
+/// What calling a Function URL handler can fail with.
+#[derive(Debug, thiserror::Error)]
+#[error("reading the handler's response: {0}")]
+pub struct CallError(#[source] axum::Error);
+
+/// Calls a Function URL handler as the URL would; answers the status and the body.
+pub async fn call<F, Fut>(
+    handler: F,
+    req: lambda_http::Request,
+) -> Result<(u16, Vec<u8>), CallError>
+where
+    F: FnOnce(lambda_http::Request) -> Fut,
+    Fut: Future<Output = Result<lambda_http::Response<axum::body::Body>, std::convert::Infallible>>,
+{
+    let resp = match handler(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let status = resp.status().as_u16();
+    let body = axum::body::to_bytes(resp.into_body(), 16 << 20)
+        .await
+        .map_err(CallError)?;
+    Ok((status, body.to_vec()))
+}

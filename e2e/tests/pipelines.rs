@@ -30,15 +30,15 @@ use anyhow::{anyhow, bail, Context};
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::{Timelike, Utc};
-use infra::stack::{code_key_parameter, function_id, ids};
+use infra::stack::{code_key_parameter, ids};
 use infra::{HistoryStore, StackOptions};
 use meter_core::contract::{self, cloud as names};
 use meter_core::ports::MeterRegistry;
 use meter_lambda::testing::function_url_request;
-use meter_lambda::Env;
 use serde_json::{json, Value};
 
 use e2e::deploy::Deployment;
+use e2e::{call, lookup};
 
 /// What a pipeline run found.
 struct Checks {
@@ -230,40 +230,6 @@ fn summarise_types(list: &[(String, String)]) -> String {
         .join(", ")
 }
 
-/// A function's environment from the template, with local additions (stand-in URLs).
-fn function_env(
-    dep: &Deployment,
-    function: &str,
-    extra: &[(&str, String)],
-) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut env = dep.function_env(&function_id(function))?;
-    for (k, v) in extra {
-        env.insert((*k).to_owned(), v.clone());
-    }
-    Ok(env)
-}
-
-fn lookup(env: &BTreeMap<String, String>) -> Env<impl Fn(&str) -> Option<String> + '_> {
-    Env(move |k: &str| env.get(k).cloned())
-}
-
-/// Calls a Function URL handler; answers the status and the body.
-async fn call<F, Fut>(handler: F, req: lambda_http::Request) -> anyhow::Result<(u16, Vec<u8>)>
-where
-    F: FnOnce(lambda_http::Request) -> Fut,
-    Fut: Future<Output = Result<lambda_http::Response<axum::body::Body>, std::convert::Infallible>>,
-{
-    let resp = match handler(req).await {
-        Ok(r) => r,
-        Err(never) => match never {},
-    };
-    let status = resp.status().as_u16();
-    let body = axum::body::to_bytes(resp.into_body(), 16 << 20)
-        .await
-        .context("reading a response")?;
-    Ok((status, body.to_vec()))
-}
-
 fn json_of(body: &[u8]) -> Value {
     serde_json::from_slice(body).unwrap_or(Value::Null)
 }
@@ -271,7 +237,7 @@ fn json_of(body: &[u8]) -> Value {
 /// The API function over a deployment, with its token read from the template's secret as a
 /// client would.
 async fn api(run: &Run, dep: &Deployment) -> anyhow::Result<(meter_fn_api::Api, String)> {
-    let env = function_env(dep, "api", &[])?;
+    let env = dep.function_env("api", &[])?;
     let config = meter_fn_api::Config::from_env(&lookup(&env))?;
     let token = run
         .secret(dep.reference(ids::API_TOKEN_SECRET).context("api secret")?)
@@ -285,11 +251,11 @@ async fn api_get(
     query: &str,
     headers: &[(&str, &str)],
 ) -> anyhow::Result<(u16, Vec<u8>)> {
-    call(
+    Ok(call(
         |req| meter_fn_api::handle(api, req),
         function_url_request("GET", path, query, headers, None),
     )
-    .await
+    .await?)
 }
 
 /// The schedule's part: enqueue on a Scheduler payload, then the SQS poller's: fetch on each
@@ -300,7 +266,7 @@ async fn schedule_and_fetch(
     checks: &mut Checks,
     fetch_extra: &[(&str, String)],
 ) -> anyhow::Result<()> {
-    let env = function_env(dep, "enqueue", &[])?;
+    let env = dep.function_env("enqueue", &[])?;
     let config = meter_fn_enqueue::Config::from_env(&lookup(&env))?;
     let enqueue = meter_fn_enqueue::Enqueue::new(&run.sdk, &config);
     // EventBridge Scheduler with no input template sends an empty object.
@@ -323,7 +289,7 @@ async fn schedule_and_fetch(
         "jobs read back from the emulated SQS queue",
     )?;
 
-    let env = function_env(dep, "fetch", fetch_extra)?;
+    let env = dep.function_env("fetch", fetch_extra)?;
     let config = meter_fn_fetch::Config::from_env(&lookup(&env))?;
     let env = Arc::new(env);
     let fetch = meter_fn_fetch::Fetch::new(
@@ -530,7 +496,7 @@ async fn tapped(run: &Run, url: &str) -> anyhow::Result<Vec<Value>> {
 
 /// The import function over a deployment.
 fn import(run: &Run, dep: &Deployment) -> anyhow::Result<meter_fn_import::Import> {
-    let env = function_env(dep, "import", &[])?;
+    let env = dep.function_env("import", &[])?;
     let config = meter_fn_import::Config::from_env(&lookup(&env))?;
     Ok(meter_fn_import::Import::new(&run.sdk, &config))
 }
@@ -631,7 +597,7 @@ async fn seed001(run: &Run, checks: &mut Checks) -> anyhow::Result<Outcome> {
 async fn seed002(run: &Run, checks: &mut Checks) -> anyhow::Result<Outcome> {
     use base64::Engine;
     let dep = run.deploy("seed002", HistoryStore::DynamoDb).await?;
-    let env = function_env(&dep, "webhook", &[])?;
+    let env = dep.function_env("webhook", &[])?;
     let webhook = meter_fn_webhook::Webhook::new(
         &run.sdk,
         &meter_fn_webhook::Config::from_env(&lookup(&env))?,
@@ -699,7 +665,7 @@ async fn seed002(run: &Run, checks: &mut Checks) -> anyhow::Result<Outcome> {
             println!("{}", serde_json::to_string(r).unwrap_or_default());
         }
     }
-    let env = function_env(&dep, "stream-metrics", &[])?;
+    let env = dep.function_env("stream-metrics", &[])?;
     let metrics = meter_fn_stream_metrics::StreamMetrics::new(
         &run.sdk,
         &meter_fn_stream_metrics::Config::from_env(&lookup(&env)),

@@ -327,15 +327,19 @@ pub mod testing {
                 json!({"StreamArn": stream_arn, "ShardId": shard["ShardId"], "ShardIteratorType": "TRIM_HORIZON"}),
             )
             .await;
-            let got = streams(
-                endpoint,
-                "GetRecords",
-                json!({"ShardIterator": it["ShardIterator"]}),
-            )
-            .await;
-            for mut r in got["Records"].as_array().cloned().unwrap_or_default() {
-                r["eventSourceARN"] = json!(stream_arn);
-                records.push(r);
+            let mut iterator = it["ShardIterator"].clone();
+            // GetRecords answers at most 1,000 records; follow the shard to its end.
+            while iterator.is_string() {
+                let got = streams(endpoint, "GetRecords", json!({"ShardIterator": iterator})).await;
+                let page = got["Records"].as_array().cloned().unwrap_or_default();
+                if page.is_empty() {
+                    break;
+                }
+                for mut r in page {
+                    r["eventSourceARN"] = json!(stream_arn);
+                    records.push(r);
+                }
+                iterator = got["NextShardIterator"].clone();
             }
         }
         serde_json::from_value(json!({ "Records": records }))

@@ -4,6 +4,7 @@
 //! expired token). They are not mocks of our clients: a client talks to them over TCP exactly as
 //! it would to the real service.
 
+pub mod fault_proxy;
 pub mod runtime_api;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -442,15 +443,20 @@ async fn series(
     }
     let now = state.now.unwrap_or_else(Utc::now).timestamp();
     let grid = now - now.rem_euclid(300) + if now.rem_euclid(300) >= 150 { 300 } else { 0 };
-    let points: Vec<Value> = (0..576)
+    // `points=N` (at most 288) shortens each side, for load tests with many identifiers.
+    let side: i64 = q
+        .get("points")
+        .and_then(|p| p.parse().ok())
+        .map_or(288, |n: i64| n.clamp(0, 288));
+    let points: Vec<Value> = (0..2 * side)
         .map(|i| {
-            let t = if i < 288 {
-                grid - (288 - i) * 300
+            let t = if i < side {
+                grid - (side - i) * 300
             } else {
-                grid + (i - 287) * 300
+                grid + (i - side + 1) * 300
             };
             json!({"identifier": identifier, "time": t, "value": ((i * 37) % 101).to_string(),
-                   "metadata": if i < 288 { "Past" } else { "Future" }})
+                   "metadata": if i < side { "Past" } else { "Future" }})
         })
         .collect();
     axum::Json(Value::Array(points)).into_response()

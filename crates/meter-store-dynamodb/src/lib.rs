@@ -32,7 +32,7 @@ use meter_core::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
 
 const BACKEND: &str = "DynamoDB";
 /// The partition that lists the series of the readings table.
-const SERIES_PARTITION: &str = "#series";
+pub const SERIES_PARTITION: &str = "#series";
 /// Dedupe items of the counters table live under this endpoint prefix (and expire by TTL);
 /// the stream-metrics function skips them.
 pub const DEDUPE_PREFIX: &str = names::COUNTERS_DEDUPE_PREFIX;

@@ -1,0 +1,697 @@
+//! Faults: the functions' handlers with every AWS call going through a fault-injecting proxy
+//! (`meter_standins::fault_proxy`) that throttles, answers 500 and 503, cuts connections after
+//! the work is done, and delays 20% of requests. Three suites, each counted back from the
+//! emulated services with direct (unfaulted) reads:
+//!
+//! - import: a 100,000-row CSV object through the import handler (retried as Lambda retries
+//!   an asynchronous invocation, then to the dead-letter queue);
+//! - fetch: 1,000 registry entries enqueued and fetched from the series stand-in (failed jobs
+//!   redelivered as SQS does, to the dead-letter queue after `maxReceiveCount`);
+//! - webhook: 10,000 presses in Connector requests of 10 (a failed request resent as Connector
+//!   does), then the counters stream through stream-metrics into CloudWatch.
+//!
+//! Prints each suite's figures (faults injected, sent, stored, duplicates, parked in a DLQ or
+//! quarantine, lost) as a table; fails when anything is lost or duplicated. Runs only with
+//! `METER_E2E` set (`scripts/reliability.sh faults`, and the test command).
+
+// reason: a command-line run reports its figures on stdout.
+#![allow(clippy::print_stdout)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context};
+use aws_config::SdkConfig;
+use aws_lambda_events::event::dynamodb::Event as StreamEvent;
+use aws_lambda_events::event::sqs::SqsEvent;
+use chrono::{Timelike, Utc};
+use e2e::deploy::Deployment;
+use e2e::{call, lookup};
+use infra::stack::{code_key_parameter, ids};
+use infra::{HistoryStore, StackOptions};
+use meter_core::contract::cloud as names;
+use meter_lambda::testing::function_url_request;
+use meter_standins::fault_proxy::{FaultKind, FaultPlan, FaultProxy};
+use serde_json::{json, Value};
+
+const SHARE: f64 = 0.2;
+
+/// One suite's figures.
+#[derive(Debug, Default)]
+struct Figures {
+    suite: &'static str,
+    requests: u64,
+    faults: u64,
+    sent: u64,
+    stored: u64,
+    duplicates: u64,
+    parked: u64,
+    lost: u64,
+    handled: String,
+}
+
+async fn deploy(sdk: &SdkConfig, tag: &str) -> anyhow::Result<Deployment> {
+    let template = infra::synth(StackOptions {
+        history: HistoryStore::DynamoDb,
+    })
+    .map_err(|p| anyhow::anyhow!("template checks: {p:?}"))?;
+    let keys: Vec<String> = names::FUNCTIONS
+        .iter()
+        .map(|f| code_key_parameter(f))
+        .collect();
+    let mut params: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "in-process")).collect();
+    params.push(("CodeBucket", "not-deployed"));
+    params.push(("ApiAuthType", "NONE"));
+    Ok(Deployment::deploy(sdk, template, tag, &params).await?)
+}
+
+/// The SDK configuration with every request through the proxy.
+fn through(sdk: &SdkConfig, proxy: &FaultProxy) -> SdkConfig {
+    // Without the environment's service configuration, which would put AWS_ENDPOINT_URL
+    // (the emulator itself) back in front of this endpoint.
+    // The SDK's default attempts (3) with shorter waits (AWS's start at 1 s): the suite checks
+    // what is stored, not how long backoff takes, and must fit in CI.
+    let retry = aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(50))
+        .with_max_backoff(Duration::from_secs(1));
+    sdk.to_builder()
+        .service_config(NoServiceConfig)
+        .endpoint_url(proxy.url())
+        .retry_config(retry)
+        .build()
+}
+
+/// Service configuration that sets nothing.
+#[derive(Debug)]
+struct NoServiceConfig;
+
+impl aws_types::service_config::LoadServiceConfig for NoServiceConfig {
+    fn load_config(&self, _: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
+        None
+    }
+}
+
+fn faults_line(proxy: &FaultProxy) -> String {
+    let c = proxy.counts();
+    format!(
+        "{} throttled, {} 500, {} 503, {} cut, {} delayed",
+        c.of(FaultKind::Throttle),
+        c.of(FaultKind::InternalError),
+        c.of(FaultKind::Unavailable),
+        c.of(FaultKind::Reset),
+        c.of(FaultKind::Delay)
+    )
+}
+
+/// Every item of a table (direct reads).
+async fn scan(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> anyhow::Result<Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>>
+{
+    let mut items = Vec::new();
+    let mut page = None;
+    loop {
+        let out = ddb
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(page)
+            .send()
+            .await?;
+        items.extend(out.items.unwrap_or_default());
+        page = out.last_evaluated_key;
+        if page.is_none() {
+            return Ok(items);
+        }
+    }
+}
+
+/// (distinct keys, items) of a table keyed by `pk`, `sk`.
+async fn keys(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    pk: &str,
+    sk: &str,
+) -> anyhow::Result<(HashSet<(String, String)>, u64)> {
+    let text = |v: Option<&aws_sdk_dynamodb::types::AttributeValue>| {
+        v.and_then(|v| v.as_s().ok().or_else(|| v.as_n().ok()))
+            .cloned()
+            .unwrap_or_default()
+    };
+    // The readings table also lists its series in one partition; those are not readings.
+    let items: Vec<(String, String)> = scan(ddb, table)
+        .await?
+        .iter()
+        .map(|i| (text(i.get(pk)), text(i.get(sk))))
+        .filter(|(p, _)| p != meter_store_dynamodb::SERIES_PARTITION)
+        .collect();
+    let n = items.len() as u64;
+    Ok((items.into_iter().collect(), n))
+}
+
+async fn queue_depth(sdk: &SdkConfig, url: &str) -> anyhow::Result<u64> {
+    let attrs = aws_sdk_sqs::Client::new(sdk)
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await?;
+    Ok(attrs
+        .attributes
+        .unwrap_or_default()
+        .get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+/// 100,000 readings in one object through the import handler.
+async fn import(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<Figures> {
+    const METERS: usize = 100;
+    const PER_METER: usize = 1_000;
+    let dep = deploy(sdk, &format!("{tag}-import")).await?;
+    let bucket = dep
+        .reference(ids::IMPORT_BUCKET)
+        .context("bucket")?
+        .to_owned();
+    let mut csv = String::from("meter,time,value,unit,measure,kind\n");
+    for m in 0..METERS {
+        for i in 0..PER_METER {
+            csv.push_str(&format!(
+                "m{m:03},{},{},L,volume,cumulative\n",
+                (chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default()
+                    + chrono::Duration::minutes(i as i64))
+                .to_rfc3339(),
+                1000 + i
+            ));
+        }
+    }
+    let key = "faults/readings.csv";
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.put_object()
+        .bucket(&bucket)
+        .key(key)
+        .body(csv.into_bytes().into())
+        .send()
+        .await?;
+
+    let proxy = FaultProxy::start(
+        endpoint,
+        FaultPlan {
+            share: SHARE,
+            seed: 11,
+        },
+    )
+    .await;
+    let faulted = through(sdk, &proxy);
+    let env = dep.function_env("import", &[])?;
+    let import =
+        meter_fn_import::Import::new(&faulted, &meter_fn_import::Config::from_env(&lookup(&env))?);
+    let event = json!({"Records": [{"eventName": "ObjectCreated:Put", "eventSource": "aws:s3",
+        "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}]});
+    // Lambda runs an asynchronous invocation up to 3 times (the template's
+    // MaximumRetryAttempts: 2), then sends the event to the dead-letter queue.
+    let mut failures = Vec::new();
+    let mut parked = 0;
+    let mut report = None;
+    for _ in 0..3 {
+        let budget =
+            meter_fn_import::Budget::Deadline(SystemTime::now() + Duration::from_secs(600));
+        match meter_fn_import::handle(&import, &event, budget).await {
+            Ok(r) => {
+                report = Some(r);
+                break;
+            }
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    if report.is_none() {
+        aws_sdk_sqs::Client::new(sdk)
+            .send_message()
+            .queue_url(dep.reference("ImportDeadLetterQueue").context("dlq")?)
+            .message_body(event.to_string())
+            .send()
+            .await?;
+        parked = (METERS * PER_METER) as u64;
+    }
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    let (stored, items) = keys(
+        &ddb,
+        dep.reference(ids::READINGS_TABLE).context("readings")?,
+        names::READINGS_PK,
+        names::READINGS_SK,
+    )
+    .await?;
+    let sent = (METERS * PER_METER) as u64;
+    let stored_n = stored.len() as u64;
+    let rejected = report.as_ref().map_or(0, |r| r.rejected as u64);
+    Ok(Figures {
+        suite: "import 100,000 readings",
+        requests: proxy.counts().requests(),
+        faults: proxy.counts().total(),
+        sent,
+        stored: stored_n,
+        duplicates: items - stored_n,
+        parked: parked + rejected,
+        lost: sent.saturating_sub(stored_n + parked + rejected),
+        handled: format!(
+            "{}; {} failed invocations retried{}",
+            faults_line(&proxy),
+            failures.len(),
+            failures
+                .first()
+                .map(|f| format!(" (first: {f})"))
+                .unwrap_or_default()
+        ),
+    })
+}
+
+/// 1,000 registry entries: enqueue, then fetch on every batch until the queue is empty.
+async fn fetch(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<Figures> {
+    const ENTRIES: usize = 1_000;
+    const POINTS: usize = 5;
+    let dep = deploy(sdk, &format!("{tag}-fetch")).await?;
+    // A fixed "now": the points do not move with the clock while failed jobs are redelivered.
+    let standin = meter_standins::SeriesStandIn::start(Some(Utc::now()), None).await;
+    let registry = meter_store_dynamodb::DynamoRegistry::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        dep.reference(ids::REGISTRY_TABLE).context("registry")?,
+    );
+    let mut entries = Vec::new();
+    for i in 0..ENTRIES {
+        entries.push(serde_json::from_value(json!({
+            "id": format!("series-{i:04}"), "source": "http-json", "enabled": true,
+            "params": {"url": format!("{}/series/{{identifier}}?from={{from_ms}}&to={{to_ms}}&points={POINTS}", standin.url())}
+        }))?);
+    }
+    registry.put_many(&entries).await?;
+
+    let proxy = FaultProxy::start(
+        endpoint,
+        FaultPlan {
+            share: SHARE,
+            seed: 23,
+        },
+    )
+    .await;
+    let faulted = through(sdk, &proxy);
+    let env = dep.function_env("enqueue", &[])?;
+    let enqueue = meter_fn_enqueue::Enqueue::new(
+        &faulted,
+        &meter_fn_enqueue::Config::from_env(&lookup(&env))?,
+    );
+    // The schedule's retry policy runs enqueue again on an error (up to 3 retries); duplicate
+    // jobs are harmless, writes being idempotent.
+    let mut enqueue_errors = 0;
+    for attempt in 0..4 {
+        match meter_fn_enqueue::handle(&enqueue, json!({})).await {
+            Ok(_) => break,
+            Err(e) if attempt < 3 => {
+                enqueue_errors += 1;
+                println!("    enqueue failed, the schedule retries: {e}");
+            }
+            Err(e) => bail!("enqueue failed 4 times: {e}"),
+        }
+    }
+
+    let env = Arc::new(dep.function_env("fetch", &[])?);
+    let config = meter_fn_fetch::Config::from_env(&lookup(&env))?;
+    let lookup_env = env.clone();
+    let fetch = meter_fn_fetch::Fetch::new(
+        &faulted,
+        &config,
+        Arc::new(move |k: &str| lookup_env.get(k).cloned()),
+    );
+    // The SQS poller (AWS's, so not faulted): receive, invoke, delete what succeeded; a failed
+    // job becomes visible again and, past maxReceiveCount, moves to the dead-letter queue.
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let queue = dep.reference(ids::FETCH_QUEUE).context("queue")?.to_owned();
+    let arn = dep
+        .attribute(ids::FETCH_QUEUE, "Arn")
+        .context("arn")?
+        .to_owned();
+    let mut item_failures = 0;
+    let mut invocations = 0;
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .send()
+            .await?;
+        let messages = got.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        let records: Vec<Value> = messages
+            .iter()
+            .map(|m| {
+                json!({"messageId": m.message_id, "receiptHandle": m.receipt_handle,
+                "body": m.body, "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs",
+                "eventSourceARN": arn, "awsRegion": "us-east-1"})
+            })
+            .collect();
+        let event: SqsEvent = serde_json::from_value(json!({ "Records": records }))?;
+        invocations += 1;
+        let t = std::time::Instant::now();
+        let response = meter_fn_fetch::handle(&fetch, event, Utc::now()).await;
+        if std::env::var_os("FAULTS_DEBUG").is_some() {
+            println!("    fetch invocation {invocations}: {:?}", t.elapsed());
+        }
+        let failed: HashSet<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        item_failures += failed.len();
+        for m in &messages {
+            let handle = m.receipt_handle.clone().unwrap_or_default();
+            if failed.contains(m.message_id.as_deref().unwrap_or_default()) {
+                sqs.change_message_visibility()
+                    .queue_url(&queue)
+                    .receipt_handle(handle)
+                    .visibility_timeout(0)
+                    .send()
+                    .await?;
+            } else {
+                sqs.delete_message()
+                    .queue_url(&queue)
+                    .receipt_handle(handle)
+                    .send()
+                    .await?;
+            }
+        }
+    }
+    let dlq = dep
+        .reference(ids::FETCH_DEAD_LETTER_QUEUE)
+        .context("dlq")?
+        .to_owned();
+    let parked_jobs = queue_depth(sdk, &dlq).await?;
+
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    let (history, history_items) = keys(
+        &ddb,
+        dep.reference(ids::READINGS_TABLE).context("readings")?,
+        names::READINGS_PK,
+        names::READINGS_SK,
+    )
+    .await?;
+    let (future, future_items) = keys(
+        &ddb,
+        dep.reference(ids::FORECASTS_TABLE).context("forecasts")?,
+        names::FORECASTS_PK,
+        names::FORECASTS_SK,
+    )
+    .await?;
+    println!(
+        "    stored: {} history points, {} forecast points",
+        history.len(),
+        future.len()
+    );
+    let sent = (ENTRIES * POINTS * 2) as u64;
+    let stored = (history.len() + future.len()) as u64;
+    // A parked job holds up to 10 entries (meter_core::collect::JOB_GROUP).
+    let parked = parked_jobs * 10 * (POINTS as u64) * 2;
+    Ok(Figures {
+        suite: "fetch 1,000 registry entries",
+        requests: proxy.counts().requests(),
+        faults: proxy.counts().total(),
+        sent,
+        stored,
+        duplicates: history_items + future_items - stored,
+        parked,
+        lost: sent.saturating_sub(stored + parked),
+        handled: format!(
+            "{}; {enqueue_errors} enqueue retries, {invocations} fetch invocations, {item_failures} jobs failed and redelivered, {parked_jobs} in the DLQ",
+            faults_line(&proxy)
+        ),
+    })
+}
+
+/// 10,000 presses through the webhook, then each counters stream through stream-metrics.
+///
+/// The presses go to 100 counters tables of 100 presses each, because moto deep-copies a table
+/// (its stream included) on every TransactWriteItems: one table taking all 10,000 grows each
+/// copy until the emulator runs out of memory (it did, at 24 GB).
+async fn webhook(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<Figures> {
+    use base64::Engine;
+    const SHARDS: usize = 100;
+    const PRESSES: usize = 100;
+    let template = infra::synth(StackOptions {
+        history: HistoryStore::DynamoDb,
+    })
+    .map_err(|p| anyhow::anyhow!("template checks: {p:?}"))?;
+    let keys: Vec<String> = names::FUNCTIONS
+        .iter()
+        .map(|f| code_key_parameter(f))
+        .collect();
+    let mut params: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "in-process")).collect();
+    params.push(("CodeBucket", "not-deployed"));
+    let proxy = FaultProxy::start(
+        endpoint,
+        FaultPlan {
+            share: SHARE,
+            seed: 37,
+        },
+    )
+    .await;
+    let faulted = through(sdk, &proxy);
+    let cw = aws_sdk_cloudwatch::Client::new(sdk);
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    let hour = Utc::now()
+        .with_minute(0)
+        .and_then(|t| t.with_second(0))
+        .context("hour")?;
+    let (mut counted, mut over, mut resent, mut stream_retries) = (0u64, 0u64, 0u64, 0u64);
+    let mut in_metrics = 0.0;
+    for shard in 0..SHARDS {
+        let dep = Deployment::deploy_only(
+            sdk,
+            template.clone(),
+            &format!("{tag}-hook{shard}"),
+            &params,
+            Some(&[ids::COUNTERS_TABLE, ids::WEBHOOK_SECRET]),
+        )
+        .await?;
+        let secret = aws_sdk_secretsmanager::Client::new(sdk)
+            .get_secret_value()
+            .secret_id(dep.reference(ids::WEBHOOK_SECRET).context("secret")?)
+            .send()
+            .await?
+            .secret_string
+            .unwrap_or_default();
+        let env = dep.function_env("webhook", &[])?;
+        let hook = meter_fn_webhook::Webhook::new(
+            &faulted,
+            &meter_fn_webhook::Config::from_env(&lookup(&env))?,
+        );
+        let ep = format!("{tag}-ep{shard}");
+        // Requests of 10 notifications; Connector resends a request not answered 2xx.
+        for chunk in (1..=PRESSES).collect::<Vec<_>>().chunks(10) {
+            let notes: Vec<Value> = chunk
+                .iter()
+                .map(|c| json!({"ep": ep, "path": "/3200/0/5501", "ct": "text/plain",
+                    "payload": base64::engine::general_purpose::STANDARD.encode(c.to_string()), "max-age": 0}))
+                .collect();
+            let body = json!({ "notifications": notes }).to_string();
+            let mut tries = 0;
+            loop {
+                let req = function_url_request(
+                    "PUT",
+                    "/webhook",
+                    "",
+                    &[
+                        ("content-type", "application/json"),
+                        ("x-webhook-secret", &secret),
+                    ],
+                    Some(&body),
+                );
+                let (status, _) = call(|r| meter_fn_webhook::handle(&hook, r), req).await?;
+                if (200..300).contains(&status) {
+                    break;
+                }
+                tries += 1;
+                resent += 1;
+                if tries > 20 {
+                    bail!("a request kept failing: {status}");
+                }
+            }
+        }
+        let counters = dep
+            .reference(ids::COUNTERS_TABLE)
+            .context("counters")?
+            .to_owned();
+        let mut n = 0u64;
+        for item in scan(&ddb, &counters).await? {
+            let is_counter = item
+                .get(names::COUNTERS_PK)
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|p| !p.starts_with(names::COUNTERS_DEDUPE_PREFIX));
+            if is_counter {
+                n += item
+                    .get(names::COUNTERS_COUNT)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        counted += n.min(PRESSES as u64);
+        over += n.saturating_sub(PRESSES as u64);
+
+        // The stream, as Lambda's poller delivers it: batches of 100; with partial batch
+        // responses a batch is retried from its first failed record.
+        let stream_arn = dep
+            .attribute(ids::COUNTERS_TABLE, "StreamArn")
+            .context("stream")?
+            .to_owned();
+        let mut records = meter_aws::testing::stream_event(endpoint, &stream_arn)
+            .await
+            .records;
+        let env = dep.function_env("stream-metrics", &[])?;
+        let metrics = meter_fn_stream_metrics::StreamMetrics::new(
+            &faulted,
+            &meter_fn_stream_metrics::Config::from_env(&lookup(&env)),
+        );
+        while !records.is_empty() {
+            let take = records.len().min(100);
+            let mut pending: Vec<_> = records.drain(..take).collect();
+            let mut attempts = 0;
+            while !pending.is_empty() {
+                let event: StreamEvent = serde_json::from_value(json!({ "Records": pending }))?;
+                let response = meter_fn_stream_metrics::handle(&metrics, event).await;
+                let first_failed = response
+                    .batch_item_failures
+                    .iter()
+                    .filter_map(|f| f.item_identifier.clone())
+                    .filter_map(|seq| {
+                        pending
+                            .iter()
+                            .position(|r| r.change.sequence_number.as_deref() == Some(seq.as_str()))
+                    })
+                    .min();
+                match first_failed {
+                    None => pending.clear(),
+                    Some(i) => {
+                        stream_retries += 1;
+                        attempts += 1;
+                        if attempts > 10 {
+                            bail!("a stream batch kept failing");
+                        }
+                        pending.drain(..i);
+                    }
+                }
+            }
+        }
+        let stats = cw
+            .get_metric_statistics()
+            .namespace(names::DEFAULT_METRIC_NAMESPACE)
+            .metric_name(&ep)
+            .start_time(aws_smithy_types::DateTime::from_secs(
+                hour.timestamp() - 3600,
+            ))
+            .end_time(aws_smithy_types::DateTime::from_secs(
+                hour.timestamp() + 3600,
+            ))
+            .period(3600)
+            .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
+            .send()
+            .await?;
+        in_metrics += stats
+            .datapoints()
+            .iter()
+            .filter_map(|d| d.sum())
+            .sum::<f64>();
+    }
+    let sent = (SHARDS * PRESSES) as u64;
+    // CloudWatch has no idempotent put: a PutMetricData whose answer was cut after it landed is
+    // retried (the stream batch fails) and counted twice. The counters are the record; the
+    // metrics are at least once, and their excess is reported.
+    if in_metrics < sent as f64 {
+        bail!("CloudWatch sums {in_metrics} presses, {sent} were sent");
+    }
+    Ok(Figures {
+        suite: "webhook 10,000 presses",
+        requests: proxy.counts().requests(),
+        faults: proxy.counts().total(),
+        sent,
+        stored: counted,
+        duplicates: over,
+        parked: 0,
+        lost: sent.saturating_sub(counted + over),
+        handled: format!(
+            "{}; {resent} requests resent after a 5xx, {stream_retries} stream batches retried from the failed record; CloudWatch sums {in_metrics} (at least once: +{} from puts cut after landing)",
+            faults_line(&proxy),
+            in_metrics - sent as f64,
+        ),
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    if std::env::var_os("METER_E2E").is_none() {
+        println!(
+            "skipped: the fault suite runs through scripts/reliability.sh and scripts/test.sh"
+        );
+        return Ok(());
+    }
+    let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") else {
+        bail!("AWS_ENDPOINT_URL is not set (scripts/reliability.sh starts the emulator)");
+    };
+    let sdk = meter_aws::sdk_config().await;
+    let tag = format!("faults{}", std::process::id());
+    let wanted: Vec<String> = std::env::args().skip(1).collect();
+    let run = |name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
+    let mut rows = Vec::new();
+    if run("import") {
+        println!(
+            "== import: 100,000 readings, {:.0}% of AWS requests faulted",
+            SHARE * 100.0
+        );
+        rows.push(import(&sdk, &endpoint, &tag).await?);
+    }
+    if run("fetch") {
+        println!(
+            "== fetch: 1,000 registry entries, {:.0}% of AWS requests faulted",
+            SHARE * 100.0
+        );
+        rows.push(fetch(&sdk, &endpoint, &tag).await?);
+    }
+    if run("webhook") {
+        println!(
+            "== webhook: 10,000 presses, {:.0}% of AWS requests faulted",
+            SHARE * 100.0
+        );
+        rows.push(webhook(&sdk, &endpoint, &tag).await?);
+    }
+    println!("\n| suite | AWS requests | faults injected | sent | stored | duplicates | parked (DLQ, quarantine) | lost | how the faults were handled |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut bad = Vec::new();
+    for f in &rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            f.suite,
+            f.requests,
+            f.faults,
+            f.sent,
+            f.stored,
+            f.duplicates,
+            f.parked,
+            f.lost,
+            f.handled
+        );
+        if f.lost > 0 || f.duplicates > 0 {
+            bad.push(f.suite);
+        }
+    }
+    if !bad.is_empty() {
+        println!("\nLOST OR DUPLICATED: {bad:?}");
+        std::process::exit(1);
+    }
+    println!("\nnothing lost, nothing duplicated");
+    Ok(())
+}
