@@ -103,6 +103,30 @@ impl Deployment {
         Self::deploy_only(sdk, template, stack, parameters, None).await
     }
 
+    /// The stack as the end-to-end runs deploy it: the template variant for `history`, the
+    /// code parameters marking the handlers as run in-process, and the API behind its bearer
+    /// token (`ApiAuthType=NONE`); only the resources in `only`, when given.
+    pub async fn local(
+        sdk: &SdkConfig,
+        stack: &str,
+        history: infra::HistoryStore,
+        only: Option<&[&str]>,
+    ) -> Result<Self, DeployError> {
+        let template = infra::synth(infra::StackOptions { history }).map_err(|p| {
+            DeployError::Template(format!("the template fails its own checks: {p:?}"))
+        })?;
+        let keys: Vec<String> = meter_core::contract::cloud::FUNCTIONS
+            .iter()
+            .map(|f| infra::stack::code_key_parameter(f))
+            .collect();
+        let mut params: Vec<(&str, &str)> =
+            keys.iter().map(|k| (k.as_str(), "in-process")).collect();
+        params.push(("CodeBucket", "not-deployed"));
+        params.push(("ApiAuthType", "NONE"));
+        params.push(("HistoryStore", history.as_str()));
+        Self::deploy_only(sdk, template, stack, &params, only).await
+    }
+
     /// The same, creating only the resources named in `only` (when given; the others are
     /// listed as played by the driver).
     pub async fn deploy_only(

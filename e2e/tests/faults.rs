@@ -28,8 +28,8 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::{Timelike, Utc};
 use e2e::deploy::Deployment;
 use e2e::{call, lookup};
-use infra::stack::{code_key_parameter, ids};
-use infra::{HistoryStore, StackOptions};
+use infra::stack::ids;
+use infra::HistoryStore;
 use meter_core::contract::cloud as names;
 use meter_lambda::testing::function_url_request;
 use meter_standins::fault_proxy::{FaultKind, FaultPlan, FaultProxy};
@@ -51,19 +51,8 @@ struct Figures {
     handled: String,
 }
 
-async fn deploy(sdk: &SdkConfig, tag: &str) -> anyhow::Result<Deployment> {
-    let template = infra::synth(StackOptions {
-        history: HistoryStore::DynamoDb,
-    })
-    .map_err(|p| anyhow::anyhow!("template checks: {p:?}"))?;
-    let keys: Vec<String> = names::FUNCTIONS
-        .iter()
-        .map(|f| code_key_parameter(f))
-        .collect();
-    let mut params: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "in-process")).collect();
-    params.push(("CodeBucket", "not-deployed"));
-    params.push(("ApiAuthType", "NONE"));
-    Ok(Deployment::deploy(sdk, template, tag, &params).await?)
+async fn deploy(sdk: &SdkConfig, stack: &str) -> anyhow::Result<Deployment> {
+    Ok(Deployment::local(sdk, stack, HistoryStore::DynamoDb, None).await?)
 }
 
 /// The SDK configuration with every request through the proxy.
@@ -442,16 +431,6 @@ async fn webhook(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<F
     use base64::Engine;
     const SHARDS: usize = 100;
     const PRESSES: usize = 100;
-    let template = infra::synth(StackOptions {
-        history: HistoryStore::DynamoDb,
-    })
-    .map_err(|p| anyhow::anyhow!("template checks: {p:?}"))?;
-    let keys: Vec<String> = names::FUNCTIONS
-        .iter()
-        .map(|f| code_key_parameter(f))
-        .collect();
-    let mut params: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "in-process")).collect();
-    params.push(("CodeBucket", "not-deployed"));
     let proxy = FaultProxy::start(
         endpoint,
         FaultPlan {
@@ -470,11 +449,10 @@ async fn webhook(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<F
     let (mut counted, mut over, mut resent, mut stream_retries) = (0u64, 0u64, 0u64, 0u64);
     let mut in_metrics = 0.0;
     for shard in 0..SHARDS {
-        let dep = Deployment::deploy_only(
+        let dep = Deployment::local(
             sdk,
-            template.clone(),
             &format!("{tag}-hook{shard}"),
-            &params,
+            HistoryStore::DynamoDb,
             Some(&[ids::COUNTERS_TABLE, ids::WEBHOOK_SECRET]),
         )
         .await?;

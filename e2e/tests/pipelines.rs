@@ -30,8 +30,8 @@ use anyhow::{anyhow, bail, Context};
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::{Timelike, Utc};
-use infra::stack::{code_key_parameter, ids};
-use infra::{HistoryStore, StackOptions};
+use infra::stack::ids;
+use infra::HistoryStore;
 use meter_core::contract::{self, cloud as names};
 use meter_core::ports::MeterRegistry;
 use meter_lambda::testing::function_url_request;
@@ -100,22 +100,8 @@ struct Run {
 impl Run {
     /// Deploys the template variant under a stack named for this run and pipeline.
     async fn deploy(&self, pipeline: &str, history: HistoryStore) -> anyhow::Result<Deployment> {
-        let template = infra::synth(StackOptions { history })
-            .map_err(|p| anyhow!("the template does not pass its own checks: {p:?}"))?;
-        let mut params: Vec<(String, String)> = vec![
-            ("HistoryStore".into(), history.as_str().into()),
-            ("CodeBucket".into(), "not-deployed".into()),
-            ("ApiAuthType".into(), "NONE".into()),
-        ];
-        for f in names::FUNCTIONS {
-            params.push((code_key_parameter(f), "handler-run-in-process".into()));
-        }
-        let params: Vec<(&str, &str)> = params
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
         let stack = format!("{}-{pipeline}", self.tag);
-        let d = Deployment::deploy(&self.sdk, template, &stack, &params).await?;
+        let d = Deployment::local(&self.sdk, &stack, history, None).await?;
         println!(
             "    ok    deployed {stack}: {} resources created from the template ({}); {} played by this run ({})",
             d.created().len(),

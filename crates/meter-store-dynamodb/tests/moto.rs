@@ -402,3 +402,58 @@ async fn forecasts_carry_a_ttl_and_string_values() {
         "a week's TTL"
     );
 }
+
+/// Identifiers with the characters of DynamoDB's expression syntax (`:`, `#`, quotes,
+/// parentheses, operators) are values, never expression text: each reads back only itself.
+#[tokio::test]
+async fn hostile_identifiers_are_values_not_expressions() {
+    let Some((client, _)) = client().await else {
+        return;
+    };
+    let [_, readings_table, _, counters_table] =
+        create_tables(&client, &prefix("inject")).await.unwrap();
+    let store = DynamoReadings::new(client.clone(), &readings_table);
+    let hostile = [
+        "m1",
+        "m1 OR series <> :s",
+        ":s",
+        "#sk",
+        "m1) OR (attribute_exists(series)",
+        "x' OR '1'='1",
+        "m1\" --",
+        "m1|volume",
+    ];
+    let time = t("2024-05-01T00:00:00Z");
+    let batch: Vec<Reading> = hostile
+        .iter()
+        .enumerate()
+        .map(|(i, m)| reading(m, "volume", time, i as f64, Kind::Gauge))
+        .collect();
+    assert!(store.write(&batch).await.unwrap().is_complete());
+    for (i, m) in hostile.iter().enumerate() {
+        let page = store
+            .range(&RangeQuery {
+                meter: MeterId::new(m).unwrap(),
+                measure: None,
+                range: TimeRange::new(time, time + Duration::hours(1)).unwrap(),
+                limit: 100,
+                after: None,
+            })
+            .await
+            .unwrap();
+        let values: Vec<f64> = page.readings.iter().map(Reading::value).collect();
+        assert_eq!(values, vec![i as f64], "{m}");
+    }
+    let counters = DynamoCounters::new(client, &counters_table);
+    for (i, m) in hostile.iter().enumerate() {
+        let key = CounterKey::at(*m, time);
+        counters.add(&key, i as u64 + 1, Some(m)).await.unwrap();
+    }
+    for (i, m) in hostile.iter().enumerate() {
+        assert_eq!(
+            counters.total(&CounterKey::at(*m, time)).await.unwrap(),
+            i as u64 + 1,
+            "{m}"
+        );
+    }
+}

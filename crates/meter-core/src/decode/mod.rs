@@ -65,7 +65,7 @@ impl Rejected {
             file: file.clone(),
             line,
             field: field.map(str::to_owned),
-            reason: reason.to_string(),
+            reason: bounded(reason.to_string()),
             raw: truncate(raw, MAX_RAW).to_owned(),
         }
     }
@@ -91,6 +91,18 @@ impl fmt::Display for Rejected {
 
 /// One decoder output.
 pub type Decoded = Result<Reading, Rejected>;
+
+/// A reason cut to [`MAX_RAW`] bytes: reasons quote the offending value, and a hostile 30 MB
+/// cell must not become a 30 MB report line or log line.
+fn bounded(mut reason: String) -> String {
+    if reason.len() > MAX_RAW {
+        let total = reason.len();
+        let keep = truncate(&reason, MAX_RAW).len();
+        reason.truncate(keep);
+        reason.push_str(&format!("... ({total} bytes in all)"));
+    }
+    reason
+}
 
 fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
