@@ -68,6 +68,9 @@ cargo test --workspace --all-features --locked
 step "end to end: the five seed pipelines through the local stack"
 bash scripts/e2e.sh
 
+step "reliability: the fault suite (20% of AWS requests faulted; figures in RELIABILITY.md)"
+bash scripts/reliability.sh faults
+
 step "CloudFormation: synthesise every variant, then cfn-lint and checkov"
 cargo run -q --locked -p infra -- --out infra/out
 "$venv/bin/cfn-lint" infra/out/*.json

@@ -36,6 +36,38 @@ use meter_standins::fault_proxy::{FaultKind, FaultPlan, FaultProxy};
 use serde_json::{json, Value};
 
 const SHARE: f64 = 0.2;
+/// The webhook suite: counters tables, and presses to each.
+const SHARDS: usize = 100;
+const PRESSES: usize = 100;
+
+/// The warnings and errors the handlers log, as Lambda would collect them.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// The lines logged since the last call, and the first of them.
+    fn take(&self) -> (usize, String) {
+        let text = self
+            .0
+            .lock()
+            .map(|mut b| String::from_utf8_lossy(&std::mem::take(&mut *b)).into_owned())
+            .unwrap_or_default();
+        let first = text.lines().next().unwrap_or_default();
+        (text.lines().count(), first.chars().take(160).collect())
+    }
+}
 
 /// One suite's figures.
 #[derive(Debug, Default)]
@@ -138,21 +170,6 @@ async fn keys(
         .collect();
     let n = items.len() as u64;
     Ok((items.into_iter().collect(), n))
-}
-
-async fn queue_depth(sdk: &SdkConfig, url: &str) -> anyhow::Result<u64> {
-    let attrs = aws_sdk_sqs::Client::new(sdk)
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await?;
-    Ok(attrs
-        .attributes
-        .unwrap_or_default()
-        .get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0))
 }
 
 /// 100,000 readings in one object through the import handler.
@@ -261,10 +278,15 @@ async fn import(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<Fi
 }
 
 /// 1,000 registry entries: enqueue, then fetch on every batch until the queue is empty.
-async fn fetch(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<Figures> {
-    const ENTRIES: usize = 1_000;
+async fn fetch(
+    sdk: &SdkConfig,
+    endpoint: &str,
+    stack: &str,
+    suite: &'static str,
+    (entries_n, share, seed): (usize, f64, u64),
+) -> anyhow::Result<Figures> {
     const POINTS: usize = 5;
-    let dep = deploy(sdk, &format!("{tag}-fetch")).await?;
+    let dep = deploy(sdk, stack).await?;
     // A fixed "now": the points do not move with the clock while failed jobs are redelivered.
     let standin = meter_standins::SeriesStandIn::start(Some(Utc::now()), None).await;
     let registry = meter_store_dynamodb::DynamoRegistry::new(
@@ -272,7 +294,7 @@ async fn fetch(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<Fig
         dep.reference(ids::REGISTRY_TABLE).context("registry")?,
     );
     let mut entries = Vec::new();
-    for i in 0..ENTRIES {
+    for i in 0..entries_n {
         entries.push(serde_json::from_value(json!({
             "id": format!("series-{i:04}"), "source": "http-json", "enabled": true,
             "params": {"url": format!("{}/series/{{identifier}}?from={{from_ms}}&to={{to_ms}}&points={POINTS}", standin.url())}
@@ -280,14 +302,7 @@ async fn fetch(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<Fig
     }
     registry.put_many(&entries).await?;
 
-    let proxy = FaultProxy::start(
-        endpoint,
-        FaultPlan {
-            share: SHARE,
-            seed: 23,
-        },
-    )
-    .await;
+    let proxy = FaultProxy::start(endpoint, FaultPlan { share, seed }).await;
     let faulted = through(sdk, &proxy);
     let env = dep.function_env("enqueue", &[])?;
     let enqueue = meter_fn_enqueue::Enqueue::new(
@@ -380,7 +395,27 @@ async fn fetch(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<Fig
         .reference(ids::FETCH_DEAD_LETTER_QUEUE)
         .context("dlq")?
         .to_owned();
-    let parked_jobs = queue_depth(sdk, &dlq).await?;
+    // The jobs SQS gave up on, by entry: recoverable by a redrive, so parked, not lost.
+    let mut parked_entries = HashSet::new();
+    let mut parked_jobs = 0u64;
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(&dlq)
+            .max_number_of_messages(10)
+            .send()
+            .await?;
+        let messages = got.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages {
+            parked_jobs += 1;
+            let job = meter_core::collect::FetchJob::parse(m.body().unwrap_or_default())
+                .map_err(anyhow::Error::msg)?;
+            parked_entries.extend(job.entries.iter().map(ToString::to_string));
+        }
+    }
 
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
     let (history, history_items) = keys(
@@ -397,29 +432,193 @@ async fn fetch(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<Fig
         names::FORECASTS_SK,
     )
     .await?;
-    println!(
-        "    stored: {} history points, {} forecast points",
-        history.len(),
-        future.len()
-    );
-    let sent = (ENTRIES * POINTS * 2) as u64;
+    // Points stored per entry: history series are `<meter>#<measure>`, forecasts `<meter>`.
+    let mut per_entry: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    for (pk, _) in history.iter().chain(future.iter()) {
+        let entry = pk.split('#').next().unwrap_or_default().to_owned();
+        *per_entry.entry(entry).or_default() += 1;
+    }
+    let want = (POINTS * 2) as u64;
+    let (mut parked, mut lost) = (0u64, 0u64);
+    for i in 0..entries_n {
+        let id = format!("series-{i:04}");
+        let missing = want.saturating_sub(per_entry.get(&id).copied().unwrap_or(0));
+        if parked_entries.contains(&id) {
+            parked += missing;
+        } else {
+            lost += missing;
+        }
+    }
+    let sent = (entries_n * POINTS * 2) as u64;
     let stored = (history.len() + future.len()) as u64;
-    // A parked job holds up to 10 entries (meter_core::collect::JOB_GROUP).
-    let parked = parked_jobs * 10 * (POINTS as u64) * 2;
     Ok(Figures {
-        suite: "fetch 1,000 registry entries",
+        suite,
         requests: proxy.counts().requests(),
         faults: proxy.counts().total(),
         sent,
         stored,
         duplicates: history_items + future_items - stored,
         parked,
-        lost: sent.saturating_sub(stored + parked),
+        lost,
         handled: format!(
             "{}; {enqueue_errors} enqueue retries, {invocations} fetch invocations, {item_failures} jobs failed and redelivered, {parked_jobs} in the DLQ",
             faults_line(&proxy)
         ),
     })
+}
+
+/// What one shard of the webhook suite counted: (counted, over, resent, stream retries,
+/// CloudWatch sum).
+async fn hook_shard(
+    sdk: SdkConfig,
+    faulted: SdkConfig,
+    endpoint: String,
+    tag: String,
+    shard: usize,
+    hour: chrono::DateTime<Utc>,
+) -> anyhow::Result<(u64, u64, u64, u64, f64)> {
+    use base64::Engine;
+    let (sdk, faulted, endpoint, tag) = (&sdk, &faulted, endpoint.as_str(), tag.as_str());
+    let cw = aws_sdk_cloudwatch::Client::new(sdk);
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    let (mut counted, mut over, mut resent, mut stream_retries) = (0u64, 0u64, 0u64, 0u64);
+    let mut in_metrics = 0.0;
+    let dep = Deployment::local(
+        sdk,
+        &format!("{tag}-hook{shard}"),
+        HistoryStore::DynamoDb,
+        Some(&[ids::COUNTERS_TABLE, ids::WEBHOOK_SECRET]),
+    )
+    .await?;
+    let secret = aws_sdk_secretsmanager::Client::new(sdk)
+        .get_secret_value()
+        .secret_id(dep.reference(ids::WEBHOOK_SECRET).context("secret")?)
+        .send()
+        .await?
+        .secret_string
+        .unwrap_or_default();
+    let env = dep.function_env("webhook", &[])?;
+    let hook = meter_fn_webhook::Webhook::new(
+        faulted,
+        &meter_fn_webhook::Config::from_env(&lookup(&env))?,
+    );
+    let ep = format!("{tag}-ep{shard}");
+    // Requests of 10 notifications; Connector resends a request not answered 2xx.
+    for chunk in (1..=PRESSES).collect::<Vec<_>>().chunks(10) {
+        let notes: Vec<Value> = chunk
+            .iter()
+            .map(|c| json!({"ep": ep, "path": "/3200/0/5501", "ct": "text/plain",
+                "payload": base64::engine::general_purpose::STANDARD.encode(c.to_string()), "max-age": 0}))
+            .collect();
+        let body = json!({ "notifications": notes }).to_string();
+        let mut tries = 0;
+        loop {
+            let req = function_url_request(
+                "PUT",
+                "/webhook",
+                "",
+                &[
+                    ("content-type", "application/json"),
+                    ("x-webhook-secret", &secret),
+                ],
+                Some(&body),
+            );
+            let (status, _) = call(|r| meter_fn_webhook::handle(&hook, r), req).await?;
+            if (200..300).contains(&status) {
+                break;
+            }
+            tries += 1;
+            resent += 1;
+            if tries > 20 {
+                bail!("a request kept failing: {status}");
+            }
+        }
+    }
+    let counters = dep
+        .reference(ids::COUNTERS_TABLE)
+        .context("counters")?
+        .to_owned();
+    let mut n = 0u64;
+    for item in scan(&ddb, &counters).await? {
+        let is_counter = item
+            .get(names::COUNTERS_PK)
+            .and_then(|v| v.as_s().ok())
+            .is_some_and(|p| !p.starts_with(names::COUNTERS_DEDUPE_PREFIX));
+        if is_counter {
+            n += item
+                .get(names::COUNTERS_COUNT)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    counted += n.min(PRESSES as u64);
+    over += n.saturating_sub(PRESSES as u64);
+
+    // The stream, as Lambda's poller delivers it: batches of 100; with partial batch
+    // responses a batch is retried from its first failed record.
+    let stream_arn = dep
+        .attribute(ids::COUNTERS_TABLE, "StreamArn")
+        .context("stream")?
+        .to_owned();
+    let mut records = meter_aws::testing::stream_event(endpoint, &stream_arn)
+        .await
+        .records;
+    let env = dep.function_env("stream-metrics", &[])?;
+    let metrics = meter_fn_stream_metrics::StreamMetrics::new(
+        faulted,
+        &meter_fn_stream_metrics::Config::from_env(&lookup(&env)),
+    );
+    while !records.is_empty() {
+        let take = records.len().min(100);
+        let mut pending: Vec<_> = records.drain(..take).collect();
+        let mut attempts = 0;
+        while !pending.is_empty() {
+            let event: StreamEvent = serde_json::from_value(json!({ "Records": pending }))?;
+            let response = meter_fn_stream_metrics::handle(&metrics, event).await;
+            let first_failed = response
+                .batch_item_failures
+                .iter()
+                .filter_map(|f| f.item_identifier.clone())
+                .filter_map(|seq| {
+                    pending
+                        .iter()
+                        .position(|r| r.change.sequence_number.as_deref() == Some(seq.as_str()))
+                })
+                .min();
+            match first_failed {
+                None => pending.clear(),
+                Some(i) => {
+                    stream_retries += 1;
+                    attempts += 1;
+                    if attempts > 10 {
+                        bail!("a stream batch kept failing");
+                    }
+                    pending.drain(..i);
+                }
+            }
+        }
+    }
+    let stats = cw
+        .get_metric_statistics()
+        .namespace(names::DEFAULT_METRIC_NAMESPACE)
+        .metric_name(&ep)
+        .start_time(aws_smithy_types::DateTime::from_secs(
+            hour.timestamp() - 3600,
+        ))
+        .end_time(aws_smithy_types::DateTime::from_secs(
+            hour.timestamp() + 3600,
+        ))
+        .period(3600)
+        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .send()
+        .await?;
+    in_metrics += stats
+        .datapoints()
+        .iter()
+        .filter_map(|d| d.sum())
+        .sum::<f64>();
+    Ok((counted, over, resent, stream_retries, in_metrics))
 }
 
 /// 10,000 presses through the webhook, then each counters stream through stream-metrics.
@@ -428,9 +627,6 @@ async fn fetch(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<Fig
 /// (its stream included) on every TransactWriteItems: one table taking all 10,000 grows each
 /// copy until the emulator runs out of memory (it did, at 24 GB).
 async fn webhook(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<Figures> {
-    use base64::Engine;
-    const SHARDS: usize = 100;
-    const PRESSES: usize = 100;
     let proxy = FaultProxy::start(
         endpoint,
         FaultPlan {
@@ -440,150 +636,36 @@ async fn webhook(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<F
     )
     .await;
     let faulted = through(sdk, &proxy);
-    let cw = aws_sdk_cloudwatch::Client::new(sdk);
-    let ddb = aws_sdk_dynamodb::Client::new(sdk);
     let hour = Utc::now()
         .with_minute(0)
         .and_then(|t| t.with_second(0))
         .context("hour")?;
     let (mut counted, mut over, mut resent, mut stream_retries) = (0u64, 0u64, 0u64, 0u64);
     let mut in_metrics = 0.0;
-    for shard in 0..SHARDS {
-        let dep = Deployment::local(
-            sdk,
-            &format!("{tag}-hook{shard}"),
-            HistoryStore::DynamoDb,
-            Some(&[ids::COUNTERS_TABLE, ids::WEBHOOK_SECRET]),
-        )
-        .await?;
-        let secret = aws_sdk_secretsmanager::Client::new(sdk)
-            .get_secret_value()
-            .secret_id(dep.reference(ids::WEBHOOK_SECRET).context("secret")?)
-            .send()
-            .await?
-            .secret_string
-            .unwrap_or_default();
-        let env = dep.function_env("webhook", &[])?;
-        let hook = meter_fn_webhook::Webhook::new(
-            &faulted,
-            &meter_fn_webhook::Config::from_env(&lookup(&env))?,
-        );
-        let ep = format!("{tag}-ep{shard}");
-        // Requests of 10 notifications; Connector resends a request not answered 2xx.
-        for chunk in (1..=PRESSES).collect::<Vec<_>>().chunks(10) {
-            let notes: Vec<Value> = chunk
-                .iter()
-                .map(|c| json!({"ep": ep, "path": "/3200/0/5501", "ct": "text/plain",
-                    "payload": base64::engine::general_purpose::STANDARD.encode(c.to_string()), "max-age": 0}))
-                .collect();
-            let body = json!({ "notifications": notes }).to_string();
-            let mut tries = 0;
-            loop {
-                let req = function_url_request(
-                    "PUT",
-                    "/webhook",
-                    "",
-                    &[
-                        ("content-type", "application/json"),
-                        ("x-webhook-secret", &secret),
-                    ],
-                    Some(&body),
-                );
-                let (status, _) = call(|r| meter_fn_webhook::handle(&hook, r), req).await?;
-                if (200..300).contains(&status) {
-                    break;
-                }
-                tries += 1;
-                resent += 1;
-                if tries > 20 {
-                    bail!("a request kept failing: {status}");
-                }
-            }
+    // Four shards at a time, as Connector and the stream pollers would run side by side.
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut next = 0;
+    loop {
+        while tasks.len() < 4 && next < SHARDS {
+            tasks.spawn(hook_shard(
+                sdk.clone(),
+                faulted.clone(),
+                endpoint.to_owned(),
+                tag.to_owned(),
+                next,
+                hour,
+            ));
+            next += 1;
         }
-        let counters = dep
-            .reference(ids::COUNTERS_TABLE)
-            .context("counters")?
-            .to_owned();
-        let mut n = 0u64;
-        for item in scan(&ddb, &counters).await? {
-            let is_counter = item
-                .get(names::COUNTERS_PK)
-                .and_then(|v| v.as_s().ok())
-                .is_some_and(|p| !p.starts_with(names::COUNTERS_DEDUPE_PREFIX));
-            if is_counter {
-                n += item
-                    .get(names::COUNTERS_COUNT)
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
-        }
-        counted += n.min(PRESSES as u64);
-        over += n.saturating_sub(PRESSES as u64);
-
-        // The stream, as Lambda's poller delivers it: batches of 100; with partial batch
-        // responses a batch is retried from its first failed record.
-        let stream_arn = dep
-            .attribute(ids::COUNTERS_TABLE, "StreamArn")
-            .context("stream")?
-            .to_owned();
-        let mut records = meter_aws::testing::stream_event(endpoint, &stream_arn)
-            .await
-            .records;
-        let env = dep.function_env("stream-metrics", &[])?;
-        let metrics = meter_fn_stream_metrics::StreamMetrics::new(
-            &faulted,
-            &meter_fn_stream_metrics::Config::from_env(&lookup(&env)),
-        );
-        while !records.is_empty() {
-            let take = records.len().min(100);
-            let mut pending: Vec<_> = records.drain(..take).collect();
-            let mut attempts = 0;
-            while !pending.is_empty() {
-                let event: StreamEvent = serde_json::from_value(json!({ "Records": pending }))?;
-                let response = meter_fn_stream_metrics::handle(&metrics, event).await;
-                let first_failed = response
-                    .batch_item_failures
-                    .iter()
-                    .filter_map(|f| f.item_identifier.clone())
-                    .filter_map(|seq| {
-                        pending
-                            .iter()
-                            .position(|r| r.change.sequence_number.as_deref() == Some(seq.as_str()))
-                    })
-                    .min();
-                match first_failed {
-                    None => pending.clear(),
-                    Some(i) => {
-                        stream_retries += 1;
-                        attempts += 1;
-                        if attempts > 10 {
-                            bail!("a stream batch kept failing");
-                        }
-                        pending.drain(..i);
-                    }
-                }
-            }
-        }
-        let stats = cw
-            .get_metric_statistics()
-            .namespace(names::DEFAULT_METRIC_NAMESPACE)
-            .metric_name(&ep)
-            .start_time(aws_smithy_types::DateTime::from_secs(
-                hour.timestamp() - 3600,
-            ))
-            .end_time(aws_smithy_types::DateTime::from_secs(
-                hour.timestamp() + 3600,
-            ))
-            .period(3600)
-            .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
-            .send()
-            .await?;
-        in_metrics += stats
-            .datapoints()
-            .iter()
-            .filter_map(|d| d.sum())
-            .sum::<f64>();
+        let Some(done) = tasks.join_next().await else {
+            break;
+        };
+        let (c, o, r, sr, m) = done??;
+        counted += c;
+        over += o;
+        resent += r;
+        stream_retries += sr;
+        in_metrics += m;
     }
     let sent = (SHARDS * PRESSES) as u64;
     // CloudWatch has no idempotent put: a PutMetricData whose answer was cut after it landed is
@@ -602,7 +684,7 @@ async fn webhook(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<F
         parked: 0,
         lost: sent.saturating_sub(counted + over),
         handled: format!(
-            "{}; {resent} requests resent after a 5xx, {stream_retries} stream batches retried from the failed record; CloudWatch sums {in_metrics} (at least once: +{} from puts cut after landing)",
+            "{}; {resent} requests resent after a 5xx, {stream_retries} stream batches retried from the failed record; CloudWatch sums {in_metrics} (at least once: +{} from PutMetricData calls cut after landing and retried)",
             faults_line(&proxy),
             in_metrics - sent as f64,
         ),
@@ -620,6 +702,15 @@ async fn main() -> anyhow::Result<()> {
     let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") else {
         bail!("AWS_ENDPOINT_URL is not set (scripts/reliability.sh starts the emulator)");
     };
+    let logs = Logs::default();
+    let writer = logs.clone();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    )?;
     let sdk = meter_aws::sdk_config().await;
     let tag = format!("faults{}", std::process::id());
     let wanted: Vec<String> = std::env::args().skip(1).collect();
@@ -630,21 +721,63 @@ async fn main() -> anyhow::Result<()> {
             "== import: 100,000 readings, {:.0}% of AWS requests faulted",
             SHARE * 100.0
         );
-        rows.push(import(&sdk, &endpoint, &tag).await?);
+        logs.take();
+        let mut f = import(&sdk, &endpoint, &tag).await?;
+        let (n, first) = logs.take();
+        f.handled.push_str(&format!(
+            "; {n} warning and error lines logged (first: {first})"
+        ));
+        rows.push(f);
     }
     if run("fetch") {
         println!(
             "== fetch: 1,000 registry entries, {:.0}% of AWS requests faulted",
             SHARE * 100.0
         );
-        rows.push(fetch(&sdk, &endpoint, &tag).await?);
+        logs.take();
+        let mut f = fetch(
+            &sdk,
+            &endpoint,
+            &format!("{tag}-fetch"),
+            "fetch 1,000 registry entries",
+            (1_000, SHARE, 23),
+        )
+        .await?;
+        let (n, first) = logs.take();
+        f.handled.push_str(&format!(
+            "; {n} warning and error lines logged (first: {first})"
+        ));
+        rows.push(f);
+    }
+    if run("fetch-harsh") {
+        println!("== fetch-harsh: 100 registry entries, 60% of AWS requests faulted");
+        logs.take();
+        let mut f = fetch(
+            &sdk,
+            &endpoint,
+            &format!("{tag}-harsh"),
+            "fetch 100 entries, 60% faulted",
+            (100, 0.6, 41),
+        )
+        .await?;
+        let (n, first) = logs.take();
+        f.handled.push_str(&format!(
+            "; {n} warning and error lines logged (first: {first})"
+        ));
+        rows.push(f);
     }
     if run("webhook") {
         println!(
             "== webhook: 10,000 presses, {:.0}% of AWS requests faulted",
             SHARE * 100.0
         );
-        rows.push(webhook(&sdk, &endpoint, &tag).await?);
+        logs.take();
+        let mut f = webhook(&sdk, &endpoint, &tag).await?;
+        let (n, first) = logs.take();
+        f.handled.push_str(&format!(
+            "; {n} warning and error lines logged (first: {first})"
+        ));
+        rows.push(f);
     }
     println!("\n| suite | AWS requests | faults injected | sent | stored | duplicates | parked (DLQ, quarantine) | lost | how the faults were handled |");
     println!("|---|---|---|---|---|---|---|---|---|");

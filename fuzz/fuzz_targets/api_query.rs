@@ -21,7 +21,9 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     // Routes that parse parameters, with the fuzzed text as their query or path segment.
     let targets = [
         format!("/v1/latest?{text}"),
@@ -45,12 +47,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let app = router(state);
     for uri in targets {
-        let Ok(req) = Request::get(uri.as_str()).body(Body::empty()) else { continue };
-        let resp = runtime().block_on(app.clone().oneshot(req)).expect("infallible");
-        assert!(
-            !resp.status().is_server_error(),
-            "{uri}: {}",
-            resp.status()
-        );
+        let Ok(req) = Request::get(uri.as_str()).body(Body::empty()) else {
+            continue;
+        };
+        let resp = runtime()
+            .block_on(app.clone().oneshot(req))
+            .expect("infallible");
+        assert!(!resp.status().is_server_error(), "{uri}: {}", resp.status());
     }
 });
