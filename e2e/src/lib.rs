@@ -38,3 +38,31 @@ where
         .map_err(CallError)?;
     Ok((status, body.to_vec()))
 }
+
+/// One item of a DynamoDB table.
+pub type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+
+/// Every item of a table, page after page.
+pub async fn scan_all(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<
+    Vec<Item>,
+    aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::scan::ScanError>,
+> {
+    let mut items = Vec::new();
+    let mut page = None;
+    loop {
+        let out = ddb
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(page)
+            .send()
+            .await?;
+        items.extend(out.items.unwrap_or_default());
+        page = out.last_evaluated_key;
+        if page.is_none() {
+            return Ok(items);
+        }
+    }
+}

@@ -27,7 +27,7 @@ use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::{Timelike, Utc};
 use e2e::deploy::Deployment;
-use e2e::{call, lookup};
+use e2e::{call, lookup, scan_all};
 use infra::stack::ids;
 use infra::HistoryStore;
 use meter_core::contract::cloud as names;
@@ -67,6 +67,15 @@ impl Logs {
         let first = text.lines().next().unwrap_or_default();
         (text.lines().count(), first.chars().take(160).collect())
     }
+}
+
+/// A suite's figures with the log lines it caused.
+fn with_logs(logs: &Logs, mut f: Figures) -> Figures {
+    let (n, first) = logs.take();
+    f.handled.push_str(&format!(
+        "; {n} warning and error lines logged (first: {first})"
+    ));
+    f
 }
 
 /// One suite's figures.
@@ -126,29 +135,6 @@ fn faults_line(proxy: &FaultProxy) -> String {
     )
 }
 
-/// Every item of a table (direct reads).
-async fn scan(
-    ddb: &aws_sdk_dynamodb::Client,
-    table: &str,
-) -> anyhow::Result<Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>>
-{
-    let mut items = Vec::new();
-    let mut page = None;
-    loop {
-        let out = ddb
-            .scan()
-            .table_name(table)
-            .set_exclusive_start_key(page)
-            .send()
-            .await?;
-        items.extend(out.items.unwrap_or_default());
-        page = out.last_evaluated_key;
-        if page.is_none() {
-            return Ok(items);
-        }
-    }
-}
-
 /// (distinct keys, items) of a table keyed by `pk`, `sk`.
 async fn keys(
     ddb: &aws_sdk_dynamodb::Client,
@@ -162,7 +148,7 @@ async fn keys(
             .unwrap_or_default()
     };
     // The readings table also lists its series in one partition; those are not readings.
-    let items: Vec<(String, String)> = scan(ddb, table)
+    let items: Vec<(String, String)> = scan_all(ddb, table)
         .await?
         .iter()
         .map(|i| (text(i.get(pk)), text(i.get(sk))))
@@ -539,7 +525,7 @@ async fn hook_shard(
         .context("counters")?
         .to_owned();
     let mut n = 0u64;
-    for item in scan(&ddb, &counters).await? {
+    for item in scan_all(&ddb, &counters).await? {
         let is_counter = item
             .get(names::COUNTERS_PK)
             .and_then(|v| v.as_s().ok())
@@ -722,12 +708,8 @@ async fn main() -> anyhow::Result<()> {
             SHARE * 100.0
         );
         logs.take();
-        let mut f = import(&sdk, &endpoint, &tag).await?;
-        let (n, first) = logs.take();
-        f.handled.push_str(&format!(
-            "; {n} warning and error lines logged (first: {first})"
-        ));
-        rows.push(f);
+        let f = import(&sdk, &endpoint, &tag).await?;
+        rows.push(with_logs(&logs, f));
     }
     if run("fetch") {
         println!(
@@ -735,7 +717,7 @@ async fn main() -> anyhow::Result<()> {
             SHARE * 100.0
         );
         logs.take();
-        let mut f = fetch(
+        let f = fetch(
             &sdk,
             &endpoint,
             &format!("{tag}-fetch"),
@@ -743,16 +725,12 @@ async fn main() -> anyhow::Result<()> {
             (1_000, SHARE, 23),
         )
         .await?;
-        let (n, first) = logs.take();
-        f.handled.push_str(&format!(
-            "; {n} warning and error lines logged (first: {first})"
-        ));
-        rows.push(f);
+        rows.push(with_logs(&logs, f));
     }
     if run("fetch-harsh") {
         println!("== fetch-harsh: 100 registry entries, 60% of AWS requests faulted");
         logs.take();
-        let mut f = fetch(
+        let f = fetch(
             &sdk,
             &endpoint,
             &format!("{tag}-harsh"),
@@ -760,11 +738,7 @@ async fn main() -> anyhow::Result<()> {
             (100, 0.6, 41),
         )
         .await?;
-        let (n, first) = logs.take();
-        f.handled.push_str(&format!(
-            "; {n} warning and error lines logged (first: {first})"
-        ));
-        rows.push(f);
+        rows.push(with_logs(&logs, f));
     }
     if run("webhook") {
         println!(
@@ -772,12 +746,8 @@ async fn main() -> anyhow::Result<()> {
             SHARE * 100.0
         );
         logs.take();
-        let mut f = webhook(&sdk, &endpoint, &tag).await?;
-        let (n, first) = logs.take();
-        f.handled.push_str(&format!(
-            "; {n} warning and error lines logged (first: {first})"
-        ));
-        rows.push(f);
+        let f = webhook(&sdk, &endpoint, &tag).await?;
+        rows.push(with_logs(&logs, f));
     }
     println!("\n| suite | AWS requests | faults injected | sent | stored | duplicates | parked (DLQ, quarantine) | lost | how the faults were handled |");
     println!("|---|---|---|---|---|---|---|---|---|");

@@ -511,15 +511,25 @@ async fn import_tapped(
     Ok(total)
 }
 
-/// Seed 001: the Raspberry Pi pool thermometer.
-async fn seed001(run: &Run, checks: &mut Checks) -> anyhow::Result<Outcome> {
-    let dep = run.deploy("seed001", HistoryStore::DynamoDb).await?;
+/// A deployment for an import pipeline: its bucket, the queue its notifications reach, and
+/// the import function.
+async fn import_stack(
+    run: &Run,
+    pipeline: &str,
+) -> anyhow::Result<(Deployment, String, String, meter_fn_import::Import)> {
+    let dep = run.deploy(pipeline, HistoryStore::DynamoDb).await?;
     let bucket = dep
         .reference(ids::IMPORT_BUCKET)
         .context("bucket")?
         .to_owned();
     let tap = tap_bucket(run, &bucket).await?;
     let import = import(run, &dep)?;
+    Ok((dep, bucket, tap, import))
+}
+
+/// Seed 001: the Raspberry Pi pool thermometer.
+async fn seed001(run: &Run, checks: &mut Checks) -> anyhow::Result<Outcome> {
+    let (dep, bucket, tap, import) = import_stack(run, "seed001").await?;
     let now = Utc::now();
     let start = Instant::now();
     // One reading every half hour over the last 24 hours, as the logger's cron wrote them.
@@ -775,31 +785,15 @@ async fn seed003(run: &Run, checks: &mut Checks) -> anyhow::Result<Outcome> {
         names::FORECASTS_TTL,
         "the forecasts table's TTL attribute",
     )?;
-    let mut with_ttl = 0;
-    let mut items = 0;
-    let mut page = None;
-    loop {
-        let out = ddb
-            .scan()
-            .table_name(table)
-            .set_exclusive_start_key(page)
-            .send()
-            .await?;
-        for item in out.items() {
-            items += 1;
-            let expiry = item
-                .get(names::FORECASTS_TTL)
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse::<i64>().ok());
-            if expiry.is_some_and(|e| e > now.timestamp()) {
-                with_ttl += 1;
-            }
-        }
-        page = out.last_evaluated_key;
-        if page.is_none() {
-            break;
-        }
-    }
+    let all = e2e::scan_all(&ddb, table).await?;
+    let items = all.len();
+    let with_ttl = all
+        .iter()
+        .filter_map(|item| item.get(names::FORECASTS_TTL))
+        .filter_map(|v| v.as_n().ok())
+        .filter_map(|n| n.parse::<i64>().ok())
+        .filter(|e| *e > now.timestamp())
+        .count();
     checks.equal(
         (items, with_ttl),
         (288, 288),
@@ -857,13 +851,7 @@ async fn daily_sums(
 
 /// Seed 004: utility CSV exports.
 async fn seed004(run: &Run, checks: &mut Checks) -> anyhow::Result<Outcome> {
-    let dep = run.deploy("seed004", HistoryStore::DynamoDb).await?;
-    let bucket = dep
-        .reference(ids::IMPORT_BUCKET)
-        .context("bucket")?
-        .to_owned();
-    let tap = tap_bucket(run, &bucket).await?;
-    let import = import(run, &dep)?;
+    let (dep, bucket, tap, import) = import_stack(run, "seed004").await?;
     let (api, token) = api(run, &dep).await?;
     let bearer = format!("Bearer {token}");
     let day_sum = |v: u32| -> i64 { (0..48).map(|s| i64::from(v + s % 3)).sum() };
