@@ -82,6 +82,11 @@ fn err(logical: &str, kind: &str, e: impl std::fmt::Display) -> DeployError {
     }
 }
 
+/// An SDK error with its chain of causes (the SDKs' `Display` shows only the outermost).
+fn describe<E: std::error::Error>(e: E) -> String {
+    aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()
+}
+
 fn text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
@@ -527,7 +532,7 @@ impl Deployment {
                 let url = req
                     .send()
                     .await
-                    .map_err(|x| e(&aws_sdk_sqs::error::DisplayErrorContext(x)))?
+                    .map_err(|x| e(&describe(x)))?
                     .queue_url
                     .unwrap_or_default();
                 attributes.insert(
@@ -549,7 +554,7 @@ impl Deployment {
                     .bucket(&name)
                     .send()
                     .await
-                    .map_err(|x| e(&aws_sdk_s3::error::DisplayErrorContext(x)))?;
+                    .map_err(|x| e(&describe(x)))?;
                 if p["VersioningConfiguration"]["Status"] == "Enabled" {
                     s3.put_bucket_versioning()
                         .bucket(&name)
@@ -560,7 +565,7 @@ impl Deployment {
                         )
                         .send()
                         .await
-                        .map_err(|x| e(&aws_sdk_s3::error::DisplayErrorContext(x)))?;
+                        .map_err(|x| e(&describe(x)))?;
                 }
                 attributes.insert("Arn", format!("arn:aws:s3:::{name}"));
                 name
@@ -579,15 +584,12 @@ impl Deployment {
                         .set_exclude_punctuation(generate["ExcludePunctuation"].as_bool())
                         .send()
                         .await
-                        .map_err(|x| e(&aws_sdk_secretsmanager::error::DisplayErrorContext(x)))?
+                        .map_err(|x| e(&describe(x)))?
                         .random_password
                         .unwrap_or_default();
                     req = req.secret_string(password);
                 }
-                let out = req
-                    .send()
-                    .await
-                    .map_err(|x| e(&aws_sdk_secretsmanager::error::DisplayErrorContext(x)))?;
+                let out = req.send().await.map_err(|x| e(&describe(x)))?;
                 let arn = out.arn.unwrap_or_default();
                 attributes.insert("Id", arn.clone());
                 arn
@@ -598,7 +600,7 @@ impl Deployment {
                     .database_name(&name)
                     .send()
                     .await
-                    .map_err(|x| e(&aws_sdk_timestreamwrite::error::DisplayErrorContext(x)))?;
+                    .map_err(|x| e(&describe(x)))?;
                 attributes.insert(
                     "Arn",
                     format!(
@@ -642,7 +644,7 @@ impl Deployment {
                     .magnetic_store_write_properties(magnetic)
                     .send()
                     .await
-                    .map_err(|x| e(&aws_sdk_timestreamwrite::error::DisplayErrorContext(x)))?;
+                    .map_err(|x| e(&describe(x)))?;
                 attributes.insert(
                     "Arn",
                     format!(
@@ -709,10 +711,7 @@ async fn create_table(
     if let Some(on) = p["SSESpecification"]["SSEEnabled"].as_bool() {
         req = req.sse_specification(SseSpecification::builder().enabled(on).build());
     }
-    let out = req
-        .send()
-        .await
-        .map_err(|x| aws_sdk_dynamodb::error::DisplayErrorContext(x).to_string())?;
+    let out = req.send().await.map_err(describe)?;
     let ttl = &p["TimeToLiveSpecification"];
     if let Some(attr) = ttl["AttributeName"].as_str() {
         ddb.update_time_to_live()
@@ -726,7 +725,7 @@ async fn create_table(
             )
             .send()
             .await
-            .map_err(|x| aws_sdk_dynamodb::error::DisplayErrorContext(x).to_string())?;
+            .map_err(describe)?;
     }
     Ok(out.table_description.and_then(|t| t.latest_stream_arn))
 }

@@ -66,3 +66,45 @@ pub async fn scan_all(
         }
     }
 }
+
+/// One receive of the SQS poller: up to 10 waiting messages, with their system attributes.
+pub async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Result<
+    Vec<aws_sdk_sqs::types::Message>,
+    aws_sdk_sqs::error::SdkError<aws_sdk_sqs::operation::receive_message::ReceiveMessageError>,
+> {
+    let got = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await?;
+    Ok(got.messages.unwrap_or_default())
+}
+
+/// The Lambda SQS event the poller builds from received messages (`aws_lambda_events`'
+/// `SqsEvent` shape).
+pub fn sqs_event(messages: &[aws_sdk_sqs::types::Message], queue_arn: &str) -> serde_json::Value {
+    let records: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| {
+            let attributes: BTreeMap<String, String> = m
+                .attributes
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v))
+                .collect();
+            serde_json::json!({
+                "messageId": m.message_id, "receiptHandle": m.receipt_handle,
+                "body": m.body, "md5OfBody": m.md5_of_body, "attributes": attributes,
+                "messageAttributes": {}, "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn, "awsRegion": "us-east-1",
+            })
+        })
+        .collect();
+    serde_json::json!({ "Records": records })
+}

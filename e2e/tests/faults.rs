@@ -27,7 +27,7 @@ use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::{Timelike, Utc};
 use e2e::deploy::Deployment;
-use e2e::{call, lookup, scan_all};
+use e2e::{call, lookup, receive, scan_all, sqs_event};
 use infra::stack::ids;
 use infra::HistoryStore;
 use meter_core::contract::cloud as names;
@@ -328,31 +328,13 @@ async fn fetch(
     let mut item_failures = 0;
     let mut invocations = 0;
     loop {
-        let got = sqs
-            .receive_message()
-            .queue_url(&queue)
-            .max_number_of_messages(10)
-            .send()
-            .await?;
-        let messages = got.messages.unwrap_or_default();
+        let messages = receive(&sqs, &queue).await?;
         if messages.is_empty() {
             break;
         }
-        let records: Vec<Value> = messages
-            .iter()
-            .map(|m| {
-                json!({"messageId": m.message_id, "receiptHandle": m.receipt_handle,
-                "body": m.body, "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs",
-                "eventSourceARN": arn, "awsRegion": "us-east-1"})
-            })
-            .collect();
-        let event: SqsEvent = serde_json::from_value(json!({ "Records": records }))?;
+        let event: SqsEvent = serde_json::from_value(sqs_event(&messages, &arn))?;
         invocations += 1;
-        let t = std::time::Instant::now();
         let response = meter_fn_fetch::handle(&fetch, event, Utc::now()).await;
-        if std::env::var_os("FAULTS_DEBUG").is_some() {
-            println!("    fetch invocation {invocations}: {:?}", t.elapsed());
-        }
         let failed: HashSet<String> = response
             .batch_item_failures
             .iter()
@@ -385,13 +367,7 @@ async fn fetch(
     let mut parked_entries = HashSet::new();
     let mut parked_jobs = 0u64;
     loop {
-        let got = sqs
-            .receive_message()
-            .queue_url(&dlq)
-            .max_number_of_messages(10)
-            .send()
-            .await?;
-        let messages = got.messages.unwrap_or_default();
+        let messages = receive(&sqs, &dlq).await?;
         if messages.is_empty() {
             break;
         }

@@ -38,7 +38,7 @@ use meter_lambda::testing::function_url_request;
 use serde_json::{json, Value};
 
 use e2e::deploy::Deployment;
-use e2e::{call, lookup};
+use e2e::{call, lookup, receive, sqs_event};
 
 /// What a pipeline run found.
 struct Checks {
@@ -85,7 +85,6 @@ struct CheckFailed(String);
 
 /// A pipeline's result.
 struct Outcome {
-    checks: usize,
     hydration: Duration,
     note: String,
 }
@@ -143,37 +142,11 @@ impl Run {
         let sqs = aws_sdk_sqs::Client::new(&self.sdk);
         let mut batches = Vec::new();
         loop {
-            let got = sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-                .send()
-                .await
-                .context("receiving")?;
-            let messages = got.messages.unwrap_or_default();
+            let messages = receive(&sqs, url).await.context("receiving")?;
             if messages.is_empty() {
                 return Ok(batches);
             }
-            let records: Vec<Value> = messages
-                .iter()
-                .map(|m| {
-                    let attributes: BTreeMap<String, String> = m
-                        .attributes
-                        .clone()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k.as_str().to_owned(), v))
-                        .collect();
-                    json!({
-                        "messageId": m.message_id, "receiptHandle": m.receipt_handle,
-                        "body": m.body, "md5OfBody": m.md5_of_body, "attributes": attributes,
-                        "messageAttributes": {}, "eventSource": "aws:sqs",
-                        "eventSourceARN": arn, "awsRegion": "us-east-1",
-                    })
-                })
-                .collect();
-            batches.push(json!({ "Records": records }));
+            batches.push(sqs_event(&messages, arn));
         }
     }
 
@@ -382,7 +355,6 @@ async fn seed000(run: &Run, checks: &mut Checks, history: HistoryStore) -> anyho
             let (status, _) = api_get(&api, "/v1/latest", "", &[]).await?;
             checks.equal(status, 401, "GET /v1/latest without the token is refused")?;
             Ok(Outcome {
-                checks: 0,
                 hydration,
                 note: "DynamoDB history, read through the API".into(),
             })
@@ -407,7 +379,6 @@ async fn seed000(run: &Run, checks: &mut Checks, history: HistoryStore) -> anyho
                 "Timestream WriteRecords as moto recorded them: one BIGINT volume per counter",
             )?;
             Ok(Outcome {
-                checks: 0,
                 hydration,
                 note:
                     "Timestream history; moto cannot query it, so the records written are checked"
@@ -419,7 +390,7 @@ async fn seed000(run: &Run, checks: &mut Checks, history: HistoryStore) -> anyho
 
 /// Routes the bucket's object-created notifications to a queue this run reads, so the import
 /// handler gets the events moto itself produces (moto delivers no EventBridge events).
-async fn tap_bucket(run: &Run, bucket: &str) -> anyhow::Result<String> {
+async fn tap_bucket(run: &Run, bucket: &str) -> anyhow::Result<Tap> {
     use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
     let sqs = aws_sdk_sqs::Client::new(&run.sdk);
     let name = format!("{bucket}-tap");
@@ -446,37 +417,32 @@ async fn tap_bucket(run: &Run, bucket: &str) -> anyhow::Result<String> {
         )
         .send()
         .await?;
-    Ok(url)
+    Ok(Tap { url, arn })
+}
+
+/// The queue a bucket's notifications reach.
+struct Tap {
+    url: String,
+    arn: String,
 }
 
 /// The bucket's notifications waiting in the tap queue, as SQS events (removed from the queue).
-async fn tapped(run: &Run, url: &str) -> anyhow::Result<Vec<Value>> {
+async fn tapped(run: &Run, tap: &Tap) -> anyhow::Result<Vec<Value>> {
     let sqs = aws_sdk_sqs::Client::new(&run.sdk);
     let mut batches = Vec::new();
     loop {
-        let got = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .send()
-            .await?;
-        let messages = got.messages.unwrap_or_default();
+        let messages = receive(&sqs, &tap.url).await?;
         if messages.is_empty() {
             return Ok(batches);
         }
-        let mut records = Vec::new();
         for m in &messages {
-            records.push(
-                json!({"messageId": m.message_id, "receiptHandle": m.receipt_handle,
-                "body": m.body, "eventSource": "aws:sqs", "awsRegion": "us-east-1"}),
-            );
             sqs.delete_message()
-                .queue_url(url)
+                .queue_url(&tap.url)
                 .set_receipt_handle(m.receipt_handle.clone())
                 .send()
                 .await?;
         }
-        batches.push(json!({ "Records": records }));
+        batches.push(sqs_event(&messages, &tap.arn));
     }
 }
 
@@ -491,7 +457,7 @@ fn import(run: &Run, dep: &Deployment) -> anyhow::Result<meter_fn_import::Import
 async fn import_tapped(
     run: &Run,
     import: &meter_fn_import::Import,
-    tap: &str,
+    tap: &Tap,
 ) -> anyhow::Result<meter_fn_import::Report> {
     let mut total = meter_fn_import::Report::default();
     for event in tapped(run, tap).await? {
@@ -516,7 +482,7 @@ async fn import_tapped(
 async fn import_stack(
     run: &Run,
     pipeline: &str,
-) -> anyhow::Result<(Deployment, String, String, meter_fn_import::Import)> {
+) -> anyhow::Result<(Deployment, String, Tap, meter_fn_import::Import)> {
     let dep = run.deploy(pipeline, HistoryStore::DynamoDb).await?;
     let bucket = dep
         .reference(ids::IMPORT_BUCKET)
@@ -583,7 +549,6 @@ async fn seed001(run: &Run, checks: &mut Checks) -> anyhow::Result<Outcome> {
         format!("the last value is annotated: {annotated}"),
     )?;
     Ok(Outcome {
-        checks: 0,
         hydration,
         note: format!("{n} objects under pool/YYYY/MM/DD/"),
     })
@@ -711,7 +676,6 @@ async fn seed002(run: &Run, checks: &mut Checks) -> anyhow::Result<Outcome> {
         )?;
     }
     Ok(Outcome {
-        checks: 0,
         hydration,
         note: "webhook -> counters -> stream -> CloudWatch".into(),
     })
@@ -800,7 +764,6 @@ async fn seed003(run: &Run, checks: &mut Checks) -> anyhow::Result<Outcome> {
         "every future point is stored with a TTL in the future: (items, with TTL)",
     )?;
     Ok(Outcome {
-        checks: 0,
         hydration,
         note: "registry -> enqueue -> SQS -> fetch -> API".into(),
     })
@@ -923,7 +886,6 @@ async fn seed004(run: &Run, checks: &mut Checks) -> anyhow::Result<Outcome> {
         "and changes no sum",
     )?;
     Ok(Outcome {
-        checks: 0,
         hydration,
         note: "wide CSV -> import -> daily sums".into(),
     })
@@ -991,10 +953,7 @@ async fn main() -> anyhow::Result<()> {
         let result = f(&run, &mut checks).await;
         let total = started.elapsed();
         match result {
-            Ok(mut o) => {
-                o.checks = checks.passed;
-                rows.push((name, Ok(o), total));
-            }
+            Ok(o) => rows.push((name, Ok((o, checks.passed)), total)),
             Err(e) => {
                 if !e.is::<CheckFailed>() {
                     println!("    FAIL  {e:#}");
@@ -1008,9 +967,8 @@ async fn main() -> anyhow::Result<()> {
     let mut failed = 0;
     for (name, result, total) in &rows {
         match result {
-            Ok(o) => println!(
-                "| {name} | pass | {} | {:.0} ms | {:.1} s | {} |",
-                o.checks,
+            Ok((o, passed)) => println!(
+                "| {name} | pass | {passed} | {:.0} ms | {:.1} s | {} |",
                 o.hydration.as_secs_f64() * 1e3,
                 total.as_secs_f64(),
                 o.note
