@@ -7,7 +7,10 @@
 //!   and typed errors that keep their source;
 //! - [`Backoff`]: exponential backoff with jitter until a deadline;
 //! - [`AwsSecrets`]: a `SecretStore` over Secrets Manager and SSM, fetched once and cached, never
-//!   logged.
+//!   logged;
+//! - [`tally`]: the requests and retries the SDK sent during an invocation, for its metrics.
+
+pub mod tally;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -56,8 +59,9 @@ fn https_client() -> SharedHttpClient {
     SharedHttpClient::new(DeferredTls(connectors))
 }
 
-/// Builds connectors only when a request needs one: the wrapped client's
-/// `validate_base_client_config` builds a throwaway connector just to load the roots early.
+/// Builds connectors only when a request needs one (the wrapped client's
+/// `validate_base_client_config` builds a throwaway connector just to load the roots early),
+/// and counts each attempt in the sending task's [`tally`].
 #[derive(Debug)]
 struct DeferredTls(SharedHttpClient);
 
@@ -67,7 +71,7 @@ impl HttpClient for DeferredTls {
         settings: &HttpConnectorSettings,
         components: &RuntimeComponents,
     ) -> SharedHttpConnector {
-        self.0.http_connector(settings, components)
+        SharedHttpConnector::new(tally::Tallying(self.0.http_connector(settings, components)))
     }
 
     fn connector_metadata(&self) -> Option<ConnectorMetadata> {

@@ -131,4 +131,35 @@ pub mod cloud {
         "stream-metrics",
         "api",
     ];
+
+    /// The functions' own operational metrics, published as CloudWatch embedded-metric log
+    /// lines (no API call) and read by the stack's alarms and dashboard. A value is written
+    /// only when it is not zero: CloudWatch bills a custom metric for each month it receives
+    /// data, so a failure metric that never fires costs nothing.
+    pub mod ops {
+        /// The namespace.
+        pub const NAMESPACE: &str = "meterflow";
+        /// The one dimension: the Lambda function's name (`AWS_LAMBDA_FUNCTION_NAME`).
+        pub const DIMENSION: &str = "FunctionName";
+        /// AWS requests the SDK sent again after a throttle, 5xx, timeout or cut connection.
+        pub const AWS_RETRIES: &str = "AwsRetries";
+        /// Readings written to the history store (fetch, import).
+        pub const READINGS_STORED: &str = "ReadingsStored";
+        /// Rows, records or readings turned away for good and quarantined or logged with
+        /// their reason (import's quarantined rows; fetch's unreadable source records and
+        /// readings a store refused).
+        pub const ROWS_REJECTED: &str = "RowsRejected";
+        /// Batch items answered as `batchItemFailures`, so SQS or the stream retries them
+        /// (fetch jobs, stream-metrics records).
+        pub const BATCH_ITEM_FAILURES: &str = "BatchItemFailures";
+        /// Invocations that ended in an error, so Lambda retries the whole event (enqueue,
+        /// import).
+        pub const INVOCATIONS_FAILED: &str = "InvocationsFailed";
+        /// Requests refused for a missing or wrong credential (api, webhook).
+        pub const UNAUTHORIZED: &str = "Unauthorized";
+        /// Other requests answered 4xx: malformed, too large, unknown route (api, webhook).
+        pub const CLIENT_ERRORS: &str = "ClientErrors";
+        /// Requests answered 5xx; the webhook's caller resends them (api, webhook).
+        pub const SERVER_ERRORS: &str = "ServerErrors";
+    }
 }

@@ -1,6 +1,9 @@
 //! What the meterflow Lambda functions share: configuration read once from the environment
 //! (names from `meter_core::contract::cloud`), with errors that name the variable, and, with the
-//! `history` feature, the history store the configuration selects.
+//! `history` feature, the history store the configuration selects; and [`metrics`], the
+//! operational metrics each invocation writes as CloudWatch embedded-metric log lines.
+
+pub mod metrics;
 
 use meter_core::contract::cloud as names;
 
@@ -144,13 +147,25 @@ impl History {
 
 /// An axum router built on the first request that needs it (its authentication needs a
 /// secret, and a cold start should not wait for one), then kept for the instance's life. A
-/// failed build answers its error and is tried again by the next request.
+/// failed build answers its error and is tried again by the next request. Each answer is
+/// counted by class in a metric line (refused credentials, other 4xx, 5xx).
 #[cfg(feature = "http")]
-#[derive(Debug, Default)]
-pub struct LazyRouter(tokio::sync::OnceCell<axum::Router>);
+#[derive(Debug)]
+pub struct LazyRouter {
+    router: tokio::sync::OnceCell<axum::Router>,
+    metrics: metrics::Emitter,
+}
 
 #[cfg(feature = "http")]
 impl LazyRouter {
+    /// A router not built yet, counting its answers in `metrics`.
+    pub fn new(metrics: metrics::Emitter) -> Self {
+        Self {
+            router: tokio::sync::OnceCell::new(),
+            metrics,
+        }
+    }
+
     /// Serves one Function URL request, building the router with `build` if it is not built.
     pub async fn serve<F, Fut>(
         &self,
@@ -162,11 +177,19 @@ impl LazyRouter {
         Fut: std::future::Future<Output = Result<axum::Router, axum::response::Response>>,
     {
         use tower::ServiceExt;
-        let router = match self.0.get_or_try_init(build).await {
-            Ok(r) => r.clone(),
-            Err(response) => return Ok(response),
+        let answer = async {
+            let router = match self.router.get_or_try_init(build).await {
+                Ok(r) => r.clone(),
+                Err(response) => return Ok(response),
+            };
+            router.oneshot(req).await
         };
-        router.oneshot(req).await
+        self.metrics
+            .measure(answer, |r| match r {
+                Ok(response) => metrics::http_counts(response.status().as_u16()),
+                Err(never) => match *never {},
+            })
+            .await
     }
 }
 

@@ -18,6 +18,7 @@ use lambda_http::Request;
 use meter_api::{router, ApiError, ApiState, AuthConfig, Secret};
 use meter_core::contract::{self, cloud as names};
 use meter_core::ports::{Counters, MeterRegistry, ReadingReader, SecretStore};
+use meter_lambda::metrics::Emitter;
 use meter_lambda::{ConfigError, Env, History, HistoryConfig, LazyRouter};
 
 /// How callers are authenticated.
@@ -138,7 +139,15 @@ impl Api {
             secrets,
             auth: config.auth.clone(),
             zone: config.zone,
-            router: LazyRouter::default(),
+            router: LazyRouter::new(Emitter::lambda("api")),
+        }
+    }
+
+    /// The same, with the metric lines going to `metrics` instead of stdout.
+    pub fn with_metrics(self, metrics: Emitter) -> Self {
+        Self {
+            router: LazyRouter::new(metrics),
+            ..self
         }
     }
 

@@ -3,13 +3,16 @@
 //! SST Cloud entry or group of identifiers to the fetch queue, ten to a SendMessageBatch.
 //!
 //! The event's content does not matter (a schedule carries no work); it is only logged.
+//!
+//! A failed run writes a metric line (`meter_lambda::metrics`); so does one the SDK retried.
 
 use std::sync::Arc;
 
 use meter_aws_io::SqsJobs;
 use meter_core::collect::{plan_jobs, JOB_GROUP};
-use meter_core::contract::cloud as names;
+use meter_core::contract::cloud::{self as names, ops};
 use meter_core::ports::{MeterRegistry, StoreError};
+use meter_lambda::metrics::Emitter;
 use meter_lambda::{ConfigError, Env};
 use serde::Serialize;
 
@@ -37,6 +40,7 @@ impl Config {
 pub struct Enqueue {
     registry: Arc<dyn MeterRegistry>,
     jobs: SqsJobs,
+    metrics: Emitter,
 }
 
 impl Enqueue {
@@ -61,7 +65,13 @@ impl Enqueue {
                 &config.registry_table,
             )),
             jobs: SqsJobs::new(sqs, &config.queue_url),
+            metrics: Emitter::lambda("enqueue"),
         }
+    }
+
+    /// The same, with the metric lines going to `metrics` instead of stdout.
+    pub fn with_metrics(self, metrics: Emitter) -> Self {
+        Self { metrics, ..self }
     }
 }
 
@@ -106,6 +116,15 @@ const PAGE: usize = 1000;
 
 /// Queues the fetch jobs of every enabled registry entry.
 pub async fn handle(state: &Enqueue, event: serde_json::Value) -> Result<Report, EnqueueError> {
+    state
+        .metrics
+        .measure(enqueue(state, event), |r| {
+            vec![(ops::INVOCATIONS_FAILED, u64::from(r.is_err()))]
+        })
+        .await
+}
+
+async fn enqueue(state: &Enqueue, event: serde_json::Value) -> Result<Report, EnqueueError> {
     let trigger = event
         .get("detail-type")
         .and_then(|v| v.as_str())

@@ -9,6 +9,9 @@
 //! readings was refused for a reason that a retry may cure (throttling). Readings a store refuses
 //! for good, and records a source answers but cannot be readings, are logged one by one with the
 //! reason (retrying would not change them).
+//!
+//! Each batch writes one metric line (`meter_lambda::metrics`): readings stored, records and
+//! readings rejected for good, jobs answered as failures, and the SDK's retries.
 
 use std::sync::Arc;
 
@@ -16,9 +19,10 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use meter_core::collect::{collect_job, Collected, FetchJob};
-use meter_core::contract::cloud as names;
+use meter_core::contract::cloud::{self as names, ops};
 use meter_core::ports::{write_all, MeterRegistry, ReadingWriter, SecretStore};
 use meter_core::Reading;
+use meter_lambda::metrics::{Counts, Emitter};
 use meter_lambda::{ConfigError, Env, History, HistoryConfig};
 use meter_sources::http_json::EnvLookup;
 use meter_sources::Sources;
@@ -53,6 +57,7 @@ pub struct Fetch {
     sources: Sources,
     history: Arc<dyn ReadingWriter>,
     forecasts: Arc<dyn ReadingWriter>,
+    metrics: Emitter,
 }
 
 /// Write calls in flight per store.
@@ -96,7 +101,13 @@ impl Fetch {
             sources,
             history,
             forecasts,
+            metrics: Emitter::lambda("fetch"),
         }
+    }
+
+    /// The same, with the metric lines going to `metrics` instead of stdout.
+    pub fn with_metrics(self, metrics: Emitter) -> Self {
+        Self { metrics, ..self }
     }
 
     /// Runs one queued job.
@@ -124,40 +135,51 @@ fn tagged(
     (readings, owner)
 }
 
-/// Writes one store's share of the batch; returns the messages to retry.
+/// Writes one store's share of the batch, marking the messages to retry; returns the readings
+/// written and those refused for good.
 async fn write(
     store: &dyn ReadingWriter,
     what: &str,
     readings: &[Reading],
     owner: &[usize],
     failed: &mut [bool],
-) -> usize {
+) -> (usize, usize) {
     if readings.is_empty() {
-        return 0;
+        return (0, 0);
     }
     match write_all(store, readings, WRITE_CONCURRENCY).await {
         Ok(report) => {
+            let mut refused = 0;
             for f in &report.failures {
                 if f.retryable {
                     failed[owner[f.index]] = true;
                 } else {
+                    refused += 1;
                     tracing::error!(store = what, reading = %serde_json::to_string(&readings[f.index]).unwrap_or_default(), reason = %f.reason, "a reading was refused for good");
                 }
             }
-            report.written
+            (report.written, refused)
         }
         Err(e) => {
             tracing::error!(store = what, error = %e, "the store refused the batch");
             for &m in owner {
                 failed[m] = true;
             }
-            0
+            (0, 0)
         }
     }
 }
 
 /// Handles one SQS batch; the response lists the message ids to retry.
 pub async fn handle(state: &Fetch, event: SqsEvent, now: DateTime<Utc>) -> SqsBatchResponse {
+    let (response, _) = state
+        .metrics
+        .measure(batch(state, event, now), |(_, counts)| counts.clone())
+        .await;
+    response
+}
+
+async fn batch(state: &Fetch, event: SqsEvent, now: DateTime<Utc>) -> (SqsBatchResponse, Counts) {
     let messages: Vec<&SqsMessage> = event.records.iter().collect();
     let results = join_all(
         messages
@@ -166,7 +188,7 @@ pub async fn handle(state: &Fetch, event: SqsEvent, now: DateTime<Utc>) -> SqsBa
     )
     .await;
     let mut failed = vec![false; messages.len()];
-    let mut ok = Vec::new();
+    let mut ok: Vec<(usize, Collected)> = Vec::new();
     for (i, result) in results.into_iter().enumerate() {
         match result {
             Ok(c) => ok.push((i, c)),
@@ -178,8 +200,10 @@ pub async fn handle(state: &Fetch, event: SqsEvent, now: DateTime<Utc>) -> SqsBa
     }
     let (history, h_owner) = tagged(&ok, |c| &c.readings);
     let (forecasts, f_owner) = tagged(&ok, |c| &c.forecasts);
-    let written = write(&*state.history, "history", &history, &h_owner, &mut failed).await;
-    let predicted = write(
+    let unreadable: usize = ok.iter().map(|(_, c)| c.rejected.len()).sum();
+    let (written, refused) =
+        write(&*state.history, "history", &history, &h_owner, &mut failed).await;
+    let (predicted, refused_forecasts) = write(
         &*state.forecasts,
         "forecasts",
         &forecasts,
@@ -201,5 +225,16 @@ pub async fn handle(state: &Fetch, event: SqsEvent, now: DateTime<Utc>) -> SqsBa
         forecasts = predicted,
         "fetch batch done"
     );
-    response
+    let counts = vec![
+        (ops::READINGS_STORED, written as u64),
+        (
+            ops::ROWS_REJECTED,
+            (unreadable + refused + refused_forecasts) as u64,
+        ),
+        (
+            ops::BATCH_ITEM_FAILURES,
+            response.batch_item_failures.len() as u64,
+        ),
+    ];
+    (response, counts)
 }

@@ -13,14 +13,19 @@
 //! invokes the function again; the next run reads the same version (`If-Match` on the ETag),
 //! skips the rows already done and goes on. Each part writes its own report
 //! (`quarantine/<key>.errors.json`, then `quarantine/<key>.part-<n>.errors.json`).
+//!
+//! Each invocation writes one metric line (`meter_lambda::metrics`): readings stored, rows
+//! quarantined, whether it failed (Lambda then retries the event), and the SDK's retries.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use meter_aws_io::{event_key, quarantine_key, S3Objects};
+use meter_core::contract::cloud::ops;
 use meter_core::decode::{decoder, detect, DecodeOptions, Rejected};
 use meter_core::ports::{write_all, ReadingWriter, StoreError};
 use meter_core::Reading;
+use meter_lambda::metrics::Emitter;
 use meter_lambda::{ConfigError, Env, History, HistoryConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -55,6 +60,7 @@ impl Config {
 pub struct Import {
     objects: S3Objects,
     history: Arc<dyn ReadingWriter>,
+    metrics: Emitter,
 }
 
 impl Import {
@@ -68,7 +74,16 @@ impl Import {
 
     /// The same over given parts.
     pub fn with_parts(objects: S3Objects, history: Arc<dyn ReadingWriter>) -> Self {
-        Self { objects, history }
+        Self {
+            objects,
+            history,
+            metrics: Emitter::lambda("import"),
+        }
+    }
+
+    /// The same, with the metric lines going to `metrics` instead of stdout.
+    pub fn with_metrics(self, metrics: Emitter) -> Self {
+        Self { metrics, ..self }
     }
 }
 
@@ -226,7 +241,30 @@ struct Chunk {
 
 /// Imports every object an event names.
 pub async fn handle(state: &Import, event: &Value, budget: Budget) -> Result<Report, ImportError> {
-    let mut report = Report::default();
+    let invocation = async {
+        let mut report = Report::default();
+        let result = import_all(state, event, budget, &mut report).await;
+        (report, result)
+    };
+    let (report, result) = state
+        .metrics
+        .measure(invocation, |(report, result)| {
+            vec![
+                (ops::READINGS_STORED, report.readings as u64),
+                (ops::ROWS_REJECTED, report.rejected as u64),
+                (ops::INVOCATIONS_FAILED, u64::from(result.is_err())),
+            ]
+        })
+        .await;
+    result.map(|()| report)
+}
+
+async fn import_all(
+    state: &Import,
+    event: &Value,
+    budget: Budget,
+    report: &mut Report,
+) -> Result<(), ImportError> {
     for obj in objects_of(event).map_err(ImportError::Event)? {
         if obj.key.starts_with(QUARANTINE_PREFIX) {
             report.skipped += 1;
@@ -246,9 +284,9 @@ pub async fn handle(state: &Import, event: &Value, budget: Budget) -> Result<Rep
         } else {
             obj
         };
-        import_object(state, &target, budget, &mut report).await?;
+        import_object(state, &target, budget, report).await?;
     }
-    Ok(report)
+    Ok(())
 }
 
 async fn import_object(

@@ -7,15 +7,19 @@
 //! A batch is at most 100 records (the template's batch size), so its sums fit one
 //! PutMetricData call, which succeeds or fails whole: a retry never publishes a delta twice.
 //! Records that are not counter items are logged and skipped (retrying cannot change them).
+//!
+//! Each batch writes one metric line (`meter_lambda::metrics`): records skipped, records
+//! answered as failures, and the SDK's retries.
 
 use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use meter_aws_io::CloudWatchMetrics;
-use meter_core::contract::cloud as names;
+use meter_core::contract::cloud::{self as names, ops};
 use meter_core::metrics::{hourly_sums, CounterChange};
 use meter_core::ports::MetricPublisher;
+use meter_lambda::metrics::Emitter;
 use meter_lambda::Env;
 use serde_json::Value;
 
@@ -42,6 +46,7 @@ impl Config {
 pub struct StreamMetrics {
     metrics: Arc<dyn MetricPublisher>,
     namespace: String,
+    ops: Emitter,
 }
 
 impl StreamMetrics {
@@ -58,7 +63,13 @@ impl StreamMetrics {
         Self {
             metrics,
             namespace: config.namespace.clone(),
+            ops: Emitter::lambda("stream-metrics"),
         }
+    }
+
+    /// The same, with the function's own metric lines going to `ops` instead of stdout.
+    pub fn with_metrics(self, ops: Emitter) -> Self {
+        Self { ops, ..self }
     }
 }
 
@@ -110,6 +121,24 @@ fn failure(seq: &str) -> DynamoDbBatchItemFailure {
 
 /// Handles one stream batch; the response names the records to retry.
 pub async fn handle(state: &StreamMetrics, event: Event) -> DynamoDbEventResponse {
+    let (response, _) = state
+        .ops
+        .measure(batch(state, event), |(response, skipped)| {
+            vec![
+                (ops::ROWS_REJECTED, *skipped),
+                (
+                    ops::BATCH_ITEM_FAILURES,
+                    response.batch_item_failures.len() as u64,
+                ),
+            ]
+        })
+        .await;
+    response
+}
+
+/// One batch: the response, and the records skipped as not counters.
+async fn batch(state: &StreamMetrics, event: Event) -> (DynamoDbEventResponse, u64) {
+    let mut skipped = 0;
     let mut changes = Vec::with_capacity(event.records.len());
     let mut positions = Vec::with_capacity(event.records.len());
     for (i, r) in event.records.iter().enumerate() {
@@ -119,6 +148,7 @@ pub async fn handle(state: &StreamMetrics, event: Event) -> DynamoDbEventRespons
                 positions.push(i);
             }
             Err(reason) => {
+                skipped += 1;
                 tracing::error!(event_id = %r.event_id, %reason, "skipped a record that is not a counter")
             }
         }
@@ -164,5 +194,5 @@ pub async fn handle(state: &StreamMetrics, event: Event) -> DynamoDbEventRespons
             }
         }
     }
-    response
+    (response, skipped)
 }

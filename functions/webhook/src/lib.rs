@@ -16,6 +16,7 @@ use lambda_http::Request;
 use meter_api::{webhook_router, ApiError, AuthConfig, Secret, WebhookState};
 use meter_core::contract::cloud as names;
 use meter_core::ports::{Counters, SecretStore};
+use meter_lambda::metrics::Emitter;
 use meter_lambda::{ConfigError, Env, LazyRouter};
 
 /// The function's settings.
@@ -69,7 +70,15 @@ impl Webhook {
             counters,
             secrets,
             secret_id: secret_id.to_owned(),
-            router: LazyRouter::default(),
+            router: LazyRouter::new(Emitter::lambda("webhook")),
+        }
+    }
+
+    /// The same, with the metric lines going to `metrics` instead of stdout.
+    pub fn with_metrics(self, metrics: Emitter) -> Self {
+        Self {
+            router: LazyRouter::new(metrics),
+            ..self
         }
     }
 
