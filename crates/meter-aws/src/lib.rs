@@ -168,7 +168,8 @@ impl Backoff {
         }
     }
 
-    /// Waits before the next attempt; `false` when the deadline has passed (give up and report).
+    /// Waits before the next attempt, counted as a retry in the task's [`tally`]; `false` when
+    /// the deadline has passed (give up and report).
     pub async fn wait(&mut self) -> bool {
         let now = Instant::now();
         if now >= self.deadline {
@@ -182,6 +183,7 @@ impl Backoff {
         let pause = Duration::from_millis(self.seed % ceiling + 1).min(self.deadline - now);
         tokio::time::sleep(pause).await;
         self.next = (self.next * 2).min(self.max);
+        tally::record_resend();
         true
     }
 }

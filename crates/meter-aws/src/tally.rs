@@ -5,8 +5,10 @@
 //! Every attempt passes through [`sdk_config`](crate::sdk_config)'s HTTP client, which counts
 //! it in the tally of the task that sent it; the SDK marks each attempt with its number
 //! (`amz-sdk-request: attempt=2; max=3`), so a retry is told apart without classifying the
-//! answer, whichever protocol or error code the service uses. Tallies are per task, so
-//! invocations running side by side in one process (tests, `meter serve`) do not mix.
+//! answer, whichever protocol or error code the service uses. Our adapters' own resends (a
+//! batch's unprocessed items, a whole call after the SDK gave up) go through
+//! [`Backoff`](crate::Backoff) and are counted there. Tallies are per task, so invocations
+//! running side by side in one process (tests, `meter serve`) do not mix.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +27,7 @@ const ATTEMPT_HEADER: &str = "amz-sdk-request";
 pub struct Tally {
     /// HTTP attempts, first tries and retries.
     pub requests: u64,
-    /// Attempts after the first of an operation.
+    /// Attempts after the first of an operation, and our adapters' resends.
     pub retries: u64,
 }
 
@@ -68,6 +70,11 @@ fn record(request: &HttpRequest) {
             c.retries.fetch_add(1, Ordering::Relaxed);
         }
     });
+}
+
+/// Counts one resend by an adapter.
+pub(crate) fn record_resend() {
+    let _ = CURRENT.try_with(|c| c.retries.fetch_add(1, Ordering::Relaxed));
 }
 
 /// A connector that counts each attempt before sending it.
@@ -113,7 +120,16 @@ mod tests {
             record(&request(None));
         })
         .await;
-        let ((), second) = tallied(async { record(&request(Some("attempt=3; max=3"))) }).await;
+        let ((), second) = tallied(async {
+            record(&request(Some("attempt=3; max=3")));
+            let mut backoff = crate::Backoff::new(
+                std::time::Duration::from_millis(1),
+                std::time::Duration::from_millis(1),
+                std::time::Duration::from_secs(60),
+            );
+            assert!(backoff.wait().await);
+        })
+        .await;
         assert_eq!(
             first,
             Tally {
@@ -125,7 +141,7 @@ mod tests {
             second,
             Tally {
                 requests: 1,
-                retries: 1
+                retries: 2
             }
         );
     }

@@ -141,7 +141,8 @@ pub mod cloud {
         pub const NAMESPACE: &str = "meterflow";
         /// The one dimension: the Lambda function's name (`AWS_LAMBDA_FUNCTION_NAME`).
         pub const DIMENSION: &str = "FunctionName";
-        /// AWS requests the SDK sent again after a throttle, 5xx, timeout or cut connection.
+        /// AWS requests sent again: by the SDK after a throttle, 5xx, timeout or cut
+        /// connection, and by our adapters for a batch's unprocessed items.
         pub const AWS_RETRIES: &str = "AwsRetries";
         /// Readings written to the history store (fetch, import).
         pub const READINGS_STORED: &str = "ReadingsStored";

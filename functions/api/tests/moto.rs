@@ -86,6 +86,8 @@ async fn the_api_answers_our_routes_and_seed_003s_with_the_token_only() {
         Arc::new(meter_aws::AwsSecrets::new(&sdk)),
         &config,
     );
+    let (metrics, captured) = meter_lambda::metrics::Emitter::capture("api");
+    let api = api.with_metrics(metrics);
 
     let (status, meters) = json(
         handle(
@@ -147,4 +149,8 @@ async fn the_api_answers_our_routes_and_seed_003s_with_the_token_only() {
         assert!(status == 401 || status == 400, "{path}: {status}");
         assert_ne!(status, 200);
     }
+    // Each refusal is counted, as a refused credential or another client error.
+    let refused = ["Unauthorized", "ClientErrors"].map(|m| captured.sum(m).unwrap());
+    assert_eq!(refused[0] + refused[1], 3.0, "{refused:?}");
+    assert_eq!(captured.sum("ServerErrors").unwrap(), 0.0);
 }

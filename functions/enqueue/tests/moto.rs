@@ -4,10 +4,12 @@
 use std::collections::BTreeSet;
 
 use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
-use meter_aws::testing::CountCalls;
+use meter_aws::testing::{CountCalls, Fault};
 use meter_core::collect::FetchJob;
+use meter_core::contract::cloud::ops;
 use meter_core::ports::{MeterRegistry, RegistryEntry};
 use meter_fn_enqueue::{handle, Config, Enqueue};
+use meter_lambda::metrics::Emitter;
 use meter_store_dynamodb::{create_table, DynamoRegistry, TableKind};
 
 mod common;
@@ -122,6 +124,48 @@ async fn a_scheduler_invocation_queues_the_same_jobs_as_a_scheduled_rule() {
 }
 
 #[tokio::test]
+async fn the_sdk_retries_of_a_run_show_in_its_metrics() {
+    let Some(sdk) = meter_aws::testing::emulator().await else {
+        return;
+    };
+    let entries: Vec<RegistryEntry> = (0..5)
+        .map(|i| entry(format!("id-{i:02}"), "http-json", true))
+        .collect();
+    let tag = format!("retries-{}", std::process::id());
+    let (table, queue_url) = registry_and_queue(&sdk, &tag, &entries).await;
+    // SQS throttles the first two attempts; the SDK's third succeeds.
+    let throttle = Fault::new(
+        "SendMessageBatch",
+        2,
+        400,
+        "application/x-amz-json-1.0",
+        r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
+    );
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&sdk)
+            .interceptor(throttle.clone())
+            .build(),
+    );
+    let (metrics, captured) = Emitter::capture("enqueue");
+    let config = Config {
+        registry_table: table,
+        queue_url,
+    };
+    let state = Enqueue::with_clients(aws_sdk_dynamodb::Client::new(&sdk), sqs, &config)
+        .with_metrics(metrics);
+    let report = handle(&state, serde_json::json!({})).await.unwrap();
+    assert_eq!((report.jobs, report.sent, throttle.left()), (1, 1, 0));
+    assert_eq!(captured.sum(ops::AWS_RETRIES).unwrap(), 2.0);
+    assert_eq!(captured.sum(ops::INVOCATIONS_FAILED).unwrap(), 0.0);
+    let line = meter_lambda::metrics::read(&captured.lines()[0]).unwrap();
+    assert_eq!(line.namespace, "meterflow");
+    assert_eq!(
+        line.dimensions,
+        vec![("FunctionName".to_owned(), "enqueue".to_owned())]
+    );
+}
+
+#[tokio::test]
 async fn a_missing_queue_fails_the_run_so_the_schedule_retries() {
     let Some(sdk) = meter_aws::testing::emulator().await else {
         return;
@@ -145,7 +189,10 @@ async fn a_missing_queue_fails_the_run_so_the_schedule_retries() {
             ),
         },
     );
+    let (metrics, captured) = Emitter::capture("enqueue");
+    let state = state.with_metrics(metrics);
     let err = handle(&state, scheduled_event()).await.unwrap_err();
+    assert_eq!(captured.sum(ops::INVOCATIONS_FAILED).unwrap(), 1.0);
     assert!(
         err.to_string().contains("not queued") || err.to_string().contains("queueing"),
         "{err}"

@@ -46,6 +46,45 @@ async fn the_function_process_serves_invocations_through_the_runtime_api() {
     assert!(api.first_next().is_some());
 }
 
+#[tokio::test]
+async fn a_failed_run_writes_its_metric_line_to_stdout_beside_the_json_logs() {
+    let Some(sdk) = meter_aws::testing::emulator().await else {
+        return;
+    };
+    let tag = format!("runtime-fail-{}", std::process::id());
+    let entries = [entry("a".to_owned(), "http-json", true)];
+    let (table, queue) = registry_and_queue(&sdk, &tag, &entries).await;
+    let api = RuntimeApi::start().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meter-fn-enqueue"))
+        .envs(lambda_env(&api, "stack-EnqueueFunction-x1"))
+        .env("REGISTRY_TABLE", &table)
+        .env("FETCH_QUEUE_URL", format!("{queue}-missing"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let outcome = api.invoke(json!({})).await;
+    assert!(matches!(outcome, Outcome::Error(_)), "{outcome:?}");
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let metric_lines: Vec<&str> = stdout.lines().filter(|l| l.contains("\"_aws\"")).collect();
+    assert_eq!(metric_lines.len(), 1, "{stdout}");
+    let m = meter_lambda::metrics::read(metric_lines[0]).unwrap();
+    assert_eq!(
+        m.dimensions,
+        vec![(
+            "FunctionName".to_owned(),
+            "stack-EnqueueFunction-x1".to_owned()
+        )]
+    );
+    assert_eq!(m.values, vec![("InvocationsFailed".to_owned(), 1.0)]);
+    // The log lines beside it are the runtime's JSON, one object per line.
+    for l in stdout.lines().filter(|l| !l.contains("\"_aws\"")) {
+        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+    }
+}
+
 #[test]
 fn a_missing_setting_stops_the_start_naming_the_variable() {
     let out = Command::new(env!("CARGO_BIN_EXE_meter-fn-enqueue"))

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::{DateTime, Duration, Utc};
+use meter_core::contract::cloud::ops;
 use meter_core::ports::{MeterRegistry, RangeQuery, ReadingReader, ReadingWriter, RegistryEntry};
 use meter_core::time::TimeRange;
 use meter_core::{MeterId, SourceName};
@@ -108,7 +109,9 @@ async fn a_batch_lands_its_good_jobs_and_fails_exactly_the_bad_ones() {
     let history = Arc::new(DynamoReadings::new(ddb.clone(), &readings));
     let future = Arc::new(DynamoForecasts::new(ddb.clone(), &forecasts));
     let (sources, _) = meter_sources::from_env(Arc::new(|_: &str| None), history.clone(), || None);
-    let state = Fetch::with_parts(registry, sources, history.clone(), future.clone());
+    let (metrics, captured) = meter_lambda::metrics::Emitter::capture("fetch");
+    let state =
+        Fetch::with_parts(registry, sources, history.clone(), future.clone()).with_metrics(metrics);
 
     let event = sqs_event(&[
         r#"{"entries":["a"]}"#,
@@ -144,6 +147,11 @@ async fn a_batch_lands_its_good_jobs_and_fails_exactly_the_bad_ones() {
         );
     }
     assert_eq!(count(&*history, "locked", now() - day, now()).await, 0);
+    // The batch's metric line: what was stored, and the two jobs SQS will redeliver.
+    assert_eq!(captured.lines().len(), 1);
+    assert_eq!(captured.sum(ops::READINGS_STORED).unwrap(), 576.0);
+    assert_eq!(captured.sum(ops::BATCH_ITEM_FAILURES).unwrap(), 2.0);
+    assert_eq!(captured.sum(ops::AWS_RETRIES).unwrap(), 0.0);
 
     // The future points carry seed 003's TTL attribute.
     let item = ddb

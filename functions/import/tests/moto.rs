@@ -6,10 +6,12 @@ use std::sync::Arc;
 use aws_sdk_s3::Client;
 use chrono::{DateTime, Utc};
 use meter_aws_io::S3Objects;
+use meter_core::contract::cloud::ops;
 use meter_core::ports::{RangeQuery, ReadingReader};
 use meter_core::time::TimeRange;
 use meter_core::MeterId;
 use meter_fn_import::{handle, Budget, Import};
+use meter_lambda::metrics::{Captured, Emitter};
 use meter_store_dynamodb::{create_table, DynamoReadings, TableKind};
 use serde_json::{json, Value};
 
@@ -18,6 +20,7 @@ struct Env {
     bucket: String,
     store: Arc<DynamoReadings>,
     import: Import,
+    metrics: Captured,
 }
 
 async fn env(test: &str) -> Option<Env> {
@@ -34,12 +37,14 @@ async fn env(test: &str) -> Option<Env> {
         .await
         .unwrap();
     let store = Arc::new(DynamoReadings::new(ddb, &bucket));
-    let import = Import::with_parts(S3Objects::from_sdk(&sdk), store.clone());
+    let (emitter, metrics) = Emitter::capture("import");
+    let import = Import::with_parts(S3Objects::from_sdk(&sdk), store.clone()).with_metrics(emitter);
     Some(Env {
         s3,
         bucket,
         store,
         import,
+        metrics,
     })
 }
 
@@ -196,6 +201,18 @@ async fn a_wide_csv_lands_its_good_rows_and_reports_the_bad_one_idempotently() {
             .await,
         (96, 186.0)
     );
+
+    // One metric line per invocation, a failed one included.
+    assert!(
+        handle(&env.import, &json!({"not": "an event"}), Budget::Records(1))
+            .await
+            .is_err()
+    );
+    let sum = |m| env.metrics.sum(m).unwrap();
+    assert_eq!(env.metrics.lines().len(), 3);
+    assert_eq!(sum(ops::READINGS_STORED), 288.0);
+    assert_eq!(sum(ops::ROWS_REJECTED), 2.0);
+    assert_eq!(sum(ops::INVOCATIONS_FAILED), 1.0);
 }
 
 #[tokio::test]

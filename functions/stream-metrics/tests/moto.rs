@@ -7,8 +7,10 @@ use aws_lambda_events::event::dynamodb::Event;
 use chrono::{TimeZone, Utc};
 use meter_aws::testing::{CountCalls, Fault};
 use meter_aws_io::CloudWatchMetrics;
+use meter_core::contract::cloud::ops;
 use meter_core::ports::{CounterKey, Counters};
 use meter_fn_stream_metrics::{change_of, handle, Config, StreamMetrics};
+use meter_lambda::metrics::Emitter;
 use meter_store_dynamodb::{create_table, DynamoCounters, TableKind};
 
 fn endpoint() -> Option<String> {
@@ -161,6 +163,8 @@ async fn a_failed_publish_retries_exactly_the_counting_records() {
             namespace: "MbedButtonPressHour".into(),
         },
     );
+    let (metrics, captured) = Emitter::capture("stream-metrics");
+    let state = state.with_metrics(metrics);
     let response = handle(&state, event).await;
     let failed: Vec<String> = response
         .batch_item_failures
@@ -168,4 +172,8 @@ async fn a_failed_publish_retries_exactly_the_counting_records() {
         .map(|f| f.item_identifier.clone().unwrap())
         .collect();
     assert_eq!(failed, count_records);
+    assert_eq!(
+        captured.sum(ops::BATCH_ITEM_FAILURES).unwrap(),
+        count_records.len() as f64
+    );
 }

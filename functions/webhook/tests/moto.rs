@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use meter_core::contract::cloud::ops;
 use meter_core::ports::{CounterKey, Counters};
 use meter_fn_webhook::{handle, Webhook};
+use meter_lambda::metrics::Emitter;
 use meter_lambda::testing::function_url_request;
 use meter_store_dynamodb::{create_table, DynamoCounters, TableKind};
 use serde_json::{json, Value};
@@ -53,11 +55,13 @@ async fn presses_are_counted_once_and_only_with_the_secret() {
         .await
         .unwrap();
     let counters = Arc::new(DynamoCounters::new(ddb, &tag));
+    let (metrics, captured) = Emitter::capture("webhook");
     let state = Webhook::with_parts(
         counters.clone(),
         Arc::new(meter_aws::AwsSecrets::new(&sdk)),
         &tag,
-    );
+    )
+    .with_metrics(metrics);
 
     let resp = handle(
         &state,
@@ -82,6 +86,10 @@ async fn presses_are_counted_once_and_only_with_the_secret() {
             .unwrap();
         assert_eq!(resp.status(), 401);
     }
+    // The refusals show in the metrics; the accepted requests write no line at all.
+    assert_eq!(captured.lines().len(), 2);
+    assert_eq!(captured.sum(ops::UNAUTHORIZED).unwrap(), 2.0);
+    assert_eq!(captured.sum(ops::SERVER_ERRORS).unwrap(), 0.0);
     let now = chrono::Utc::now();
     assert_eq!(
         counters
@@ -112,8 +120,11 @@ async fn a_missing_secret_answers_503_and_counts_nothing() {
         Arc::new(meter_aws::AwsSecrets::new(&sdk)),
         "no-such-secret",
     );
+    let (metrics, captured) = Emitter::capture("webhook");
+    let state = state.with_metrics(metrics);
     let resp = handle(&state, request(&presses("b", &[1]), Some("x")))
         .await
         .unwrap();
     assert_eq!(resp.status(), 503);
+    assert_eq!(captured.sum(ops::SERVER_ERRORS).unwrap(), 1.0);
 }
