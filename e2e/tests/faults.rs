@@ -11,8 +11,11 @@
 //!   does), then the counters stream through stream-metrics into CloudWatch.
 //!
 //! Prints each suite's figures (faults injected, sent, stored, duplicates, parked in a DLQ or
-//! quarantine, lost) as a table; fails when anything is lost or duplicated. Runs only with
-//! `METER_E2E` set (`scripts/reliability.sh faults`, and the test command).
+//! quarantine, lost) as a table; fails when anything is lost or duplicated. The handlers'
+//! metric lines (`meter_lambda::metrics`) are captured and summed as CloudWatch would: the
+//! suite also fails when they disagree with what it counted itself (retries the proxy saw,
+//! jobs redelivered, invocations retried, requests resent). Runs only with `METER_E2E` set
+//! (`scripts/reliability.sh faults`, and the test command).
 
 // reason: a command-line run reports its figures on stdout.
 #![allow(clippy::print_stdout)]
@@ -30,7 +33,8 @@ use e2e::deploy::Deployment;
 use e2e::{call, lookup, receive, scan_all, sqs_event};
 use infra::stack::ids;
 use infra::HistoryStore;
-use meter_core::contract::cloud as names;
+use meter_core::contract::cloud::{self as names, ops};
+use meter_lambda::metrics::{Captured, Emitter};
 use meter_lambda::testing::function_url_request;
 use meter_standins::fault_proxy::{FaultKind, FaultPlan, FaultProxy};
 use serde_json::{json, Value};
@@ -90,6 +94,50 @@ struct Figures {
     parked: u64,
     lost: u64,
     handled: String,
+    /// SDK retries the proxy saw (attempt 2 or later).
+    proxy_retried: u64,
+    /// AwsRetries summed from the metric lines (SDK retries and our adapters' resends).
+    metric_retries: f64,
+    /// The partial failures the metric lines report, described.
+    metric_failures: String,
+    /// Where the metric lines disagree with the suite's own counts.
+    mismatches: Vec<String>,
+}
+
+/// A metric's sum, or 0 with the unreadable line recorded as a mismatch; a metric the
+/// contract does not list for the line's function is a mismatch too (the stack's alarms and
+/// dashboard would not see it).
+fn sum(captured: &Captured, metric: &str, mismatches: &mut Vec<String>) -> f64 {
+    for line in captured.lines() {
+        let Ok(m) = meter_lambda::metrics::read(&line) else {
+            continue;
+        };
+        let role = m
+            .dimensions
+            .first()
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        for (name, _) in &m.values {
+            if !ops::writes(&role, name) {
+                mismatches.push(format!(
+                    "{role} wrote {name}, which ops::WRITTEN_BY does not list"
+                ));
+            }
+        }
+    }
+    captured.sum(metric).unwrap_or_else(|e| {
+        mismatches.push(format!("unreadable metric line: {e}"));
+        0.0
+    })
+}
+
+/// Records a mismatch unless `got` equals `want` (or, with `at_least`, is not below it).
+fn expect(mismatches: &mut Vec<String>, what: &str, got: f64, want: f64, at_least: bool) {
+    let ok = if at_least { got >= want } else { got == want };
+    if !ok {
+        let rel = if at_least { "at least " } else { "" };
+        mismatches.push(format!("{what}: metrics say {got}, want {rel}{want}"));
+    }
 }
 
 async fn deploy(sdk: &SdkConfig, stack: &str) -> anyhow::Result<Deployment> {
@@ -202,8 +250,10 @@ async fn import(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<Fi
     .await;
     let faulted = through(sdk, &proxy);
     let env = dep.function_env("import", &[])?;
+    let (emitter, metrics) = Emitter::capture("import");
     let import =
-        meter_fn_import::Import::new(&faulted, &meter_fn_import::Config::from_env(&lookup(&env))?);
+        meter_fn_import::Import::new(&faulted, &meter_fn_import::Config::from_env(&lookup(&env))?)
+            .with_metrics(emitter);
     let event = json!({"Records": [{"eventName": "ObjectCreated:Put", "eventSource": "aws:s3",
         "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}]});
     // Lambda runs an asynchronous invocation up to 3 times (the template's
@@ -242,6 +292,40 @@ async fn import(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<Fi
     let sent = (METERS * PER_METER) as u64;
     let stored_n = stored.len() as u64;
     let rejected = report.as_ref().map_or(0, |r| r.rejected as u64);
+    let mut mismatches = Vec::new();
+    let metric_retries = sum(&metrics, ops::AWS_RETRIES, &mut mismatches);
+    let failed = sum(&metrics, ops::INVOCATIONS_FAILED, &mut mismatches);
+    let stored_metric = sum(&metrics, ops::READINGS_STORED, &mut mismatches);
+    let rejected_metric = sum(&metrics, ops::ROWS_REJECTED, &mut mismatches);
+    expect(
+        &mut mismatches,
+        "failed invocations",
+        failed,
+        failures.len() as f64,
+        false,
+    );
+    expect(
+        &mut mismatches,
+        "rows rejected",
+        rejected_metric,
+        rejected as f64,
+        false,
+    );
+    // At least once: a failed invocation's readings are written again by its retry.
+    expect(
+        &mut mismatches,
+        "readings stored",
+        stored_metric,
+        stored_n as f64,
+        true,
+    );
+    expect(
+        &mut mismatches,
+        "retries",
+        metric_retries,
+        proxy.counts().retried() as f64,
+        true,
+    );
     Ok(Figures {
         suite: "import 100,000 readings",
         requests: proxy.counts().requests(),
@@ -260,6 +344,10 @@ async fn import(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<Fi
                 .map(|f| format!(" (first: {f})"))
                 .unwrap_or_default()
         ),
+        proxy_retried: proxy.counts().retried(),
+        metric_retries,
+        metric_failures: format!("{failed} InvocationsFailed, {stored_metric} ReadingsStored"),
+        mismatches,
     })
 }
 
@@ -291,10 +379,12 @@ async fn fetch(
     let proxy = FaultProxy::start(endpoint, FaultPlan { share, seed }).await;
     let faulted = through(sdk, &proxy);
     let env = dep.function_env("enqueue", &[])?;
+    let (emitter, enqueue_metrics) = Emitter::capture("enqueue");
     let enqueue = meter_fn_enqueue::Enqueue::new(
         &faulted,
         &meter_fn_enqueue::Config::from_env(&lookup(&env))?,
-    );
+    )
+    .with_metrics(emitter);
     // The schedule's retry policy runs enqueue again on an error (up to 3 retries); duplicate
     // jobs are harmless, writes being idempotent.
     let mut enqueue_errors = 0;
@@ -312,11 +402,13 @@ async fn fetch(
     let env = Arc::new(dep.function_env("fetch", &[])?);
     let config = meter_fn_fetch::Config::from_env(&lookup(&env))?;
     let lookup_env = env.clone();
+    let (emitter, fetch_metrics) = Emitter::capture("fetch");
     let fetch = meter_fn_fetch::Fetch::new(
         &faulted,
         &config,
         Arc::new(move |k: &str| lookup_env.get(k).cloned()),
-    );
+    )
+    .with_metrics(emitter);
     // The SQS poller (AWS's, so not faulted): receive, invoke, delete what succeeded; a failed
     // job becomes visible again and, past maxReceiveCount, moves to the dead-letter queue.
     let sqs = aws_sdk_sqs::Client::new(sdk);
@@ -413,6 +505,32 @@ async fn fetch(
     }
     let sent = (entries_n * POINTS * 2) as u64;
     let stored = (history.len() + future.len()) as u64;
+    let mut mismatches = Vec::new();
+    let metric_retries = sum(&enqueue_metrics, ops::AWS_RETRIES, &mut mismatches)
+        + sum(&fetch_metrics, ops::AWS_RETRIES, &mut mismatches);
+    let job_failures = sum(&fetch_metrics, ops::BATCH_ITEM_FAILURES, &mut mismatches);
+    let enqueue_failed = sum(&enqueue_metrics, ops::INVOCATIONS_FAILED, &mut mismatches);
+    expect(
+        &mut mismatches,
+        "fetch jobs failed",
+        job_failures,
+        item_failures as f64,
+        false,
+    );
+    expect(
+        &mut mismatches,
+        "enqueue runs failed",
+        enqueue_failed,
+        enqueue_errors as f64,
+        false,
+    );
+    expect(
+        &mut mismatches,
+        "retries",
+        metric_retries,
+        proxy.counts().retried() as f64,
+        true,
+    );
     Ok(Figures {
         suite,
         requests: proxy.counts().requests(),
@@ -426,6 +544,12 @@ async fn fetch(
             "{}; {enqueue_errors} enqueue retries, {invocations} fetch invocations, {item_failures} jobs failed and redelivered, {parked_jobs} in the DLQ",
             faults_line(&proxy)
         ),
+        proxy_retried: proxy.counts().retried(),
+        metric_retries,
+        metric_failures: format!(
+            "{job_failures} BatchItemFailures (fetch), {enqueue_failed} InvocationsFailed (enqueue)"
+        ),
+        mismatches,
     })
 }
 
@@ -438,6 +562,7 @@ async fn hook_shard(
     tag: String,
     shard: usize,
     hour: chrono::DateTime<Utc>,
+    (hook_metrics, stream_metrics): (Emitter, Emitter),
 ) -> anyhow::Result<(u64, u64, u64, u64, f64)> {
     use base64::Engine;
     let (sdk, faulted, endpoint, tag) = (&sdk, &faulted, endpoint.as_str(), tag.as_str());
@@ -463,7 +588,8 @@ async fn hook_shard(
     let hook = meter_fn_webhook::Webhook::new(
         faulted,
         &meter_fn_webhook::Config::from_env(&lookup(&env))?,
-    );
+    )
+    .with_metrics(hook_metrics);
     let ep = format!("{tag}-ep{shard}");
     // Requests of 10 notifications; Connector resends a request not answered 2xx.
     for chunk in (1..=PRESSES).collect::<Vec<_>>().chunks(10) {
@@ -530,7 +656,8 @@ async fn hook_shard(
     let metrics = meter_fn_stream_metrics::StreamMetrics::new(
         faulted,
         &meter_fn_stream_metrics::Config::from_env(&lookup(&env)),
-    );
+    )
+    .with_metrics(stream_metrics);
     while !records.is_empty() {
         let take = records.len().min(100);
         let mut pending: Vec<_> = records.drain(..take).collect();
@@ -604,6 +731,8 @@ async fn webhook(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<F
         .context("hour")?;
     let (mut counted, mut over, mut resent, mut stream_retries) = (0u64, 0u64, 0u64, 0u64);
     let mut in_metrics = 0.0;
+    let (hook_emitter, hook_metrics) = Emitter::capture("webhook");
+    let (stream_emitter, stream_metrics) = Emitter::capture("stream-metrics");
     // Four shards at a time, as Connector and the stream pollers would run side by side.
     let mut tasks = tokio::task::JoinSet::new();
     let mut next = 0;
@@ -616,6 +745,7 @@ async fn webhook(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<F
                 tag.to_owned(),
                 next,
                 hour,
+                (hook_emitter.clone(), stream_emitter.clone()),
             ));
             next += 1;
         }
@@ -636,6 +766,36 @@ async fn webhook(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<F
     if in_metrics < sent as f64 {
         bail!("CloudWatch sums {in_metrics} presses, {sent} were sent");
     }
+    let mut mismatches = Vec::new();
+    let metric_retries = sum(&hook_metrics, ops::AWS_RETRIES, &mut mismatches)
+        + sum(&stream_metrics, ops::AWS_RETRIES, &mut mismatches);
+    let server_errors = sum(&hook_metrics, ops::SERVER_ERRORS, &mut mismatches);
+    let refused = sum(&hook_metrics, ops::UNAUTHORIZED, &mut mismatches)
+        + sum(&hook_metrics, ops::CLIENT_ERRORS, &mut mismatches);
+    let record_failures = sum(&stream_metrics, ops::BATCH_ITEM_FAILURES, &mut mismatches);
+    expect(
+        &mut mismatches,
+        "webhook 5xx answers",
+        server_errors,
+        resent as f64,
+        false,
+    );
+    expect(&mut mismatches, "webhook 4xx answers", refused, 0.0, false);
+    // A retried stream batch has at least one failed record.
+    expect(
+        &mut mismatches,
+        "stream records failed",
+        record_failures,
+        stream_retries as f64,
+        true,
+    );
+    expect(
+        &mut mismatches,
+        "retries",
+        metric_retries,
+        proxy.counts().retried() as f64,
+        true,
+    );
     Ok(Figures {
         suite: "webhook 10,000 presses",
         requests: proxy.counts().requests(),
@@ -650,6 +810,12 @@ async fn webhook(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<F
             faults_line(&proxy),
             in_metrics - sent as f64,
         ),
+        proxy_retried: proxy.counts().retried(),
+        metric_retries,
+        metric_failures: format!(
+            "{server_errors} ServerErrors (webhook), {record_failures} BatchItemFailures (stream-metrics)"
+        ),
+        mismatches,
     })
 }
 
@@ -725,12 +891,12 @@ async fn main() -> anyhow::Result<()> {
         let f = webhook(&sdk, &endpoint, &tag).await?;
         rows.push(with_logs(&logs, f));
     }
-    println!("\n| suite | AWS requests | faults injected | sent | stored | duplicates | parked (DLQ, quarantine) | lost | how the faults were handled |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("\n| suite | AWS requests | faults injected | sent | stored | duplicates | parked (DLQ, quarantine) | lost | SDK retries seen by the proxy | AwsRetries in the metric lines | partial failures in the metric lines | how the faults were handled |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut bad = Vec::new();
     for f in &rows {
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             f.suite,
             f.requests,
             f.faults,
@@ -739,16 +905,32 @@ async fn main() -> anyhow::Result<()> {
             f.duplicates,
             f.parked,
             f.lost,
+            f.proxy_retried,
+            f.metric_retries,
+            f.metric_failures,
             f.handled
         );
         if f.lost > 0 || f.duplicates > 0 {
             bad.push(f.suite);
         }
     }
+    let mismatched: Vec<String> = rows
+        .iter()
+        .flat_map(|f| {
+            f.mismatches
+                .iter()
+                .map(move |m| format!("{}: {m}", f.suite))
+        })
+        .collect();
+    for m in &mismatched {
+        println!("METRICS DISAGREE: {m}");
+    }
     if !bad.is_empty() {
         println!("\nLOST OR DUPLICATED: {bad:?}");
+    }
+    if !bad.is_empty() || !mismatched.is_empty() {
         std::process::exit(1);
     }
-    println!("\nnothing lost, nothing duplicated");
+    println!("\nnothing lost, nothing duplicated; the metric lines agree with the suite's counts");
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! queue and its dead-letter queue, the import bucket and its EventBridge rule, the tables, the
 //! optional Timestream database, the Function URLs, the secrets, alarms and a dashboard.
 
-use meter_core::contract::cloud as names;
+use meter_core::contract::cloud::{self as names, ops};
 use serde_json::{json, Value};
 
 use crate::cfn::{kind, skip_checkov, Expr, Handle, Template};
@@ -790,11 +790,116 @@ pub fn template(options: StackOptions) -> Template {
             }),
         );
     }
+    // The functions' own metrics (EMF log lines): alarms where a person should look.
+    let ops_alarm =
+        |t: &mut Template, id: &str, description: &str, f: &Func, metric: &str, threshold: u32| {
+            t.add::<kind::Other>(
+            id,
+            "AWS::CloudWatch::Alarm",
+            json!({
+                "AlarmDescription": description,
+                "Namespace": ops::NAMESPACE,
+                "MetricName": metric,
+                "Dimensions": [{"Name": ops::DIMENSION, "Value": f.function.name().into_value()}],
+                "Statistic": "Sum",
+                "Period": 300,
+                "EvaluationPeriods": 1,
+                "Threshold": threshold,
+                "ComparisonOperator": "GreaterThanThreshold",
+                "TreatMissingData": "notBreaching",
+            }),
+        );
+        };
+    ops_alarm(&mut t, "ImportRejectedRowsAlarm",
+        "An imported file had rows that were quarantined: see quarantine/<key>.errors.json in the import bucket.",
+        &import, ops::ROWS_REJECTED, 0);
+    ops_alarm(&mut t, "FetchRejectedRecordsAlarm",
+        "A source answered records that are not readings, or the store refused readings for good: see the fetch function's log.",
+        &fetch, ops::ROWS_REJECTED, 0);
+    ops_alarm(
+        &mut t,
+        "ApiServerErrorsAlarm",
+        "The API answered 5xx: see its log.",
+        &api,
+        ops::SERVER_ERRORS,
+        0,
+    );
+    ops_alarm(&mut t, "WebhookServerErrorsAlarm",
+        "The webhook answered 5xx (Connector resends, but check the counters table and the secret).",
+        &webhook, ops::SERVER_ERRORS, 0);
+    // A few refusals are someone's typo; dozens in five minutes are a probe or a secret
+    // rotated without updating Connector.
+    ops_alarm(
+        &mut t,
+        "WebhookUnauthorizedAlarm",
+        "The webhook refused more than 20 requests in 5 minutes for a missing or wrong secret.",
+        &webhook,
+        ops::UNAUTHORIZED,
+        20,
+    );
+    // Retries across every function: sustained throttling means the tables' capacity or the
+    // mappings' concurrency needs a look. One alarm over a sum rather than six.
+    let mut retry_queries: Vec<Value> = functions
+        .iter()
+        .zip(names::FUNCTIONS)
+        .map(|(f, name)| {
+            json!({
+                "Id": format!("r{}", name.replace('-', "")),
+                "ReturnData": false,
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": ops::NAMESPACE,
+                        "MetricName": ops::AWS_RETRIES,
+                        "Dimensions": [{"Name": ops::DIMENSION, "Value": f.function.name().into_value()}],
+                    },
+                    "Period": 300,
+                    "Stat": "Sum",
+                },
+            })
+        })
+        .collect();
+    let ids: Vec<String> = names::FUNCTIONS
+        .iter()
+        .map(|n| format!("r{}", n.replace('-', "")))
+        .collect();
+    retry_queries.push(json!({
+        "Id": "retries",
+        "Label": "AWS requests retried, all functions",
+        "Expression": format!("SUM([{}])", ids.join(",")),
+        "ReturnData": true,
+    }));
+    t.add::<kind::Other>(
+        "AwsRetriesAlarm",
+        "AWS::CloudWatch::Alarm",
+        json!({
+            "AlarmDescription": "The functions retried more than 100 AWS requests in 5 minutes, for 3 periods running: throttling or a failing service.",
+            "Metrics": retry_queries,
+            "EvaluationPeriods": 3,
+            "Threshold": 100,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "TreatMissingData": "notBreaching",
+        }),
+    );
+
     let widget = |title: &str, metrics: Vec<Value>| {
         json!({
             "type": "metric", "width": 12, "height": 6,
             "properties": {"title": title, "region": "${AWS::Region}", "stat": "Sum", "period": 300, "metrics": metrics},
         })
+    };
+    // One dashboard line per (metric, function), the function by its physical name.
+    let ops_lines = |pairs: &[(&str, &Func)]| -> Vec<Value> {
+        pairs
+            .iter()
+            .map(|(metric, f)| {
+                json!([
+                    ops::NAMESPACE,
+                    metric,
+                    ops::DIMENSION,
+                    format!("${{{}}}", f.function.id())
+                ])
+            })
+            .collect()
     };
     let errors: Vec<Value> = functions
         .iter()
@@ -807,8 +912,20 @@ pub fn template(options: StackOptions) -> Template {
             ])
         })
         .collect();
+    let retries: Vec<(&str, &Func)> = functions.iter().map(|f| (ops::AWS_RETRIES, *f)).collect();
     let body = json!({"widgets": [
-        widget("Readings ingested and rejected", vec![json!(["meterflow", "ReadingsStored"]), json!(["meterflow", "RowsRejected"])]),
+        widget("Readings stored and rejected", ops_lines(&[
+            (ops::READINGS_STORED, &fetch), (ops::READINGS_STORED, &import),
+            (ops::ROWS_REJECTED, &fetch), (ops::ROWS_REJECTED, &import), (ops::ROWS_REJECTED, &stream_metrics),
+        ])),
+        widget("Retries and partial failures", [ops_lines(&retries), ops_lines(&[
+            (ops::BATCH_ITEM_FAILURES, &fetch), (ops::BATCH_ITEM_FAILURES, &stream_metrics),
+            (ops::INVOCATIONS_FAILED, &enqueue), (ops::INVOCATIONS_FAILED, &import),
+        ])].concat()),
+        widget("Refused and failed requests", ops_lines(&[
+            (ops::UNAUTHORIZED, &api), (ops::CLIENT_ERRORS, &api), (ops::SERVER_ERRORS, &api),
+            (ops::UNAUTHORIZED, &webhook), (ops::CLIENT_ERRORS, &webhook), (ops::SERVER_ERRORS, &webhook),
+        ])),
         widget("Dead-letter queues", [&fetch_dlq, &import_dlq, &stream_dlq, &schedule_dlq].iter()
             .map(|q| json!(["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", format!("${{{}.QueueName}}", q.id())])).collect()),
         widget("Function errors", errors),

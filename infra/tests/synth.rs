@@ -324,3 +324,91 @@ fn the_stack_keeps_its_promises() {
         assert!(t["Outputs"][out].is_object(), "{out}");
     }
 }
+
+/// The function's logical name for a resource id such as `StreamMetricsFunction`.
+fn role_of(resource: &str) -> Option<&'static str> {
+    contract::cloud::FUNCTIONS.into_iter().find(|name| {
+        let pascal: String = name
+            .split('-')
+            .map(|w| w[..1].to_uppercase() + &w[1..])
+            .collect();
+        resource == format!("{pascal}Function")
+    })
+}
+
+#[test]
+fn the_alarms_and_dashboard_watch_metrics_the_functions_write() {
+    use contract::cloud::ops;
+    let t = template(HistoryStore::DynamoDb);
+    let r = t["Resources"].as_object().unwrap();
+    let mut watched = BTreeSet::new();
+    // Alarms: single metrics and the metric-math ones.
+    for (id, a) in r
+        .iter()
+        .filter(|(_, v)| v["Type"] == "AWS::CloudWatch::Alarm")
+    {
+        let p = &a["Properties"];
+        let mut metrics = vec![p.clone()];
+        for q in p["Metrics"].as_array().into_iter().flatten() {
+            if q["MetricStat"].is_object() {
+                metrics.push(q["MetricStat"]["Metric"].clone());
+            }
+        }
+        for m in metrics.iter().filter(|m| m["Namespace"] == ops::NAMESPACE) {
+            let dims = m["Dimensions"].as_array().unwrap();
+            assert_eq!(dims.len(), 1, "{id}");
+            assert_eq!(dims[0]["Name"], ops::DIMENSION, "{id}");
+            let function = dims[0]["Value"]["Ref"].as_str().unwrap();
+            let role = role_of(function).unwrap_or_else(|| panic!("{id}: {function}"));
+            watched.insert((
+                id.clone(),
+                m["MetricName"].as_str().unwrap().to_owned(),
+                role,
+            ));
+        }
+    }
+    // The dashboard's lines: [namespace, metric, dimension, "${LogicalId}"].
+    let body: Value = serde_json::from_str(
+        r["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut lines = 0;
+    for w in body["widgets"].as_array().unwrap() {
+        for m in w["properties"]["metrics"].as_array().unwrap() {
+            if m[0] != ops::NAMESPACE {
+                continue;
+            }
+            lines += 1;
+            assert_eq!(m[2], ops::DIMENSION);
+            let function = m[3]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("${")
+                .trim_end_matches('}');
+            let role = role_of(function).unwrap_or_else(|| panic!("dashboard: {function}"));
+            watched.insert(("Dashboard".into(), m[1].as_str().unwrap().to_owned(), role));
+        }
+    }
+    assert!(lines >= 15, "{lines} dashboard lines");
+    let in_alarms = watched.iter().filter(|(id, ..)| id != "Dashboard").count();
+    assert!(in_alarms >= 11, "{in_alarms} alarm metrics");
+    for (id, metric, role) in &watched {
+        assert!(
+            ops::writes(role, metric),
+            "{id} watches {metric} of {role}, which that function does not write"
+        );
+    }
+    // Every metric a function writes is on the dashboard.
+    for (metric, roles) in ops::WRITTEN_BY {
+        for role in roles {
+            assert!(
+                watched
+                    .iter()
+                    .any(|(id, m, r)| id == "Dashboard" && m == metric && r == role),
+                "the dashboard does not show {metric} of {role}"
+            );
+        }
+    }
+}

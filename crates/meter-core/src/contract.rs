@@ -162,5 +162,25 @@ pub mod cloud {
         pub const CLIENT_ERRORS: &str = "ClientErrors";
         /// Requests answered 5xx; the webhook's caller resends them (api, webhook).
         pub const SERVER_ERRORS: &str = "ServerErrors";
+
+        /// Which functions (by logical name, as in `FUNCTIONS`) write each metric: what the
+        /// stack's alarms and dashboard may watch.
+        pub const WRITTEN_BY: [(&str, &[&str]); 8] = [
+            (AWS_RETRIES, &super::FUNCTIONS),
+            (READINGS_STORED, &["fetch", "import"]),
+            (ROWS_REJECTED, &["fetch", "import", "stream-metrics"]),
+            (BATCH_ITEM_FAILURES, &["fetch", "stream-metrics"]),
+            (INVOCATIONS_FAILED, &["enqueue", "import"]),
+            (UNAUTHORIZED, &["api", "webhook"]),
+            (CLIENT_ERRORS, &["api", "webhook"]),
+            (SERVER_ERRORS, &["api", "webhook"]),
+        ];
+
+        /// Whether `function` writes `metric`.
+        pub fn writes(function: &str, metric: &str) -> bool {
+            WRITTEN_BY
+                .iter()
+                .any(|(m, fs)| *m == metric && fs.contains(&function))
+        }
     }
 }

@@ -67,6 +67,7 @@ impl FaultPlan {
 #[derive(Debug, Default)]
 pub struct FaultCounts {
     requests: AtomicU64,
+    retried: AtomicU64,
     faults: [AtomicU64; 5],
 }
 
@@ -74,6 +75,12 @@ impl FaultCounts {
     /// Requests seen.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests the SDK marked as a retry (`amz-sdk-request: attempt=2` or later), whatever
+    /// made it retry.
+    pub fn retried(&self) -> u64 {
+        self.retried.load(Ordering::Relaxed)
     }
 
     /// Faults of one kind injected.
@@ -205,6 +212,15 @@ fn error(protocol: Protocol, kind: FaultKind) -> Response {
 async fn forward(State(s): State<Arc<ProxyState>>, req: Request) -> Response {
     let n = s.counts.requests.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = req.into_parts();
+    let attempt = parts
+        .headers
+        .get("amz-sdk-request")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').find_map(|p| p.trim().strip_prefix("attempt=")))
+        .and_then(|n| n.parse::<u32>().ok());
+    if attempt.is_some_and(|a| a > 1) {
+        s.counts.retried.fetch_add(1, Ordering::Relaxed);
+    }
     let path = parts
         .uri
         .path_and_query()
