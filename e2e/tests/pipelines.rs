@@ -32,8 +32,10 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::{Timelike, Utc};
 use infra::stack::ids;
 use infra::HistoryStore;
+use meter_core::contract::cloud::ops;
 use meter_core::contract::{self, cloud as names};
 use meter_core::ports::MeterRegistry;
+use meter_lambda::metrics::Emitter;
 use meter_lambda::testing::function_url_request;
 use serde_json::{json, Value};
 
@@ -559,10 +561,12 @@ async fn seed002(run: &Run, checks: &mut Checks) -> anyhow::Result<Outcome> {
     use base64::Engine;
     let dep = run.deploy("seed002", HistoryStore::DynamoDb).await?;
     let env = dep.function_env("webhook", &[])?;
+    let (emitter, webhook_metrics) = Emitter::capture("webhook");
     let webhook = meter_fn_webhook::Webhook::new(
         &run.sdk,
         &meter_fn_webhook::Config::from_env(&lookup(&env))?,
-    );
+    )
+    .with_metrics(emitter);
     let secret = run
         .secret(
             dep.reference(ids::WEBHOOK_SECRET)
@@ -615,6 +619,13 @@ async fn seed002(run: &Run, checks: &mut Checks) -> anyhow::Result<Outcome> {
     checks.equal(status, 401, "a request without the secret is refused")?;
     let (status, _) = send(presses(&b1, &[6]), Some("wrong".into())).await?;
     checks.equal(status, 401, "a request with a wrong secret is refused")?;
+    checks.equal(
+        webhook_metrics
+            .sum(ops::UNAUTHORIZED)
+            .map_err(anyhow::Error::msg)?,
+        2.0,
+        "the refusals are counted in the webhook's metric lines (Unauthorized)",
+    )?;
 
     let stream_arn = dep
         .attribute(ids::COUNTERS_TABLE, "StreamArn")
@@ -815,6 +826,8 @@ async fn daily_sums(
 /// Seed 004: utility CSV exports.
 async fn seed004(run: &Run, checks: &mut Checks) -> anyhow::Result<Outcome> {
     let (dep, bucket, tap, import) = import_stack(run, "seed004").await?;
+    let (emitter, import_metrics) = Emitter::capture("import");
+    let import = import.with_metrics(emitter);
     let (api, token) = api(run, &dep).await?;
     let bearer = format!("Bearer {token}");
     let day_sum = |v: u32| -> i64 { (0..48).map(|s| i64::from(v + s % 3)).sum() };
@@ -884,6 +897,12 @@ async fn seed004(run: &Run, checks: &mut Checks) -> anyhow::Result<Outcome> {
         daily_sums(&api, &bearer, &days).await?,
         want,
         "and changes no sum",
+    )?;
+    let sum = |m| import_metrics.sum(m).map_err(anyhow::Error::msg);
+    checks.equal(
+        (sum(ops::READINGS_STORED)?, sum(ops::ROWS_REJECTED)?),
+        (382.0, 4.0),
+        "the import's metric lines: (ReadingsStored, RowsRejected) over both puts",
     )?;
     Ok(Outcome {
         hydration,
