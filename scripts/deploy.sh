@@ -5,7 +5,7 @@
 #
 # Usage: scripts/deploy.sh [--dry-run] [--stack NAME] [--region REGION]
 #                          [--history dynamodb|timestream] [--code-bucket BUCKET]
-#                          [--api-auth AWS_IAM|NONE]
+#                          [--api-auth AWS_IAM|NONE] [--alarm-email ADDRESS]
 # --dry-run prints the commands it would run and needs neither the AWS CLI nor credentials.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,7 @@ region=${AWS_REGION:-${AWS_DEFAULT_REGION:-}}
 history=dynamodb
 code_bucket=
 api_auth=AWS_IAM
+alarm_email=
 
 die() { echo "deploy.sh: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
@@ -26,6 +27,7 @@ while [ $# -gt 0 ]; do
     --history) history=${2:?--history needs dynamodb or timestream}; shift ;;
     --code-bucket) code_bucket=${2:?--code-bucket needs a bucket}; shift ;;
     --api-auth) api_auth=${2:?--api-auth needs AWS_IAM or NONE}; shift ;;
+    --alarm-email) alarm_email=${2:?--alarm-email needs an address}; shift ;;
     -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
@@ -34,6 +36,9 @@ done
 case $history in dynamodb|timestream) ;; *) die "--history must be dynamodb or timestream" ;; esac
 case $api_auth in AWS_IAM|NONE) ;; *) die "--api-auth must be AWS_IAM or NONE" ;; esac
 [ -n "$region" ] || die "no region: pass --region or set AWS_REGION"
+if [ -n "$alarm_email" ] && ! [[ $alarm_email =~ ^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$ ]]; then
+  die "--alarm-email $alarm_email is not an email address"
+fi
 
 # Runs a command, or prints it in a dry run.
 run() {
@@ -67,7 +72,7 @@ echo "== upload the packages to s3://$code_bucket"
 if [ "$dry_run" = 1 ] || ! aws s3api head-bucket --bucket "$code_bucket" --region "$region" >/dev/null 2>&1; then
   run aws s3 mb "s3://$code_bucket" --region "$region"
 fi
-overrides=(HistoryStore="$history" CodeBucket="$code_bucket" ApiAuthType="$api_auth")
+overrides=(HistoryStore="$history" CodeBucket="$code_bucket" ApiAuthType="$api_auth" AlarmEmail="$alarm_email")
 while read -r name param; do
   zip=target/lambda/meter-fn-$name/bootstrap.zip
   if [ "$dry_run" = 1 ]; then

@@ -81,6 +81,7 @@ pub mod kind {
         Rule,
         TsDatabase,
         TsTable,
+        Topic,
         Other
     );
 }
@@ -111,6 +112,13 @@ impl<K> Handle<K> {
     }
     fn att(&self, attr: &str) -> Expr {
         Expr(json!({"Fn::GetAtt": [self.id, attr]}))
+    }
+}
+
+impl Handle<kind::Topic> {
+    /// The ARN (the topic's `Ref`).
+    pub fn arn(&self) -> Expr {
+        self.r()
     }
 }
 

@@ -89,6 +89,7 @@ pub fn function_id(function: &str) -> String {
 }
 
 const USE_TIMESTREAM: &str = "UseTimestream";
+const HAS_ALARM_EMAIL: &str = "HasAlarmEmail";
 const USE_DYNAMODB: &str = "UseDynamoDB";
 const API_PUBLIC: &str = "ApiIsPublic";
 const WEBHOOK_PUBLIC: &str = "WebhookIsPublic";
@@ -270,6 +271,13 @@ pub fn template(options: StackOptions) -> Template {
         json!({"Type": "String", "Default": names::DEFAULT_METRIC_NAMESPACE}),
     );
 
+    t.parameter("AlarmEmail", json!({"Type": "String", "Default": "", "AllowedPattern": "^$|^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$",
+        "ConstraintDescription": "an email address, or empty for none",
+        "Description": "Where the alarms are sent (AWS asks the address to confirm once). Empty: the alarms notify the stack's AlarmTopic only; subscribe anything to it later."}));
+    t.conditions.insert(
+        HAS_ALARM_EMAIL.into(),
+        json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}),
+    );
     t.conditions.insert(
         USE_TIMESTREAM.into(),
         json!({"Fn::Equals": [{"Ref": "HistoryStore"}, "timestream"]}),
@@ -751,7 +759,45 @@ pub fn template(options: StackOptions) -> Template {
     skip_checkov(t.resource(&webhook_url), "CKV_AWS_258",
         "mbed Connector cannot sign requests; the webhook authenticates its shared-secret header in constant time.");
 
-    // Alarms and a dashboard.
+    // Alarms, sent to one topic, and a dashboard.
+    let alarm_topic: Handle<kind::Topic> = t.add(
+        "AlarmTopic",
+        "AWS::SNS::Topic",
+        json!({"DisplayName": Expr::sub("meterflow ${AWS::StackName} alarms").into_value()}),
+    );
+    // CloudWatch cannot publish to a topic under the AWS-managed SNS key, and a key of our own
+    // costs more than the rest of an idle stack; the messages carry alarm names and values only.
+    skip_checkov(t.resource(&alarm_topic), "CKV_AWS_26",
+        "Alarm notifications carry alarm names and metric values, no data; CloudWatch cannot publish under the AWS-managed SNS key.");
+    t.add::<kind::Other>(
+        "AlarmTopicPolicy",
+        "AWS::SNS::TopicPolicy",
+        json!({
+            "Topics": [alarm_topic.arn().into_value()],
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Sid": "CloudWatchAlarmsOfThisAccount",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                    "Action": "sns:Publish",
+                    "Resource": alarm_topic.arn().into_value(),
+                    "Condition": {"StringEquals": {"aws:SourceAccount": Expr::pseudo("AWS::AccountId").into_value()}},
+                }],
+            },
+        }),
+    );
+    let subscription = t.add::<kind::Other>(
+        "AlarmEmailSubscription",
+        "AWS::SNS::Subscription",
+        json!({
+            "TopicArn": alarm_topic.arn().into_value(),
+            "Protocol": "email",
+            "Endpoint": Expr::param("AlarmEmail").into_value(),
+        }),
+    );
+    t.resource(&subscription).condition = Some(HAS_ALARM_EMAIL.into());
+    let notify = json!([alarm_topic.arn().into_value()]);
     for (id, q) in [
         ("FetchDlqAlarm", &fetch_dlq),
         ("ImportDlqAlarm", &import_dlq),
@@ -769,6 +815,7 @@ pub fn template(options: StackOptions) -> Template {
             "Threshold": 0,
             "ComparisonOperator": "GreaterThanThreshold",
             "TreatMissingData": "notBreaching",
+                "AlarmActions": notify,
         }));
     }
     let functions = [&enqueue, &fetch, &import, &webhook, &stream_metrics, &api];
@@ -787,6 +834,7 @@ pub fn template(options: StackOptions) -> Template {
                 "Threshold": 0,
                 "ComparisonOperator": "GreaterThanThreshold",
                 "TreatMissingData": "notBreaching",
+                "AlarmActions": notify,
             }),
         );
     }
@@ -807,6 +855,7 @@ pub fn template(options: StackOptions) -> Template {
                 "Threshold": threshold,
                 "ComparisonOperator": "GreaterThanThreshold",
                 "TreatMissingData": "notBreaching",
+                "AlarmActions": notify,
             }),
         );
         };
@@ -878,6 +927,7 @@ pub fn template(options: StackOptions) -> Template {
             "Threshold": 100,
             "ComparisonOperator": "GreaterThanThreshold",
             "TreatMissingData": "notBreaching",
+                "AlarmActions": notify,
         }),
     );
 

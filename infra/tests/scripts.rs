@@ -36,6 +36,8 @@ fn deploy_dry_run_prints_every_call_with_the_parameters() {
             "mf-test",
             "--history",
             "timestream",
+            "--alarm-email",
+            "ops@example.com",
         ],
     );
     assert!(ok, "{err}");
@@ -63,6 +65,7 @@ fn deploy_dry_run_prints_every_call_with_the_parameters() {
         "HistoryStore=timestream",
         "StreamMetricsCodeKey=lambda/stream-metrics-",
         "CodeBucket=mf-test-code-123456789012-eu-west-1",
+        "AlarmEmail=ops@example.com",
     ] {
         assert!(deploy.contains(part), "{part} missing from {deploy}");
     }
@@ -99,6 +102,20 @@ fn the_scripts_refuse_bad_input_clearly() {
     );
     assert!(
         !ok && err.contains("--history must be dynamodb or timestream"),
+        "{err}"
+    );
+    let (ok, _, err) = script(
+        "deploy.sh",
+        &[
+            "--dry-run",
+            "--region",
+            "x",
+            "--alarm-email",
+            "ops.example.com",
+        ],
+    );
+    assert!(
+        !ok && err.contains("--alarm-email ops.example.com is not an email address"),
         "{err}"
     );
     let (ok, _, err) = script("cleanup.sh", &["--region", "x", "--bogus"]);

@@ -337,7 +337,7 @@ fn role_of(resource: &str) -> Option<&'static str> {
 }
 
 #[test]
-fn the_alarms_and_dashboard_watch_metrics_the_functions_write() {
+fn the_alarms_notify_and_with_the_dashboard_watch_metrics_the_functions_write() {
     use contract::cloud::ops;
     let t = template(HistoryStore::DynamoDb);
     let r = t["Resources"].as_object().unwrap();
@@ -348,6 +348,8 @@ fn the_alarms_and_dashboard_watch_metrics_the_functions_write() {
         .filter(|(_, v)| v["Type"] == "AWS::CloudWatch::Alarm")
     {
         let p = &a["Properties"];
+        // Every alarm notifies someone: the topic, and the address when one is given.
+        assert_eq!(p["AlarmActions"], json!([{"Ref": "AlarmTopic"}]), "{id}");
         let mut metrics = vec![p.clone()];
         for q in p["Metrics"].as_array().into_iter().flatten() {
             if q["MetricStat"].is_object() {
@@ -391,6 +393,11 @@ fn the_alarms_and_dashboard_watch_metrics_the_functions_write() {
             watched.insert(("Dashboard".into(), m[1].as_str().unwrap().to_owned(), role));
         }
     }
+    assert_eq!(r["AlarmEmailSubscription"]["Condition"], "HasAlarmEmail");
+    assert_eq!(
+        r["AlarmEmailSubscription"]["Properties"]["Endpoint"],
+        json!({"Ref": "AlarmEmail"})
+    );
     assert!(lines >= 15, "{lines} dashboard lines");
     let in_alarms = watched.iter().filter(|(id, ..)| id != "Dashboard").count();
     assert!(in_alarms >= 11, "{in_alarms} alarm metrics");
