@@ -77,7 +77,7 @@ struct SeriesRow {
     measure: String,
     unit: String,
     kind: String,
-    count: u64,
+    count: Option<u64>,
     first: String,
     last: String,
 }
@@ -92,7 +92,7 @@ impl Row for SeriesRow {
             self.measure.clone(),
             self.unit.clone(),
             self.kind.clone(),
-            self.count.to_string(),
+            self.count.map_or_else(|| "-".to_owned(), |c| c.to_string()),
             self.first.clone(),
             self.last.clone(),
         ]

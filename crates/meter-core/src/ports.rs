@@ -249,8 +249,9 @@ pub struct SeriesInfo {
     pub unit: Unit,
     /// Its kind.
     pub kind: Kind,
-    /// How many readings are stored.
-    pub count: u64,
+    /// How many readings are stored, when the store can tell without reading them all
+    /// (DynamoDB cannot: counting a partition means reading it).
+    pub count: Option<u64>,
     /// The earliest reading's time.
     pub first: DateTime<Utc>,
     /// The latest reading's time.

@@ -174,7 +174,7 @@ impl ReadingReader for MemoryStore {
                 measure: measure.clone(),
                 unit: first.unit().clone(),
                 kind: first.kind(),
-                count: s.len() as u64,
+                count: Some(s.len() as u64),
                 first: first.time(),
                 last: last.time(),
             };

@@ -467,8 +467,8 @@ impl ReadingReader for DynamoReadings {
                 measure: first.measure().clone(),
                 unit: first.unit().clone(),
                 kind: first.kind(),
-                // Counting a DynamoDB partition means reading it; the count is left out (0).
-                count: 0,
+                // Counting a DynamoDB partition means reading it: not known.
+                count: None,
                 first: first.time(),
                 last: last.time(),
             };

@@ -502,7 +502,7 @@ impl SqliteStore {
                     measure: MeasureName::new(&measure).map_err(corrupt)?,
                     unit: Unit::parse(&unit).map_err(corrupt)?,
                     kind: kind.parse().map_err(corrupt)?,
-                    count: count as u64,
+                    count: Some(count as u64),
                     first: millis(first)?,
                     last: millis(last)?,
                 };

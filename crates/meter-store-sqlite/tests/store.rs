@@ -253,7 +253,7 @@ async fn meters_latest_and_before() {
     let meters = s.meters().await.unwrap();
     assert_eq!(meters.len(), 2);
     assert_eq!(meters[0].series.len(), 2);
-    assert_eq!(meters[0].series[1].count, 2);
+    assert_eq!(meters[0].series[1].count, Some(2));
     let a = MeterId::new("a").unwrap();
     assert_eq!(s.latest(Some(&a)).await.unwrap().len(), 2);
     let before = s
@@ -480,7 +480,7 @@ async fn series_counts_follow_inserts_not_rewrites() {
     .await
     .unwrap();
     let info = s.meter(&MeterId::new("m").unwrap()).await.unwrap().unwrap();
-    assert_eq!(info.series[0].count, 11);
+    assert_eq!(info.series[0].count, Some(11));
     assert_eq!(s.count_readings().unwrap(), 11);
 }
 
@@ -505,7 +505,7 @@ fn a_version_1_store_is_migrated_with_its_counts() {
     }
     let s = SqliteStore::open(&path).unwrap();
     let info = s.meters_sync(None).unwrap();
-    assert_eq!(info[0].series[0].count, 3);
+    assert_eq!(info[0].series[0].count, Some(3));
     drop(s);
     let c = rusqlite::Connection::open(&path).unwrap();
     let v: String = c

@@ -132,9 +132,11 @@ impl Table {
                         None if seed => Kind::Cumulative,
                         None => Kind::Gauge,
                     },
-                    count: get("n")?
-                        .parse()
-                        .map_err(|_| corrupt("count is not a number"))?,
+                    count: Some(
+                        get("n")?
+                            .parse()
+                            .map_err(|_| corrupt("count is not a number"))?,
+                    ),
                     first: parse_time(get("first")?)?,
                     last: parse_time(get("last")?)?,
                 },
