@@ -120,6 +120,9 @@ async fn readings_land_once_page_back_and_roll_up() {
         .all(|r| r.time() == start + Duration::minutes(4_999)));
     let meters = store.meters().await.unwrap();
     assert_eq!(meters[0].series.len(), 2);
+    // Known without reading the partition: its ends, not its size.
+    assert_eq!(meters[0].series[0].count, None);
+    assert_eq!(meters[0].series[0].first, start);
     // The ports' default rollup over this store: daily use of the counter is last minus first.
     let d = parse_date("2024-05-02").unwrap();
     let roll = store
