@@ -108,3 +108,32 @@ pub fn sqs_event(messages: &[aws_sdk_sqs::types::Message], queue_arn: &str) -> s
         .collect();
     serde_json::json!({ "Records": records })
 }
+
+/// The sum of a CloudWatch metric's hourly datapoints from `from` up to the end of the hour
+/// starting at `last_hour` (seed 002's presses: one metric per endpoint).
+pub async fn hourly_sum(
+    cw: &aws_sdk_cloudwatch::Client,
+    namespace: &str,
+    metric: &str,
+    from: chrono::DateTime<chrono::Utc>,
+    last_hour: chrono::DateTime<chrono::Utc>,
+) -> Result<
+    f64,
+    aws_sdk_cloudwatch::error::SdkError<
+        aws_sdk_cloudwatch::operation::get_metric_statistics::GetMetricStatisticsError,
+    >,
+> {
+    let stats = cw
+        .get_metric_statistics()
+        .namespace(namespace)
+        .metric_name(metric)
+        .start_time(aws_smithy_types::DateTime::from_secs(from.timestamp()))
+        .end_time(aws_smithy_types::DateTime::from_secs(
+            last_hour.timestamp() + 3600,
+        ))
+        .period(3600)
+        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .send()
+        .await?;
+    Ok(stats.datapoints().iter().filter_map(|d| d.sum()).sum())
+}

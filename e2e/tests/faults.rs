@@ -104,26 +104,27 @@ struct Figures {
     mismatches: Vec<String>,
 }
 
-/// A metric's sum, or 0 with the unreadable line recorded as a mismatch; a metric the
-/// contract does not list for the line's function is a mismatch too (the stack's alarms and
-/// dashboard would not see it).
-fn sum(captured: &Captured, metric: &str, mismatches: &mut Vec<String>) -> f64 {
-    for line in captured.lines() {
+/// The mismatches of lines that write a metric the contract does not list for their function
+/// (the stack's alarms and dashboard would not see it).
+fn unlisted(captured: &[&Captured]) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in captured.iter().flat_map(|c| c.lines()) {
         let Ok(m) = meter_lambda::metrics::read(&line) else {
-            continue;
+            continue; // reported by `sum`
         };
-        let role = m
-            .dimensions
-            .first()
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
+        let role = m.dimensions.first().map(|(_, v)| v.as_str()).unwrap_or("");
         for (name, _) in &m.values {
             let why = format!("{role} wrote {name}, which ops::WRITTEN_BY does not list");
-            if !ops::writes(&role, name) && !mismatches.contains(&why) {
-                mismatches.push(why);
+            if !ops::writes(role, name) && !out.contains(&why) {
+                out.push(why);
             }
         }
     }
+    out
+}
+
+/// A metric's sum, or 0 with the unreadable line recorded as a mismatch.
+fn sum(captured: &Captured, metric: &str, mismatches: &mut Vec<String>) -> f64 {
     captured.sum(metric).unwrap_or_else(|e| {
         mismatches.push(format!("unreadable metric line: {e}"));
         0.0
@@ -311,7 +312,7 @@ async fn import(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<Fi
     let sent = (METERS * PER_METER) as u64;
     let stored_n = stored.len() as u64;
     let rejected = report.as_ref().map_or(0, |r| r.rejected as u64);
-    let mut mismatches = Vec::new();
+    let mut mismatches = unlisted(&[&metrics]);
     let metric_retries = sum(&metrics, ops::AWS_RETRIES, &mut mismatches);
     let failed = sum(&metrics, ops::INVOCATIONS_FAILED, &mut mismatches);
     let stored_metric = sum(&metrics, ops::READINGS_STORED, &mut mismatches);
@@ -518,7 +519,7 @@ async fn fetch(
     }
     let sent = (entries_n * POINTS * 2) as u64;
     let stored = (history.len() + future.len()) as u64;
-    let mut mismatches = Vec::new();
+    let mut mismatches = unlisted(&[&enqueue_metrics, &fetch_metrics]);
     let metric_retries = sum(&enqueue_metrics, ops::AWS_RETRIES, &mut mismatches)
         + sum(&fetch_metrics, ops::AWS_RETRIES, &mut mismatches);
     let job_failures = sum(&fetch_metrics, ops::BATCH_ITEM_FAILURES, &mut mismatches);
@@ -695,25 +696,14 @@ async fn hook_shard(
             }
         }
     }
-    let stats = cw
-        .get_metric_statistics()
-        .namespace(names::DEFAULT_METRIC_NAMESPACE)
-        .metric_name(&ep)
-        .start_time(aws_smithy_types::DateTime::from_secs(
-            hour.timestamp() - 3600,
-        ))
-        .end_time(aws_smithy_types::DateTime::from_secs(
-            hour.timestamp() + 3600,
-        ))
-        .period(3600)
-        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
-        .send()
-        .await?;
-    in_metrics += stats
-        .datapoints()
-        .iter()
-        .filter_map(|d| d.sum())
-        .sum::<f64>();
+    in_metrics += e2e::hourly_sum(
+        &cw,
+        names::DEFAULT_METRIC_NAMESPACE,
+        &ep,
+        hour - chrono::Duration::hours(1),
+        hour,
+    )
+    .await?;
     Ok((counted, over, resent, stream_retries, in_metrics))
 }
 
@@ -773,7 +763,7 @@ async fn webhook(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<F
     if in_metrics < sent as f64 {
         bail!("CloudWatch sums {in_metrics} presses, {sent} were sent");
     }
-    let mut mismatches = Vec::new();
+    let mut mismatches = unlisted(&[&hook_metrics, &stream_metrics]);
     let metric_retries = sum(&hook_metrics, ops::AWS_RETRIES, &mut mismatches)
         + sum(&stream_metrics, ops::AWS_RETRIES, &mut mismatches);
     let server_errors = sum(&hook_metrics, ops::SERVER_ERRORS, &mut mismatches);

@@ -665,21 +665,9 @@ async fn seed002(run: &Run, checks: &mut Checks) -> anyhow::Result<Outcome> {
     let from = hour - chrono::Duration::hours(1);
     let mut hydration = Duration::ZERO;
     for (ep, want) in [(&b1, 5.0), (&b2, 1.0)] {
-        let stats = cw
-            .get_metric_statistics()
-            .namespace(&namespace)
-            .metric_name(ep)
-            .start_time(aws_smithy_types::DateTime::from_secs(from.timestamp()))
-            .end_time(aws_smithy_types::DateTime::from_secs(
-                hour.timestamp() + 3600,
-            ))
-            .period(3600)
-            .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
-            .send()
-            .await?;
+        let sum = e2e::hourly_sum(&cw, &namespace, ep, from, hour).await?;
         hydration = start.elapsed();
         // Presses made across an hour boundary are two hours' sums; together they are all.
-        let sum: f64 = stats.datapoints().iter().filter_map(|d| d.sum()).sum();
         checks.equal(
             sum,
             want,

@@ -888,12 +888,17 @@ pub fn template(options: StackOptions) -> Template {
     );
     // Retries across every function: sustained throttling means the tables' capacity or the
     // mappings' concurrency needs a look. One alarm over a sum rather than six.
+    // Metric-math ids: lower case and alphanumeric.
+    let ids: Vec<String> = names::FUNCTIONS
+        .iter()
+        .map(|n| format!("r{}", n.replace('-', "")))
+        .collect();
     let mut retry_queries: Vec<Value> = functions
         .iter()
-        .zip(names::FUNCTIONS)
-        .map(|(f, name)| {
+        .zip(&ids)
+        .map(|(f, id)| {
             json!({
-                "Id": format!("r{}", name.replace('-', "")),
+                "Id": id,
                 "ReturnData": false,
                 "MetricStat": {
                     "Metric": {
@@ -906,10 +911,6 @@ pub fn template(options: StackOptions) -> Template {
                 },
             })
         })
-        .collect();
-    let ids: Vec<String> = names::FUNCTIONS
-        .iter()
-        .map(|n| format!("r{}", n.replace('-', "")))
         .collect();
     retry_queries.push(json!({
         "Id": "retries",

@@ -216,8 +216,7 @@ async fn forward(State(s): State<Arc<ProxyState>>, req: Request) -> Response {
         .headers
         .get("amz-sdk-request")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').find_map(|p| p.trim().strip_prefix("attempt=")))
-        .and_then(|n| n.parse::<u32>().ok());
+        .and_then(meter_aws::tally::attempt_of);
     if attempt.is_some_and(|a| a > 1) {
         s.counts.retried.fetch_add(1, Ordering::Relaxed);
     }
