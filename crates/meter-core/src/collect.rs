@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::decode::Rejected;
+use crate::decode::Rejection;
 use crate::ports::{write_all, BoxError, MeterRegistry, ReadingWriter, RegistryEntry, StoreError};
 use crate::reading::Reading;
 
@@ -72,7 +72,7 @@ pub struct Collected {
     /// Readings from now on (forecasts): they go to the forecast store.
     pub forecasts: Vec<Reading>,
     /// Records the source answered but that could not become readings.
-    pub rejected: Vec<Rejected>,
+    pub rejected: Vec<Rejection>,
 }
 
 impl Collected {

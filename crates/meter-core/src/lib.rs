@@ -2,8 +2,8 @@
 //!
 //! It holds the validated reading types ([`Reading`] and its parts), time parsing and rollups in an
 //! IANA time zone ([`rollup`]), the ports every backend implements ([`ports`]), streaming decoders
-//! for every input format the seed systems used ([`decode`]), batching to backend request limits
-//! ([`batch`]), and the names shared by the code and the deployment template ([`contract`]).
+//! for every input format the seed systems used ([`decode`]), the one ingest pipeline from decoder
+//! to store to report ([`ingest`]), batching to backend request limits ([`batch`]), and the names shared by the code and the deployment template ([`contract`]).
 //!
 //! It knows nothing of AWS, HTTP clients or databases: adapters depend on it, never the reverse.
 #![deny(missing_docs)]
@@ -12,6 +12,7 @@ pub mod batch;
 pub mod collect;
 pub mod contract;
 pub mod decode;
+pub mod ingest;
 pub mod metrics;
 pub mod ports;
 pub mod reading;

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use meter_core::collect::{Collected, Source, SourceError};
-use meter_core::decode::Rejected;
+use meter_core::decode::Rejection;
 use meter_core::ports::{RegistryEntry, SecretStore};
 use meter_core::time::{parse_instant, TimeFormat};
 use meter_core::{contract, Kind, MeasureName, Reading, SourceName, Unit};
@@ -238,12 +238,8 @@ impl Source for HttpJsonSource {
         let mut readings = Vec::with_capacity(items.len());
         let mut rejected = Vec::new();
         for (i, item) in items.iter().enumerate() {
-            let reject = |f: &str, reason: String| Rejected {
-                file: file.clone(),
-                line: i as u64 + 1,
-                field: Some(f.to_owned()),
-                reason,
-                raw: short(&item.to_string()),
+            let reject = |f: &str, reason: String| {
+                Rejection::decode(&file, i as u64 + 1, Some(f), reason, &item.to_string())
             };
             let time = match field(item, time_field) {
                 Some(Value::Number(n)) => parse_instant(&n.to_string(), time_format, zone),

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use meter_core::collect::{Collected, Source, SourceError};
 use meter_core::decode::sst::SstCountersDecoder;
-use meter_core::decode::{DecodeOptions, Rejected};
+use meter_core::decode::{DecodeOptions, Rejection};
 use meter_core::ports::{ReadingReader, RegistryEntry, SecretStore};
 use meter_core::{contract, MeterId, Reading, SourceName, Tags};
 use reqwest::StatusCode;
@@ -465,7 +465,7 @@ impl SstClient {
         &self,
         house: i64,
         now: DateTime<Utc>,
-    ) -> Result<(Vec<Reading>, Vec<Rejected>), SstError> {
+    ) -> Result<(Vec<Reading>, Vec<Rejection>), SstError> {
         match self
             .counters_at(&format!("/houses/{house}/counters/"), house, now)
             .await
@@ -490,7 +490,7 @@ impl SstClient {
         path: &str,
         house: i64,
         now: DateTime<Utc>,
-    ) -> Result<(Vec<Reading>, Vec<Rejected>), SstError> {
+    ) -> Result<(Vec<Reading>, Vec<Rejection>), SstError> {
         let bytes = self.get(path).await?;
         let mut options = DecodeOptions::new(&format!("GET {path}"));
         options.received_at = now;
@@ -644,13 +644,15 @@ impl Source for SstSource {
                     None => out.readings.push(r),
                     Some(reason) => {
                         tracing::warn!(meter = %r.meter(), value = r.value(), reason = %reason, "Flagged a reading.");
-                        out.rejected.push(Rejected {
-                            file: format!("GET /houses/{house}/counters/").into(),
-                            line: 0,
-                            field: Some("value".into()),
+                        let file = Arc::from(format!("GET /houses/{house}/counters/"));
+                        let raw = serde_json::to_string(&r).unwrap_or_default();
+                        out.rejected.push(Rejection::decode(
+                            &file,
+                            0,
+                            Some("value"),
                             reason,
-                            raw: serde_json::to_string(&r).unwrap_or_default(),
-                        });
+                            &raw,
+                        ));
                     }
                 }
             }

@@ -12,7 +12,7 @@
 
 use std::io::BufRead;
 
-use super::{parse_number, record_text, skip_bom, DecodeOptions, Decoded, Rejected, FATAL_PREFIX};
+use super::{parse_number, record_text, skip_bom, DecodeOptions, Decoded, Rejection};
 use crate::reading::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
 use crate::time::InstantParser;
 
@@ -184,7 +184,7 @@ pub struct LongCsvDecoder<R> {
     options: DecodeOptions,
     columns: Option<Columns>,
     record: csv::ByteRecord,
-    fatal: Option<Rejected>,
+    fatal: Option<Rejection>,
     done: bool,
     measure: MeasureName,
     unit: Unit,
@@ -234,13 +234,7 @@ impl<R: BufRead> LongCsvDecoder<R> {
     }
 
     fn set_fatal(&mut self, line: u64, reason: String) {
-        self.fatal = Some(Rejected::new(
-            &self.options.file,
-            line,
-            None,
-            format!("{FATAL_PREFIX}{reason}"),
-            &record_text(&self.record),
-        ));
+        self.fatal = Some(Rejection::unreadable(&self.options.file, line, reason, &record_text(&self.record)));
         self.done = true;
     }
 
@@ -262,10 +256,10 @@ impl<R: BufRead> LongCsvDecoder<R> {
         }
     }
 
-    fn reject(&self, col: Option<usize>, reason: impl std::fmt::Display) -> Rejected {
+    fn reject(&self, col: Option<usize>, reason: impl std::fmt::Display) -> Rejection {
         let line = self.record.position().map_or(0, |p| p.line());
         let field = col.and_then(|i| self.columns.as_ref().map(|c| c.names[i].as_str()));
-        Rejected::new(
+        Rejection::decode(
             &self.options.file,
             line,
             field,
@@ -384,6 +378,12 @@ impl<R: BufRead> LongCsvDecoder<R> {
     }
 }
 
+impl<R: BufRead + Send> super::Decoder for LongCsvDecoder<R> {
+    fn line(&self) -> u64 {
+        self.record.position().map_or(0, |p| p.line())
+    }
+}
+
 impl<R: BufRead> Iterator for LongCsvDecoder<R> {
     type Item = Decoded;
 
@@ -421,7 +421,7 @@ mod tests {
     use crate::time::TimeFormat;
     use chrono_tz::Tz;
 
-    fn decode_with(text: &str, opts: DecodeOptions) -> (Vec<Reading>, Vec<Rejected>) {
+    fn decode_with(text: &str, opts: DecodeOptions) -> (Vec<Reading>, Vec<Rejection>) {
         let (mut ok, mut bad) = (Vec::new(), Vec::new());
         for item in LongCsvDecoder::new(text.as_bytes(), opts) {
             match item {
@@ -432,7 +432,7 @@ mod tests {
         (ok, bad)
     }
 
-    fn decode(text: &str) -> (Vec<Reading>, Vec<Rejected>) {
+    fn decode(text: &str) -> (Vec<Reading>, Vec<Rejection>) {
         decode_with(text, DecodeOptions::new("l.csv"))
     }
 
@@ -469,7 +469,7 @@ mod tests {
         assert_eq!(bad[0].field.as_deref(), Some("ts"));
     }
 
-    fn one_bad(line: &str) -> Rejected {
+    fn one_bad(line: &str) -> Rejection {
         let text = format!("meter,time,value,unit,kind\n{line}\n");
         let (ok, bad) = decode(&text);
         assert!(ok.is_empty());

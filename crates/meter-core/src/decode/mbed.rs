@@ -12,7 +12,7 @@ use std::sync::Arc;
 use base64::Engine;
 use serde_json::Value;
 
-use super::{read_bounded_json, DecodeOptions, Decoded, Rejected, FATAL_PREFIX};
+use super::{read_bounded_json, DecodeOptions, Decoded, Rejection};
 use crate::reading::{Kind, MeasureName, MeterId, Reading, Unit};
 
 /// The IPSO Digital Input counter resource: the button-press counter of mbed-os-example-client.
@@ -68,27 +68,18 @@ impl Notification {
 
 /// Validates every notification of a parsed body. Element `i` is reported as line `i + 1`, with
 /// the field path (`notifications[3].payload`).
-pub fn parse_notifications(body: &Value, file: &Arc<str>) -> Vec<Result<Notification, Rejected>> {
+pub fn parse_notifications(body: &Value, file: &Arc<str>) -> Vec<Result<Notification, Rejection>> {
     let Some(obj) = body.as_object() else {
-        return vec![Err(Rejected::new(
-            file,
-            1,
-            None,
-            format!("{FATAL_PREFIX}the body is not a JSON object"),
-            &body.to_string(),
-        ))];
+        return vec![Err(Rejection::unreadable(file, 1, "the body is not a JSON object", &body.to_string()))];
     };
     let list = match obj.get("notifications") {
         None | Some(Value::Null) => return Vec::new(),
         Some(Value::Array(list)) => list,
         Some(other) => {
-            return vec![Err(Rejected::new(
-                file,
-                1,
-                Some("notifications"),
-                format!("{FATAL_PREFIX}notifications is not a list"),
-                &other.to_string(),
-            ))]
+            return vec![Err(Rejection {
+                field: Some("notifications".into()),
+                ..Rejection::unreadable(file, 1, "notifications is not a list", &other.to_string())
+            })]
         }
     };
     list.iter()
@@ -97,11 +88,11 @@ pub fn parse_notifications(body: &Value, file: &Arc<str>) -> Vec<Result<Notifica
         .collect()
 }
 
-fn parse_one(n: &Value, i: usize, file: &Arc<str>) -> Result<Notification, Rejected> {
+fn parse_one(n: &Value, i: usize, file: &Arc<str>) -> Result<Notification, Rejection> {
     let line = i as u64 + 1;
     let raw = n.to_string();
     let reject = |field: &str, reason: String| {
-        Err(Rejected::new(
+        Err(Rejection::decode(
             file,
             line,
             Some(&format!("notifications[{i}].{field}")),
@@ -110,7 +101,7 @@ fn parse_one(n: &Value, i: usize, file: &Arc<str>) -> Result<Notification, Rejec
         ))
     };
     let Some(obj) = n.as_object() else {
-        return Err(Rejected::new(
+        return Err(Rejection::decode(
             file,
             line,
             Some(&format!("notifications[{i}]")),
@@ -161,19 +152,14 @@ fn parse_one(n: &Value, i: usize, file: &Arc<str>) -> Result<Notification, Rejec
 #[derive(Debug)]
 pub struct MbedDecoder {
     items: std::vec::IntoIter<Decoded>,
+    yielded: u64,
 }
 
 impl MbedDecoder {
     /// Reads and validates the body.
     pub fn new<R: BufRead>(reader: R, options: DecodeOptions) -> Self {
         let items = match read_bounded_json(reader) {
-            Err(reason) => vec![Err(Rejected::new(
-                &options.file,
-                1,
-                None,
-                format!("{FATAL_PREFIX}{reason}"),
-                "",
-            ))],
+            Err(reason) => vec![Err(Rejection::unreadable(&options.file, 1, reason, ""))],
             Ok(body) => parse_notifications(&body, &options.file)
                 .into_iter()
                 .enumerate()
@@ -182,6 +168,7 @@ impl MbedDecoder {
         };
         Self {
             items: items.into_iter(),
+            yielded: 0,
         }
     }
 }
@@ -189,7 +176,7 @@ impl MbedDecoder {
 fn to_reading(n: &Notification, i: usize, options: &DecodeOptions) -> Decoded {
     let field = format!("notifications[{i}].payload");
     let reject = |reason: String| {
-        Rejected::new(
+        Rejection::decode(
             &options.file,
             i as u64 + 1,
             Some(&field),
@@ -228,10 +215,18 @@ fn to_reading(n: &Notification, i: usize, options: &DecodeOptions) -> Decoded {
     .map_err(|e| reject(e.to_string()))
 }
 
+impl super::Decoder for MbedDecoder {
+    fn line(&self) -> u64 {
+        self.yielded
+    }
+}
+
 impl Iterator for MbedDecoder {
     type Item = Decoded;
     fn next(&mut self) -> Option<Decoded> {
-        self.items.next()
+        let item = self.items.next()?;
+        self.yielded += 1;
+        Some(item)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Streaming decoders for every input format of the seed systems.
 //!
 //! Each decoder reads from any [`BufRead`], keeps one record in memory at a time, and yields
-//! [`Decoded`] items: a valid [`Reading`], or a [`Rejected`] record that says where (file, line,
+//! [`Decoded`] items: a valid [`Reading`], or a [`Rejection`] that says where (file, line,
 //! field), why, and what the original text was. A bad record never stops the good ones after it;
 //! only a header that makes the whole file unreadable ends a decoder early (after saying so).
 //!
@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
+pub use crate::ingest::{Decoder, Rejection};
 use crate::reading::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
 use crate::time::TimeFormat;
 
@@ -37,74 +38,10 @@ pub const MAX_RAW: usize = 1024;
 /// The largest JSON document (mbed body, SST response, one Pi object) read into memory.
 pub const MAX_JSON_BYTES: u64 = 8 * 1024 * 1024;
 
-/// A record that could not become a reading.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Rejected {
-    /// The file, object key or request it came from.
-    pub file: Arc<str>,
-    /// The 1-based line of a text record, or element number inside a JSON document.
-    pub line: u64,
-    /// The column or JSON field at fault, when one is.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// Why it was rejected.
-    pub reason: String,
-    /// The original text (at most [`MAX_RAW`] bytes).
-    pub raw: String,
-}
-
-impl Rejected {
-    pub(crate) fn new(
-        file: &Arc<str>,
-        line: u64,
-        field: Option<&str>,
-        reason: impl fmt::Display,
-        raw: &str,
-    ) -> Self {
-        Self {
-            file: file.clone(),
-            line,
-            field: field.map(str::to_owned),
-            reason: bounded(reason.to_string()),
-            raw: truncate(raw, MAX_RAW).to_owned(),
-        }
-    }
-
-    /// Whether the whole input was unreadable (its header or structure), not just this record.
-    pub fn is_fatal(&self) -> bool {
-        self.line == 0 || self.reason.starts_with(FATAL_PREFIX)
-    }
-}
-
-/// Prefix of the reason of a rejection that ended a decoder.
-pub(crate) const FATAL_PREFIX: &str = "unreadable input: ";
-
-impl fmt::Display for Rejected {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)?;
-        if let Some(field) = &self.field {
-            write!(f, " [{field}]")?;
-        }
-        write!(f, ": {}", self.reason)
-    }
-}
-
 /// One decoder output.
-pub type Decoded = Result<Reading, Rejected>;
+pub type Decoded = Result<Reading, Rejection>;
 
-/// A reason cut to [`MAX_RAW`] bytes: reasons quote the offending value, and a hostile 30 MB
-/// cell must not become a 30 MB report line or log line.
-fn bounded(mut reason: String) -> String {
-    if reason.len() > MAX_RAW {
-        let total = reason.len();
-        let keep = truncate(&reason, MAX_RAW).len();
-        reason.truncate(keep);
-        reason.push_str(&format!("... ({total} bytes in all)"));
-    }
-    reason
-}
-
-fn truncate(s: &str, max: usize) -> &str {
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
@@ -205,8 +142,13 @@ impl fmt::Display for Format {
     }
 }
 
+/// A format name that is not one of [`Format`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown format {0:?}: use wide-csv, long-csv, pi-json, mbed or sst")]
+pub struct UnknownFormat(pub String);
+
 impl FromStr for Format {
-    type Err = String;
+    type Err = UnknownFormat;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "wide-csv" | "wide" => Ok(Self::WideCsv),
@@ -214,16 +156,40 @@ impl FromStr for Format {
             "pi-json" | "pi" => Ok(Self::PiJson),
             "mbed" => Ok(Self::Mbed),
             "sst" | "sst-counters" => Ok(Self::SstCounters),
-            other => Err(format!(
-                "unknown format {other:?}: use wide-csv, long-csv, pi-json, mbed or sst"
-            )),
+            other => Err(UnknownFormat(other.to_owned())),
         }
     }
 }
 
+/// Why an input's format could not be told.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    /// Nothing to read, and the name has no telling extension.
+    #[error("{name}: empty, and its name does not tell the format")]
+    Empty {
+        /// The input's name.
+        name: String,
+    },
+    /// JSON of a shape no decoder reads.
+    #[error("{name}: JSON, but not a Pi logger object, an mbed notification body or an SST counter list")]
+    UnknownJson {
+        /// The input's name.
+        name: String,
+    },
+    /// The first bytes could not be read.
+    #[error("cannot read {name}: {source}")]
+    Read {
+        /// The input's name.
+        name: String,
+        /// The reader's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Recognises a format from the first bytes of the content (at least the first line), using
 /// the name's extension only when the content says nothing (an empty file).
-pub fn detect(name: &str, head: &[u8]) -> Result<Format, String> {
+pub fn detect(name: &str, head: &[u8]) -> Result<Format, DetectError> {
     let head = strip_bom(head);
     let text = String::from_utf8_lossy(&head[..head.len().min(64 * 1024)]);
     let trimmed = text.trim_start();
@@ -234,9 +200,9 @@ pub fn detect(name: &str, head: &[u8]) -> Result<Format, String> {
         } else if lower_name.ends_with(".json") || lower_name.ends_with(".jsonl") {
             Ok(Format::PiJson)
         } else {
-            Err(format!(
-                "{name}: empty, and its name does not tell the format"
-            ))
+            Err(DetectError::Empty {
+                name: name.to_owned(),
+            })
         };
     }
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
@@ -254,9 +220,9 @@ pub fn detect(name: &str, head: &[u8]) -> Result<Format, String> {
         {
             return Ok(Format::PiJson);
         }
-        return Err(format!(
-            "{name}: JSON, but not a Pi logger object, an mbed notification body or an SST counter list"
-        ));
+        return Err(DetectError::UnknownJson {
+            name: name.to_owned(),
+        });
     }
     let first_line = trimmed.lines().next().unwrap_or("");
     if wide_csv::looks_like_header(first_line) {
@@ -264,6 +230,26 @@ pub fn detect(name: &str, head: &[u8]) -> Result<Format, String> {
     } else {
         Ok(Format::LongCsv)
     }
+}
+
+/// The decoder for an input: of `format` when the caller forces one, else of the format its
+/// first bytes show. `options.file` names the input in rejections and errors.
+pub fn open<'a, R: BufRead + Send + 'a>(
+    mut reader: R,
+    format: Option<Format>,
+    options: DecodeOptions,
+) -> Result<(Format, Box<dyn Decoder + 'a>), DetectError> {
+    let format = match format {
+        Some(f) => f,
+        None => {
+            let head = reader.fill_buf().map_err(|source| DetectError::Read {
+                name: options.file.to_string(),
+                source,
+            })?;
+            detect(&options.file, head)?
+        }
+    };
+    Ok((format, decoder(format, reader, options)))
 }
 
 fn strip_bom(b: &[u8]) -> &[u8] {
@@ -284,7 +270,7 @@ pub fn decoder<'a, R: BufRead + Send + 'a>(
     format: Format,
     reader: R,
     options: DecodeOptions,
-) -> Box<dyn Iterator<Item = Decoded> + Send + 'a> {
+) -> Box<dyn Decoder + 'a> {
     match format {
         Format::WideCsv => Box::new(wide_csv::WideCsvDecoder::new(reader, options)),
         Format::LongCsv => Box::new(long_csv::LongCsvDecoder::new(reader, options)),
@@ -448,7 +434,7 @@ mod tests {
             ("d.csv", "", Format::LongCsv),
         ];
         for (name, head, want) in cases {
-            assert_eq!(detect(name, head.as_bytes()), Ok(want), "{name}: {head:?}");
+            assert_eq!(detect(name, head.as_bytes()).unwrap(), want, "{name}: {head:?}");
         }
         assert!(detect("e.json", b"{\"foo\": 1}").is_err());
         assert!(detect("e.bin", b"").is_err());

@@ -10,7 +10,7 @@ use std::io::BufRead;
 
 use serde_json::Value;
 
-use super::{read_line_bounded, skip_bom, DecodeOptions, Decoded, LineRead, Rejected};
+use super::{read_line_bounded, skip_bom, DecodeOptions, Decoded, LineRead, Rejection};
 use crate::reading::{Kind, MeterId, Reading, Unit};
 use crate::time::{parse_instant, TimeFormat};
 
@@ -63,9 +63,9 @@ impl<R: BufRead> PiJsonDecoder<R> {
         }
     }
 
-    fn reject(&self, line: u64, field: Option<&str>, reason: impl std::fmt::Display) -> Rejected {
+    fn reject(&self, line: u64, field: Option<&str>, reason: impl std::fmt::Display) -> Rejection {
         let raw = String::from_utf8_lossy(&self.buf);
-        Rejected::new(&self.options.file, line, field, reason, raw.trim_end())
+        Rejection::decode(&self.options.file, line, field, reason, raw.trim_end())
     }
 
     fn decode_object(&self, v: &Value, line: u64) -> Decoded {
@@ -73,7 +73,7 @@ impl<R: BufRead> PiJsonDecoder<R> {
             return Err(self.reject(line, None, "expected a JSON object"));
         };
         let number =
-            |key: &str| -> Result<Option<f64>, Rejected> {
+            |key: &str| -> Result<Option<f64>, Rejection> {
                 match obj.get(key) {
                     None | Some(Value::Null) => Ok(None),
                     Some(Value::Number(n)) => Ok(n.as_f64()),
@@ -157,6 +157,12 @@ impl<R: BufRead> PiJsonDecoder<R> {
         )
         .map(|r| r.with_tags(self.options.tags.clone()))
         .map_err(|e| self.reject(line, Some("timestamp"), e))
+    }
+}
+
+impl<R: BufRead + Send> super::Decoder for PiJsonDecoder<R> {
+    fn line(&self) -> u64 {
+        self.start_line
     }
 }
 

@@ -12,7 +12,7 @@ use std::io::BufRead;
 use chrono::{DurationRound, TimeDelta};
 use serde_json::Value;
 
-use super::{read_bounded_json, DecodeOptions, Decoded, Rejected, FATAL_PREFIX};
+use super::{read_bounded_json, DecodeOptions, Decoded, Rejection};
 use crate::reading::{Kind, MeterId, Reading, Unit};
 
 /// The measure of water counters (seed 000's measure name).
@@ -30,6 +30,7 @@ pub fn meter_id(counter_id: i64) -> Option<MeterId> {
 #[derive(Debug)]
 pub struct SstCountersDecoder {
     items: std::vec::IntoIter<Decoded>,
+    yielded: u64,
 }
 
 impl SstCountersDecoder {
@@ -53,25 +54,20 @@ impl SstCountersDecoder {
         };
         Self {
             items: items.into_iter(),
+            yielded: 0,
         }
     }
 }
 
 fn fatal(options: &DecodeOptions, reason: String) -> Decoded {
-    Err(Rejected::new(
-        &options.file,
-        1,
-        None,
-        format!("{FATAL_PREFIX}{reason}"),
-        "",
-    ))
+    Err(Rejection::unreadable(&options.file, 1, reason, ""))
 }
 
 fn counter(c: &Value, i: usize, options: &DecodeOptions) -> Decoded {
     let line = i as u64 + 1;
     let raw = c.to_string();
     let reject = |field: Option<&str>, reason: String| {
-        Err(Rejected::new(&options.file, line, field, reason, &raw))
+        Err(Rejection::decode(&options.file, line, field, reason, &raw))
     };
     let Some(obj) = c.as_object() else {
         return reject(None, "a counter must be a JSON object".into());
@@ -116,10 +112,10 @@ fn counter(c: &Value, i: usize, options: &DecodeOptions) -> Decoded {
         return reject(Some("id"), format!("{id} cannot name a meter"));
     };
     let mut tags = options.tags.clone();
-    let mut add = |k: &str, v: &str| -> Result<(), Rejected> {
+    let mut add = |k: &str, v: &str| -> Result<(), Rejection> {
         tags = tags
             .with(k, v)
-            .map_err(|e| Rejected::new(&options.file, line, Some(k), e, &raw))?;
+            .map_err(|e| Rejection::decode(&options.file, line, Some(k), e, &raw))?;
         Ok(())
     };
     let extra = [("line", int("line")), ("device", int("device"))];
@@ -147,13 +143,21 @@ fn counter(c: &Value, i: usize, options: &DecodeOptions) -> Decoded {
         options.source_or(DEFAULT_SOURCE),
     )
     .map(|r| r.with_tags(tags))
-    .map_err(|e| Rejected::new(&options.file, line, Some("value"), e, &raw))
+    .map_err(|e| Rejection::decode(&options.file, line, Some("value"), e, &raw))
+}
+
+impl super::Decoder for SstCountersDecoder {
+    fn line(&self) -> u64 {
+        self.yielded
+    }
 }
 
 impl Iterator for SstCountersDecoder {
     type Item = Decoded;
     fn next(&mut self) -> Option<Decoded> {
-        self.items.next()
+        let item = self.items.next()?;
+        self.yielded += 1;
+        Some(item)
     }
 }
 

@@ -12,7 +12,7 @@ use std::io::BufRead;
 
 use chrono::{NaiveDate, NaiveTime};
 
-use super::{parse_number, record_text, skip_bom, DecodeOptions, Decoded, Rejected, FATAL_PREFIX};
+use super::{parse_number, record_text, skip_bom, DecodeOptions, Decoded, Rejection};
 use crate::reading::{Kind, MeasureName, MeterId, Reading, SourceName, Unit};
 use crate::time::{local_to_utc, parse_date};
 
@@ -94,13 +94,7 @@ impl<R: BufRead> WideCsvDecoder<R> {
 
     fn fatal(&mut self, line: u64, reason: String) {
         let raw = record_text(&self.record);
-        self.pending.push_back(Err(Rejected::new(
-            &self.options.file,
-            line,
-            None,
-            format!("{FATAL_PREFIX}{reason}"),
-            &raw,
-        )));
+        self.pending.push_back(Err(Rejection::unreadable(&self.options.file, line, reason, &raw)));
         self.done = true;
     }
 
@@ -161,7 +155,7 @@ impl<R: BufRead> WideCsvDecoder<R> {
         let line = self.record.position().map_or(0, |p| p.line());
         let record = &self.record;
         let reject = |field: Option<&str>, reason: String| {
-            Err(Rejected::new(
+            Err(Rejection::decode(
                 file,
                 line,
                 field,
@@ -236,6 +230,12 @@ impl<R: BufRead> WideCsvDecoder<R> {
     }
 }
 
+impl<R: BufRead + Send> super::Decoder for WideCsvDecoder<R> {
+    fn line(&self) -> u64 {
+        self.record.position().map_or(0, |p| p.line())
+    }
+}
+
 impl<R: BufRead> Iterator for WideCsvDecoder<R> {
     type Item = Decoded;
 
@@ -290,7 +290,7 @@ mod tests {
         r
     }
 
-    fn decode(text: &str) -> (Vec<Reading>, Vec<Rejected>) {
+    fn decode(text: &str) -> (Vec<Reading>, Vec<Rejection>) {
         let d = WideCsvDecoder::new(text.as_bytes(), DecodeOptions::new("t.csv"));
         let mut ok = Vec::new();
         let mut bad = Vec::new();
@@ -333,7 +333,7 @@ mod tests {
         assert_eq!(ok[0].value(), 1.5);
     }
 
-    fn one_bad(line: &str) -> Rejected {
+    fn one_bad(line: &str) -> Rejection {
         let text = format!("{}\n{}\n", header(), line);
         let (_, bad) = decode(&text);
         assert_eq!(bad.len(), 1, "{bad:?}");
