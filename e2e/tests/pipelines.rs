@@ -862,7 +862,7 @@ async fn seed004(run: &Run, checks: &mut Checks) -> anyhow::Result<Outcome> {
         .await
         .with_context(|| format!("no quarantine report at {report_key}"))?;
     let q: Value = serde_json::from_slice(&q.body.collect().await?.into_bytes())?;
-    let lines: Vec<i64> = q["rows"]
+    let lines: Vec<i64> = q["rejections"]
         .as_array()
         .into_iter()
         .flatten()

@@ -3,8 +3,9 @@
 //! - [`SqsJobs`]: fetch jobs to SQS with SendMessageBatch (10 entries, 1 MiB), failed entries
 //!   retried with backoff, then reported;
 //! - [`CloudWatchMetrics`]: the `MetricPublisher` port over PutMetricData (1,000 values a request);
-//! - [`S3Objects`]: objects streamed into the (synchronous) decoders through a bounded channel, so
-//!   a 1 GB object is never in memory, and quarantine reports written next to their object.
+//! - [`S3Objects`]: the `ObjectStore` port over S3: objects streamed into the (synchronous)
+//!   decoders through a bounded channel, so a 1 GB object is never in memory; reports and resume
+//!   markers written next to their object.
 
 use std::io::Read;
 use std::time::Duration;
@@ -17,7 +18,12 @@ use meter_core::batch::{
     Batcher, Limits, CLOUDWATCH_MAX_METRICS, SQS_MAX_BATCH, SQS_MAX_PAYLOAD_BYTES,
 };
 use meter_core::collect::FetchJob;
-use meter_core::ports::{ItemFailure, MetricDatum, MetricPublisher, StoreError, WriteReport};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::config::http::HttpResponse;
+use meter_core::ports::{
+    Cursor, GetObject, ItemFailure, KeyPage, MetricDatum, MetricPublisher, ObjectBody, ObjectError,
+    ObjectStore, StoreError, WriteReport,
+};
 
 /// SQS fetch-job queue.
 #[derive(Debug, Clone)]
@@ -344,36 +350,67 @@ impl S3Objects {
         Self::new(aws_sdk_s3::Client::from_conf(conf))
     }
 
-    /// Opens an object for streaming; returns the reader and the object's size.
-    pub async fn open(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> Result<(ObjectReader, Option<i64>), StoreError> {
-        let (reader, size, _) = self.open_if(bucket, key, None).await?;
-        Ok((reader, size))
+    fn get_error<E>(bucket: &str, key: &str, what: &GetObject, e: SdkError<E, HttpResponse>) -> ObjectError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        // Classified by the service's error code and status, never by the message's text.
+        let status = match &e {
+            SdkError::ServiceError(s) => Some(s.raw().status().as_u16()),
+            _ => None,
+        };
+        match (e.code(), status, &what.if_version) {
+            (Some("PreconditionFailed"), _, Some(version)) | (_, Some(412), Some(version)) => {
+                ObjectError::VersionChanged {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                    version: version.clone(),
+                }
+            }
+            (Some("NoSuchKey"), _, _) | (_, Some(404), _) => ObjectError::NotFound {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            },
+            _ => store_error("S3", &format!("GetObject s3://{bucket}/{key}"), e).into(),
+        }
     }
+}
 
-    /// Opens an object for streaming, only if its ETag is still `etag` when one is given (a
-    /// resumed import must read the version it started on); returns the reader, the size and
-    /// the ETag.
-    pub async fn open_if(
+/// The `bytes=` header of a range, if one is asked for.
+fn range_header(what: &GetObject) -> Option<String> {
+    match (what.range_start, what.range_end) {
+        (None, None) => None,
+        (start, Some(end)) => Some(format!(
+            "bytes={}-{}",
+            start.unwrap_or(0),
+            end.saturating_sub(1)
+        )),
+        (Some(start), None) => Some(format!("bytes={start}-")),
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Objects {
+    /// Streams the body through a bounded channel of a few chunks: whatever the object's size,
+    /// only those are in memory.
+    async fn get(
         &self,
         bucket: &str,
         key: &str,
-        etag: Option<&str>,
-    ) -> Result<(ObjectReader, Option<i64>, Option<String>), StoreError> {
+        what: &GetObject,
+    ) -> Result<ObjectBody, ObjectError> {
         let out = self
             .client
             .get_object()
             .bucket(bucket)
             .key(key)
-            .set_if_match(etag.map(str::to_owned))
+            .set_if_match(what.if_version.clone())
+            .set_range(range_header(what))
             .send()
             .await
-            .map_err(|e| store_error("S3", &format!("GetObject s3://{bucket}/{key}"), e))?;
-        let size = out.content_length();
-        let etag = out.e_tag().map(str::to_owned);
+            .map_err(|e| Self::get_error(bucket, key, what, e))?;
+        let size = out.content_length().and_then(|n| u64::try_from(n).ok());
+        let version = out.e_tag().map(str::to_owned);
         let mut body = out.body;
         let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
         tokio::spawn(async move {
@@ -392,24 +429,24 @@ impl S3Objects {
                 }
             }
         });
-        Ok((
-            ObjectReader {
+        Ok(ObjectBody {
+            body: Box::new(ObjectReader {
                 rx,
                 current: Vec::new(),
                 pos: 0,
-            },
+            }),
             size,
-            etag,
-        ))
+            version,
+        })
     }
 
-    /// Reads a small object whole (a resume marker), refusing one over `max` bytes.
-    pub async fn get_small(
+    async fn get_bytes(
         &self,
         bucket: &str,
         key: &str,
         max: usize,
-    ) -> Result<Vec<u8>, StoreError> {
+    ) -> Result<Vec<u8>, ObjectError> {
+        let what = GetObject::default();
         let out = self
             .client
             .get_object()
@@ -417,11 +454,13 @@ impl S3Objects {
             .key(key)
             .send()
             .await
-            .map_err(|e| store_error("S3", &format!("GetObject s3://{bucket}/{key}"), e))?;
+            .map_err(|e| Self::get_error(bucket, key, &what, e))?;
         if out.content_length().unwrap_or(0) as usize > max {
-            return Err(StoreError::InvalidQuery(format!(
-                "s3://{bucket}/{key} is over {max} bytes"
-            )));
+            return Err(ObjectError::TooLarge {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                max,
+            });
         }
         let body = out
             .body
@@ -435,18 +474,48 @@ impl S3Objects {
         Ok(body.into_bytes().to_vec())
     }
 
-    /// Writes a JSON document (a quarantine report) to a key.
-    pub async fn put_json(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), ObjectError> {
         self.client
             .put_object()
             .bucket(bucket)
             .key(key)
-            .content_type("application/json")
+            .content_type(content_type)
             .body(body.into())
             .send()
             .await
             .map_err(|e| store_error("S3", &format!("PutObject s3://{bucket}/{key}"), e))?;
         Ok(())
+    }
+
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&Cursor>,
+    ) -> Result<KeyPage, ObjectError> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(after.map(|c| c.0.clone()))
+            .send()
+            .await
+            .map_err(|e| store_error("S3", &format!("ListObjectsV2 s3://{bucket}/{prefix}"), e))?;
+        Ok(KeyPage {
+            keys: out
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned))
+                .collect(),
+            next: out.next_continuation_token().map(|t| Cursor(t.to_owned())),
+        })
     }
 }
 

@@ -5,6 +5,7 @@ use std::io::BufReader;
 use chrono::{DateTime, Duration, Utc};
 use meter_aws::testing::CountCalls;
 use meter_aws_io::{quarantine_key, CloudWatchMetrics, S3Objects, SqsJobs};
+use meter_core::ports::{GetObject, ObjectError, ObjectStore};
 use meter_core::collect::FetchJob;
 use meter_core::decode::long_csv::LongCsvDecoder;
 use meter_core::decode::DecodeOptions;
@@ -173,8 +174,12 @@ async fn a_large_object_streams_through_the_decoder_and_a_report_lands_next_to_i
         .await
         .unwrap();
     let objects = S3Objects::new(client.clone());
-    let (reader, len) = objects.open(&bucket, "in/big file.csv").await.unwrap();
-    assert_eq!(len, Some(size as i64));
+    let object = objects
+        .get(&bucket, "in/big file.csv", &GetObject::default())
+        .await
+        .unwrap();
+    assert_eq!(object.size, Some(size as u64));
+    let reader = object.body;
     let (ok, bad) = tokio::task::spawn_blocking(move || {
         let mut counts = (0usize, 0usize);
         for item in LongCsvDecoder::new(
@@ -193,7 +198,7 @@ async fn a_large_object_streams_through_the_decoder_and_a_report_lands_next_to_i
     assert_eq!((ok, bad), (300_000, 0));
     let key = quarantine_key("in/big file.csv");
     objects
-        .put_json(&bucket, &key, br#"{"rejected": []}"#.to_vec())
+        .put(&bucket, &key, br#"{"rejected": []}"#.to_vec(), "application/json")
         .await
         .unwrap();
     let got = client
@@ -204,6 +209,39 @@ async fn a_large_object_streams_through_the_decoder_and_a_report_lands_next_to_i
         .await
         .unwrap();
     assert_eq!(got.content_type(), Some("application/json"));
-    let err = objects.open(&bucket, "nope.csv").await.unwrap_err();
-    assert!(err.to_string().contains("NoSuchKey"), "{err}");
+    let err = objects
+        .get(&bucket, "nope.csv", &GetObject::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, ObjectError::NotFound { .. }), "{err}");
+    // A range reads only its bytes; a version that is no longer current is told apart.
+    let head = objects
+        .get_bytes(&bucket, &key, 1024)
+        .await
+        .unwrap();
+    assert_eq!(head, br#"{"rejected": []}"#);
+    let range = GetObject {
+        range_start: Some(2),
+        range_end: Some(10),
+        ..GetObject::default()
+    };
+    let mut part = String::new();
+    let body = objects.get(&bucket, &key, &range).await.unwrap().body;
+    tokio::task::spawn_blocking(move || {
+        let mut body = body;
+        std::io::Read::read_to_string(&mut body, &mut part).map(|_| part)
+    })
+    .await
+    .unwrap()
+    .map(|p| assert_eq!(p, "rejected"))
+    .unwrap();
+    let stale = GetObject {
+        if_version: Some("\"0000\"".into()),
+        ..GetObject::default()
+    };
+    let err = objects.get(&bucket, &key, &stale).await.err().unwrap();
+    assert!(matches!(err, ObjectError::VersionChanged { .. }), "{err}");
+    let page = objects.list(&bucket, "quarantine/", None).await.unwrap();
+    assert_eq!(page.keys, vec![key.clone()]);
 }

@@ -1,10 +1,11 @@
 //! `meter import`: files and folders into the store, rejected rows into quarantine.
 //!
-//! Decoding runs on the calling thread and writing on a second one, joined by a channel of two
-//! batches, so a two-core machine decodes the next batch while SQLite commits the last.
+//! The stages are meter-core's ingest pipeline: decoding and batching run on the calling thread,
+//! writing, quarantining and counting on a second one, joined by a channel of two batches, so a
+//! two-core machine decodes the next batch while SQLite commits the last.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
@@ -13,8 +14,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use meter_core::batch::{Batcher, Limits, SQLITE_MAX_BATCH};
-use meter_core::decode::{decoder, detect, DecodeOptions, Format, Rejected};
+use meter_core::batch::SQLITE_MAX_BATCH;
+use meter_core::decode::{self, DecodeOptions, Format, Rejection};
+use meter_core::ingest::{Batch, FileReport, Pipeline, Report, Settled};
 use meter_core::ports::{write_all, ReadingWriter, StoreError, WriteReport};
 use meter_core::time::parse_zone;
 use meter_core::{Kind, MeasureName, MeterId, Reading, Tags, Unit};
@@ -28,46 +30,23 @@ use crate::Outcome;
 /// Extensions picked up when walking a folder.
 const EXTENSIONS: &[&str] = &["csv", "json", "jsonl", "txt"];
 
-/// What happened to one file.
-#[derive(Debug, Default, Serialize)]
-pub(crate) struct FileSummary {
-    pub(crate) file: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) format: Option<Format>,
-    pub(crate) decoded: u64,
-    pub(crate) stored: u64,
-    pub(crate) rejected: u64,
-    pub(crate) not_stored: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) error: Option<String>,
-}
-
-/// The whole import, as printed at the end.
-#[derive(Debug, Default, Serialize)]
+/// The whole import, as printed at the end: the pipeline's report and where rejections went.
+#[derive(Debug, Serialize)]
 struct Summary {
     dry_run: bool,
     files: usize,
-    files_failed: usize,
-    readings_decoded: u64,
-    readings_stored: u64,
-    rows_rejected: u64,
-    readings_not_stored: u64,
+    #[serde(flatten)]
+    report: Report,
     #[serde(skip_serializing_if = "Option::is_none")]
     quarantine: Option<String>,
-    per_file: Vec<FileSummary>,
 }
 
-/// One quarantined record: where, why, and the original text.
+/// One quarantined record: when, then the rejection (stage, where, why, the original text).
 #[derive(Debug, Serialize)]
 struct QuarantineRecord<'a> {
     at: String,
-    stage: &'static str,
-    file: &'a str,
-    line: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
-    reason: &'a str,
-    raw: &'a str,
+    #[serde(flatten)]
+    rejection: &'a Rejection,
 }
 
 /// The quarantine file, opened for appending on the first rejection.
@@ -86,7 +65,7 @@ impl Quarantine {
         }
     }
 
-    fn add(&mut self, stage: &'static str, r: &Rejected) -> anyhow::Result<()> {
+    fn add(&mut self, r: &Rejection) -> anyhow::Result<()> {
         if self.out.is_none() {
             let file = std::fs::OpenOptions::new()
                 .create(true)
@@ -99,12 +78,7 @@ impl Quarantine {
         }
         let record = QuarantineRecord {
             at: Utc::now().to_rfc3339(),
-            stage,
-            file: &r.file,
-            line: r.line,
-            field: r.field.as_deref(),
-            reason: &r.reason,
-            raw: &r.raw,
+            rejection: r,
         };
         if let Some(out) = &mut self.out {
             serde_json::to_writer(&mut *out, &record)?;
@@ -141,7 +115,7 @@ impl<R: Read> Read for Counting<R> {
 pub(crate) fn base_options(args: &ImportArgs) -> anyhow::Result<DecodeOptions> {
     let mut o = DecodeOptions::new("");
     o.zone = parse_zone(&args.tz)?;
-    o.time_format = args.time_format.parse().map_err(anyhow::Error::msg)?;
+    o.time_format = args.time_format.parse().context("--time-format")?;
     o.meter = args
         .meter
         .as_deref()
@@ -192,7 +166,7 @@ fn forced_format(f: FormatArg) -> Option<Format> {
 
 /// The files to import: named files as they are, folders walked (sorted, hidden entries
 /// skipped) for known extensions. Paths that do not exist are reported, not fatal.
-fn collect_files(paths: &[PathBuf], missing: &mut Vec<FileSummary>) -> Vec<PathBuf> {
+fn collect_files(paths: &[PathBuf], missing: &mut Vec<FileReport>) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -200,25 +174,23 @@ fn collect_files(paths: &[PathBuf], missing: &mut Vec<FileSummary>) -> Vec<PathB
         } else if p.is_file() {
             out.push(p.clone());
         } else {
-            missing.push(FileSummary {
-                file: p.display().to_string(),
-                error: Some("no such file or folder".into()),
-                ..FileSummary::default()
-            });
+            missing.push(FileReport::failed(
+                p.display().to_string(),
+                "no such file or folder",
+            ));
         }
     }
     out
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<FileSummary>) {
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<FileReport>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            problems.push(FileSummary {
-                file: dir.display().to_string(),
-                error: Some(format!("cannot list the folder: {e}")),
-                ..FileSummary::default()
-            });
+            problems.push(FileReport::failed(
+                dir.display().to_string(),
+                format_args!("cannot list the folder: {e}"),
+            ));
             return;
         }
     };
@@ -240,20 +212,6 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<FileSummary>) {
             out.push(p);
         }
     }
-}
-
-/// A batch of one file's readings, on its way to the writer thread.
-struct Batch {
-    file: usize,
-    readings: Vec<Reading>,
-}
-
-/// What the writer thread did.
-#[derive(Default)]
-struct Written {
-    stored: Vec<u64>,
-    failures: Vec<(usize, Reading, String)>,
-    error: Option<String>,
 }
 
 /// Where the writer thread puts readings: the local store, or a cloud history store written
@@ -281,42 +239,71 @@ impl Sink {
     }
 }
 
-fn writer_thread(store: Sink, files: usize, rx: std::sync::mpsc::Receiver<Batch>) -> Written {
-    let mut w = Written {
-        stored: vec![0; files],
-        ..Written::default()
-    };
-    for batch in rx {
-        if w.error.is_some() {
-            // The store failed as a whole; keep draining so the decoder finishes and every
-            // unstored reading is counted.
-            for r in batch.readings {
-                w.failures
-                    .push((batch.file, r, "not stored: the store failed earlier".into()));
-            }
-            continue;
-        }
-        match store.write_batch(&batch.readings) {
-            Ok(report) => {
-                w.stored[batch.file] += report.written as u64;
-                let mut readings: Vec<Option<Reading>> =
-                    batch.readings.into_iter().map(Some).collect();
-                for f in report.failures {
-                    if let Some(r) = readings.get_mut(f.index).and_then(Option::take) {
-                        w.failures.push((batch.file, r, f.reason));
-                    }
-                }
-            }
-            Err(e) => {
-                let reason = format!("not stored: {e}");
-                w.error = Some(e.to_string());
-                for r in batch.readings {
-                    w.failures.push((batch.file, r, reason.clone()));
-                }
-            }
-        }
+/// The write stage: each batch into the store (or nowhere, on a dry run), its rejections into
+/// quarantine, its counts into the report.
+pub(crate) struct Writer {
+    sink: Option<Sink>,
+    /// The first error that failed a whole write: later batches are not attempted.
+    failed: Option<String>,
+}
+
+impl Writer {
+    pub(crate) fn new(sink: Option<Sink>) -> Self {
+        Self { sink, failed: None }
     }
-    w
+
+    pub(crate) fn write(&mut self, batch: Batch) -> Settled {
+        let Some(sink) = &self.sink else {
+            return batch.dry_run();
+        };
+        let result = match &self.failed {
+            Some(e) => Err(StoreError::Unavailable {
+                backend: "store",
+                message: format!("the store failed earlier: {e}"),
+                source: None,
+            }),
+            None => sink.write_batch(batch.readings()),
+        };
+        if let Err(e) = &result {
+            self.failed.get_or_insert_with(|| e.to_string());
+        }
+        batch.settle(result)
+    }
+}
+
+/// Opens one file and runs it through the pipeline, handing full batches to `emit`. A file that
+/// cannot be opened or whose format is unknown is recorded as the unit's error.
+pub(crate) fn feed_file(
+    pipeline: &mut Pipeline,
+    path: &Path,
+    format: Option<Format>,
+    base: &DecodeOptions,
+    read_bytes: Option<&Arc<AtomicU64>>,
+    emit: &mut dyn FnMut(Batch) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let name = path.display().to_string();
+    let unit = pipeline.begin(&name, 0);
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            pipeline.fail(unit, format_args!("cannot open {name}: {e}"));
+            return Ok(());
+        }
+    };
+    let count = read_bytes.cloned().unwrap_or_default();
+    let reader = BufReader::with_capacity(256 * 1024, Counting { inner: file, count });
+    let mut options = base.clone();
+    options.file = Arc::from(name.as_str());
+    options.received_at = Utc::now();
+    match decode::open(reader, format, options) {
+        Ok((format, mut decoder)) => {
+            pipeline.format(unit, format);
+            pipeline.feed(unit, &mut *decoder, emit)?;
+            pipeline.end(unit);
+        }
+        Err(e) => pipeline.fail(unit, e),
+    }
+    Ok(())
 }
 
 fn progress_bar(args: &ImportArgs, total: u64) -> ProgressBar {
@@ -334,85 +321,14 @@ fn progress_bar(args: &ImportArgs, total: u64) -> ProgressBar {
     bar
 }
 
-/// Decodes one file: full batches of readings go to `batch`, rejected records to `reject`.
-/// Problems with the file itself (unreadable, unknown format) are in the summary's `error`;
-/// only a failing `batch` or `reject` ends it with an error.
-pub(crate) fn decode_file(
-    path: &Path,
-    format: Option<Format>,
-    base: &DecodeOptions,
-    read_bytes: Option<&Arc<AtomicU64>>,
-    batch: &mut dyn FnMut(Vec<Reading>) -> anyhow::Result<()>,
-    reject: &mut dyn FnMut(Rejected) -> anyhow::Result<()>,
-) -> anyhow::Result<FileSummary> {
-    let name = path.display().to_string();
-    let mut fs = FileSummary {
-        file: name.clone(),
-        ..FileSummary::default()
-    };
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            fs.error = Some(format!("cannot open {name}: {e}"));
-            return Ok(fs);
-        }
-    };
-    let count = read_bytes.cloned().unwrap_or_default();
-    let mut reader = BufReader::with_capacity(256 * 1024, Counting { inner: file, count });
-    let format = match format {
-        Some(f) => Ok(f),
-        None => match reader.fill_buf() {
-            Ok(head) => detect(&name, head),
-            Err(e) => Err(format!("cannot read {name}: {e}")),
-        },
-    };
-    let format = match format {
-        Ok(f) => f,
-        Err(e) => {
-            fs.error = Some(e);
-            return Ok(fs);
-        }
-    };
-    fs.format = Some(format);
-    let mut options = base.clone();
-    options.file = Arc::from(name.as_str());
-    options.received_at = Utc::now();
-    let mut batcher = Batcher::new(Limits::items(SQLITE_MAX_BATCH));
-    for item in decoder(format, reader, options) {
-        match item {
-            Ok(r) => {
-                fs.decoded += 1;
-                if let Some(full) = batcher.push(r) {
-                    batch(full)?;
-                }
-            }
-            Err(rejected) => {
-                fs.rejected += 1;
-                if rejected.is_fatal() {
-                    fs.error = Some(rejected.reason.clone());
-                }
-                reject(rejected)?;
-            }
-        }
-    }
-    if let Some(rest) = batcher.finish() {
-        batch(rest)?;
-    }
-    Ok(fs)
-}
-
 pub(crate) fn run(spec: &StoreSpec, args: ImportArgs) -> anyhow::Result<Outcome> {
     let base = base_options(&args)?;
-    let mut summary = Summary {
-        dry_run: args.dry_run,
-        ..Summary::default()
-    };
     let mut problems = Vec::new();
     let files = collect_files(&args.paths, &mut problems);
     if files.is_empty() && problems.is_empty() {
         bail!("no .csv, .json, .jsonl or .txt files found in the given paths");
     }
-    let store = if args.dry_run {
+    let sink = if args.dry_run {
         None
     } else if let StoreSpec::Local(path) = spec {
         Some(Sink::Local(SqliteStore::open(path)?))
@@ -434,8 +350,7 @@ pub(crate) fn run(spec: &StoreSpec, args: ImportArgs) -> anyhow::Result<Outcome>
         .quarantine
         .clone()
         .unwrap_or_else(|| spec.default_quarantine());
-    let mut quarantine = (!args.dry_run).then(|| Quarantine::new(quarantine_path));
-    let mut shown_rejections = 0usize;
+    let quarantine = (!args.dry_run).then(|| Quarantine::new(quarantine_path));
 
     let total_bytes: u64 = files
         .iter()
@@ -445,119 +360,138 @@ pub(crate) fn run(spec: &StoreSpec, args: ImportArgs) -> anyhow::Result<Outcome>
     let bar = progress_bar(&args, total_bytes);
     let read_bytes = Arc::new(AtomicU64::new(0));
 
-    let (tx, rx) = sync_channel::<Batch>(2);
-    let writer = store.map(|s| {
-        let n = files.len();
-        std::thread::spawn(move || writer_thread(s, n, rx))
-    });
-    let send = |batch: Batch| -> anyhow::Result<()> {
-        if writer.is_some() {
-            tx.send(batch)
-                .map_err(|_| anyhow::anyhow!("the store writer stopped unexpectedly"))?;
-        }
-        Ok(())
+    // The write stage runs on its own thread; on a dry run there is nothing to overlap.
+    let stage = WriteStage {
+        writer: Writer::new(sink),
+        quarantine,
+        report: Report::new(),
+        shown: 0,
     };
-
-    for (index, path) in files.iter().enumerate() {
-        bar.set_message(path.display().to_string());
-        let mut reject = |rejected: Rejected| -> anyhow::Result<()> {
-            match &mut quarantine {
-                Some(q) => q.add("decode", &rejected)?,
-                None if shown_rejections < 20 => {
-                    shown_rejections += 1;
-                    bar.suspend(|| eprintln!("rejected: {rejected}"));
-                }
-                None => {}
+    let dry_run = args.dry_run;
+    let (tx, rx) = sync_channel::<Batch>(2);
+    let (mut inline_stage, writer) = if dry_run {
+        (Some(stage), None)
+    } else {
+        let handle = std::thread::spawn(move || -> anyhow::Result<WriteStage> {
+            let mut stage = stage;
+            for batch in rx {
+                stage.take(batch, None)?;
             }
-            Ok(())
-        };
-        let mut batch = |readings: Vec<Reading>| -> anyhow::Result<()> {
-            send(Batch {
-                file: index,
-                readings,
-            })?;
+            Ok(stage)
+        });
+        (None, Some(handle))
+    };
+    let mut pipeline = Pipeline::new(SQLITE_MAX_BATCH);
+    {
+        let mut emit = |batch: Batch| -> anyhow::Result<()> {
+            match &mut inline_stage {
+                Some(stage) => stage.take(batch, Some(&bar))?,
+                None => tx
+                    .send(batch)
+                    .map_err(|_| anyhow::anyhow!("the store writer stopped unexpectedly"))?,
+            }
             bar.set_position(read_bytes.load(Ordering::Relaxed));
             Ok(())
         };
-        let fs = decode_file(
-            path,
-            forced_format(args.format),
-            &base,
-            Some(&read_bytes),
-            &mut batch,
-            &mut reject,
-        )?;
-        bar.set_position(read_bytes.load(Ordering::Relaxed));
-        summary.per_file.push(fs);
+        for path in &files {
+            bar.set_message(path.display().to_string());
+            feed_file(
+                &mut pipeline,
+                path,
+                forced_format(args.format),
+                &base,
+                Some(&read_bytes),
+                &mut emit,
+            )?;
+            bar.set_position(read_bytes.load(Ordering::Relaxed));
+        }
+        if let Some(rest) = pipeline.flush() {
+            emit(rest)?;
+        }
     }
     drop(tx);
     bar.finish_and_clear();
 
-    if let Some(handle) = writer {
-        let written = handle
+    let mut stage = match writer {
+        Some(handle) => handle
             .join()
-            .map_err(|_| anyhow::anyhow!("the store writer panicked"))?;
-        for (fs, stored) in summary.per_file.iter_mut().zip(&written.stored) {
-            fs.stored = *stored;
-        }
-        for (file, reading, reason) in &written.failures {
-            let fs = &mut summary.per_file[*file];
-            fs.not_stored += 1;
-            if let Some(q) = &mut quarantine {
-                let raw = serde_json::to_string(reading).unwrap_or_default();
-                let r = Rejected {
-                    file: Arc::from(fs.file.as_str()),
-                    line: 0,
-                    field: None,
-                    reason: reason.clone(),
-                    raw,
-                };
-                q.add("store", &r)?;
-            }
-        }
-        if let Some(e) = written.error {
-            if let Some(f) = summary.per_file.iter_mut().rev().find(|f| f.not_stored > 0) {
-                f.error
-                    .get_or_insert_with(|| format!("the store failed: {e}"));
-            }
+            .map_err(|_| anyhow::anyhow!("the store writer panicked"))??,
+        None => inline_stage.context("the dry run's write stage is gone")?,
+    };
+    if let Some(e) = &stage.writer.failed {
+        if let Some(f) = stage
+            .report
+            .per_file
+            .iter_mut()
+            .rev()
+            .find(|f| f.not_stored > 0)
+        {
+            f.error
+                .get_or_insert_with(|| format!("the store failed: {e}"));
         }
     }
-    if let Some(q) = &mut quarantine {
+    let mut quarantined = None;
+    if let Some(q) = &mut stage.quarantine {
         q.finish()?;
         if q.written > 0 {
-            summary.quarantine = Some(q.path.display().to_string());
+            quarantined = Some(q.path.display().to_string());
         }
     }
-
-    summary.per_file.extend(problems);
-    summary.files = summary.per_file.len();
-    summary.files_failed = summary
-        .per_file
-        .iter()
-        .filter(|f| f.error.is_some() && f.decoded == 0)
-        .count();
-    for f in &summary.per_file {
-        summary.readings_decoded += f.decoded;
-        summary.readings_stored += f.stored;
-        summary.rows_rejected += f.rejected;
-        summary.readings_not_stored += f.not_stored;
+    let mut report = stage.report;
+    for p in problems {
+        report.push_failed(p);
     }
+    let summary = Summary {
+        dry_run,
+        files: report.per_file.len(),
+        report,
+        quarantine: quarantined,
+    };
     print_summary(&summary, args.json)?;
 
-    let landed = if args.dry_run {
-        summary.readings_decoded
+    let r = &summary.report;
+    let landed = if dry_run {
+        r.readings_decoded
     } else {
-        summary.readings_stored
+        r.readings_stored
     };
-    let problems =
-        summary.rows_rejected + summary.readings_not_stored + summary.files_failed as u64;
-    Ok(if problems == 0 {
+    Ok(if r.problems() == 0 {
         Outcome::Success
     } else if landed > 0 {
         Outcome::Partial
     } else {
         Outcome::Failure
     })
+}
+
+/// The write stage of `meter import`, owned by the writer thread (or run inline on a dry run).
+struct WriteStage {
+    writer: Writer,
+    quarantine: Option<Quarantine>,
+    report: Report,
+    /// Rejections shown on stderr when there is no quarantine (a dry run).
+    shown: usize,
+}
+
+impl WriteStage {
+    fn take(&mut self, batch: Batch, bar: Option<&ProgressBar>) -> anyhow::Result<()> {
+        let settled = self.writer.write(batch);
+        for r in settled.rejections() {
+            match &mut self.quarantine {
+                Some(q) => q.add(r)?,
+                None if self.shown < 20 => {
+                    self.shown += 1;
+                    match bar {
+                        Some(bar) => bar.suspend(|| eprintln!("rejected: {r}")),
+                        None => eprintln!("rejected: {r}"),
+                    }
+                }
+                None => {}
+            }
+        }
+        self.report.add(settled);
+        Ok(())
+    }
 }
 
 fn print_summary(s: &Summary, json: bool) -> anyhow::Result<()> {
@@ -567,7 +501,7 @@ fn print_summary(s: &Summary, json: bool) -> anyhow::Result<()> {
         writeln!(out)?;
         return Ok(());
     }
-    for f in &s.per_file {
+    for f in &s.report.per_file {
         let format = f.format.map_or("-".to_owned(), |f| f.to_string());
         write!(
             out,
@@ -594,19 +528,20 @@ fn print_summary(s: &Summary, json: bool) -> anyhow::Result<()> {
     } else {
         "stored"
     };
+    let r = &s.report;
     let landed = if s.dry_run {
-        s.readings_decoded
+        r.readings_decoded
     } else {
-        s.readings_stored
+        r.readings_stored
     };
     writeln!(
         out,
         "files: {} ({} failed), readings {verb}: {landed}, rows rejected: {}{}",
         s.files,
-        s.files_failed,
-        s.rows_rejected,
-        if s.readings_not_stored > 0 {
-            format!(", readings not stored: {}", s.readings_not_stored)
+        r.files_failed,
+        r.rows_rejected,
+        if r.readings_not_stored > 0 {
+            format!(", readings not stored: {}", r.readings_not_stored)
         } else {
             String::new()
         }

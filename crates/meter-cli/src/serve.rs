@@ -13,15 +13,16 @@ use chrono::Utc;
 use chrono_tz::Tz;
 use meter_api::{router, ApiState, AuthConfig, Secret};
 use meter_core::collect::{collect_all, Source};
-use meter_core::decode::{DecodeOptions, Rejected};
+use meter_core::batch::SQLITE_MAX_BATCH;
+use meter_core::decode::DecodeOptions;
+use meter_core::ingest::{Batch, Pipeline, Report, MAX_LISTED};
 use meter_core::time::parse_zone;
-use meter_core::{contract, Reading};
+use meter_core::contract;
 use meter_store_sqlite::SqliteStore;
-use serde_json::json;
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
-use crate::import::{decode_file, FileSummary};
+use crate::import::{feed_file, Sink, Writer};
 use crate::Outcome;
 
 /// Parses `500ms`, `30s`, `10m`, `1h`.
@@ -288,28 +289,22 @@ fn import_dropped(
     dir: &Path,
     base: &DecodeOptions,
 ) -> anyhow::Result<String> {
-    let mut rejected: Vec<Rejected> = Vec::new();
-    let mut not_stored: Vec<(Reading, String)> = Vec::new();
-    let mut stored = 0u64;
-    let mut batch = |readings: Vec<Reading>| -> anyhow::Result<()> {
-        let report = store.write_batch(&readings)?;
-        stored += report.written as u64;
-        let mut readings: Vec<Option<Reading>> = readings.into_iter().map(Some).collect();
-        for f in report.failures {
-            if let Some(r) = readings.get_mut(f.index).and_then(Option::take) {
-                not_stored.push((r, f.reason));
-            }
-        }
+    let mut writer = Writer::new(Some(Sink::Local(store.clone())));
+    let mut report = Report::listing(MAX_LISTED);
+    let mut pipeline = Pipeline::new(SQLITE_MAX_BATCH);
+    let mut emit = |batch: Batch| -> anyhow::Result<()> {
+        report.add(writer.write(batch));
         Ok(())
     };
-    let mut reject = |r: Rejected| -> anyhow::Result<()> {
-        rejected.push(r);
-        Ok(())
-    };
-    let mut fs: FileSummary = decode_file(path, None, base, None, &mut batch, &mut reject)?;
-    fs.stored = stored;
-    fs.not_stored = not_stored.len() as u64;
-    let clean = fs.error.is_none() && fs.rejected == 0 && fs.not_stored == 0;
+    feed_file(&mut pipeline, path, None, base, None, &mut emit)?;
+    if let Some(rest) = pipeline.flush() {
+        emit(rest)?;
+    }
+    let fs = report
+        .per_file
+        .pop()
+        .context("the pipeline reported no file")?;
+    let clean = fs.is_clean();
     let sub = if clean {
         contract::DROP_DONE_DIR
     } else {
@@ -330,18 +325,9 @@ fn import_dropped(
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     if !clean {
-        let report = json!({
-            "file": name,
-            "format": fs.format,
-            "decoded": fs.decoded,
-            "stored": fs.stored,
-            "rejected": rejected,
-            "not_stored": not_stored.iter().map(|(r, why)| json!({"reading": r, "reason": why})).collect::<Vec<_>>(),
-            "error": fs.error,
-        });
         let mut report_path = target.clone().into_os_string();
         report_path.push(contract::DROP_REPORT_SUFFIX);
-        std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)
+        std::fs::write(&report_path, serde_json::to_vec_pretty(&fs)?)
             .with_context(|| format!("cannot write {}", PathBuf::from(&report_path).display()))?;
     }
     std::fs::rename(path, &target)

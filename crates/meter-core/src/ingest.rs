@@ -540,7 +540,8 @@ struct Open {
     records: u64,
 }
 
-/// The decode and batch stages: units in, batches of at most `max_batch` readings out.
+/// The decode and batch stages: units in, batches of at most `max_batch` records (readings and
+/// rejections) out.
 #[derive(Debug)]
 pub struct Pipeline {
     max_batch: usize,
@@ -636,7 +637,9 @@ impl Pipeline {
                 self.batch.rejections.push(UnitRejection { unit, rejection });
             }
         }
-        (self.batch.readings.len() >= self.max_batch).then(|| self.take())
+        // Rejections count too, so a file of nothing but bad rows is still cut into batches.
+        let held = self.batch.readings.len() + self.batch.rejections.len();
+        (held >= self.max_batch).then(|| self.take())
     }
 
     /// Runs `decoder` over `unit`, handing each full batch to `emit`. Stops early with

@@ -522,6 +522,112 @@ pub trait SecretStore: Send + Sync {
     async fn secret(&self, id: &str) -> Result<String, StoreError>;
 }
 
+/// Which part of an object to read, and which version of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GetObject {
+    /// Bytes from this offset (to the end, or to `range_end`).
+    pub range_start: Option<u64>,
+    /// The end of the range, exclusive.
+    pub range_end: Option<u64>,
+    /// Only if the object is still this version (its ETag): a resumed import must read the
+    /// bytes it started on.
+    pub if_version: Option<String>,
+}
+
+/// An object being read: a blocking reader over its body (read it on a blocking thread; a
+/// large object streams, it is never whole in memory), its size and version.
+#[allow(missing_debug_implementations)] // reason: the body is any reader
+pub struct ObjectBody {
+    /// The bytes.
+    pub body: Box<dyn std::io::Read + Send>,
+    /// The size of what the body holds, when known.
+    pub size: Option<u64>,
+    /// The object's version (an ETag).
+    pub version: Option<String>,
+}
+
+/// Why an object operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// No such object.
+    #[error("no object {bucket}/{key}")]
+    NotFound {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+    },
+    /// The object is no longer the version asked for (it was replaced).
+    #[error("{bucket}/{key} is no longer version {version}")]
+    VersionChanged {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The version asked for.
+        version: String,
+    },
+    /// The object is larger than the caller accepts.
+    #[error("{bucket}/{key} is over {max} bytes")]
+    TooLarge {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The limit.
+        max: usize,
+    },
+    /// The store failed (retryable or not, as the [`StoreError`] says).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ObjectError {
+    /// Whether retrying the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Store(e) if e.is_retryable())
+    }
+}
+
+/// One page of keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPage {
+    /// The keys, in order.
+    pub keys: Vec<String>,
+    /// Where to continue, or `None` after the last page.
+    pub next: Option<Cursor>,
+}
+
+/// Objects in buckets (S3 on AWS): what the import function reads and where it writes its
+/// reports and resume markers.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Opens an object (or a range of it, or only a given version) for reading.
+    async fn get(&self, bucket: &str, key: &str, what: &GetObject)
+        -> Result<ObjectBody, ObjectError>;
+
+    /// Reads a small object whole (a resume marker), refusing one over `max` bytes.
+    async fn get_bytes(&self, bucket: &str, key: &str, max: usize)
+        -> Result<Vec<u8>, ObjectError>;
+
+    /// Writes an object whole.
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), ObjectError>;
+
+    /// One page of the keys under `prefix`.
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&Cursor>,
+    ) -> Result<KeyPage, ObjectError>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,13 +40,18 @@ pub enum Granularity {
     Day,
 }
 
+/// A granularity name that is not one of [`Granularity`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown granularity {0:?}: use hour or day")]
+pub struct UnknownGranularity(pub String);
+
 impl FromStr for Granularity {
-    type Err = String;
+    type Err = UnknownGranularity;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "hour" | "hourly" => Ok(Self::Hour),
             "day" | "daily" => Ok(Self::Day),
-            other => Err(format!("unknown granularity {other:?}: use hour or day")),
+            other => Err(UnknownGranularity(other.to_owned())),
         }
     }
 }

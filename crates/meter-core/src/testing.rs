@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::ports::{
-    AddOutcome, CounterKey, Counters, Cursor, ItemFailure, MeterInfo, MeterRegistry, MetricDatum,
-    MetricPublisher, Page, RangeQuery, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage,
-    SeriesInfo, StoreError, WriteReport,
+    AddOutcome, CounterKey, Counters, Cursor, GetObject, ItemFailure, KeyPage, MeterInfo,
+    MeterRegistry, MetricDatum, MetricPublisher, ObjectBody, ObjectError, ObjectStore, Page,
+    RangeQuery, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage, SeriesInfo, StoreError,
+    WriteReport,
 };
 use crate::reading::{MeasureName, MeterId, Reading};
 
@@ -260,6 +261,136 @@ impl MetricPublisher for MemoryStore {
             written: data.len(),
             failures: Vec::new(),
         })
+    }
+}
+
+/// Objects in memory, versioned like S3: each put makes a new version (its ETag).
+#[derive(Debug, Default)]
+pub struct MemoryObjects {
+    objects: Mutex<BTreeMap<(String, String), (Vec<u8>, String)>>,
+    puts: Mutex<u64>,
+}
+
+impl MemoryObjects {
+    /// No objects.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The bytes of an object, if it exists.
+    pub fn bytes(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        let objects = self.objects.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        objects
+            .get(&(bucket.to_owned(), key.to_owned()))
+            .map(|(b, _)| b.clone())
+    }
+
+    /// Every key of a bucket.
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        let objects = self.objects.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        objects
+            .keys()
+            .filter(|(b, _)| b == bucket)
+            .map(|(_, k)| k.clone())
+            .collect()
+    }
+
+    fn find(&self, bucket: &str, key: &str) -> Result<(Vec<u8>, String), ObjectError> {
+        let objects = self.objects.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        objects
+            .get(&(bucket.to_owned(), key.to_owned()))
+            .cloned()
+            .ok_or_else(|| ObjectError::NotFound {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            })
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryObjects {
+    async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        what: &GetObject,
+    ) -> Result<ObjectBody, ObjectError> {
+        let (bytes, version) = self.find(bucket, key)?;
+        if let Some(want) = &what.if_version {
+            if want != &version {
+                return Err(ObjectError::VersionChanged {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                    version: want.clone(),
+                });
+            }
+        }
+        let len = bytes.len() as u64;
+        let start = what.range_start.unwrap_or(0).min(len) as usize;
+        let end = what.range_end.unwrap_or(len).clamp(start as u64, len) as usize;
+        let part = bytes[start..end].to_vec();
+        Ok(ObjectBody {
+            size: Some(part.len() as u64),
+            body: Box::new(std::io::Cursor::new(part)),
+            version: Some(version),
+        })
+    }
+
+    async fn get_bytes(
+        &self,
+        bucket: &str,
+        key: &str,
+        max: usize,
+    ) -> Result<Vec<u8>, ObjectError> {
+        let (bytes, _) = self.find(bucket, key)?;
+        if bytes.len() > max {
+            return Err(ObjectError::TooLarge {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                max,
+            });
+        }
+        Ok(bytes)
+    }
+
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        _content_type: &str,
+    ) -> Result<(), ObjectError> {
+        let version = {
+            let mut puts = self.puts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            *puts += 1;
+            format!("\"v{puts}\"")
+        };
+        self.objects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((bucket.to_owned(), key.to_owned()), (body, version));
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&Cursor>,
+    ) -> Result<KeyPage, ObjectError> {
+        const PAGE: usize = 1000;
+        let mut keys: Vec<String> = self
+            .keys(bucket)
+            .into_iter()
+            .filter(|k| k.starts_with(prefix))
+            .filter(|k| after.is_none_or(|a| k.as_str() > a.0.as_str()))
+            .take(PAGE + 1)
+            .collect();
+        let next = (keys.len() > PAGE).then(|| {
+            keys.truncate(PAGE);
+            Cursor(keys[PAGE - 1].clone())
+        });
+        Ok(KeyPage { keys, next })
     }
 }
 

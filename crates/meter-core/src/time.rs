@@ -66,8 +66,13 @@ pub enum TimeFormat {
     EpochMillis,
 }
 
+/// A time format name that is not one of [`TimeFormat`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown time format {0:?}: use auto, rfc3339, local, epoch-s or epoch-ms")]
+pub struct UnknownTimeFormat(pub String);
+
 impl FromStr for TimeFormat {
-    type Err = String;
+    type Err = UnknownTimeFormat;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "auto" => Ok(Self::Auto),
@@ -75,9 +80,7 @@ impl FromStr for TimeFormat {
             "local" => Ok(Self::Local),
             "epoch" | "epoch-s" | "epoch-seconds" | "unix" => Ok(Self::EpochSeconds),
             "epoch-ms" | "epoch-millis" | "unix-ms" => Ok(Self::EpochMillis),
-            other => Err(format!(
-                "unknown time format {other:?}: use auto, rfc3339, local, epoch-s or epoch-ms"
-            )),
+            other => Err(UnknownTimeFormat(other.to_owned())),
         }
     }
 }

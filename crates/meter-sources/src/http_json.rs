@@ -170,7 +170,7 @@ impl Source for HttpJsonSource {
         let time_format: TimeFormat = p
             .get("time_format")
             .map_or(Ok(TimeFormat::Auto), |f| f.parse())
-            .map_err(config)?;
+            .map_err(|e| config(format!("params.time_format: {e}")))?;
         let measure = MeasureName::new(p.get("measure").map_or("value", String::as_str))
             .map_err(|e| config(format!("params.measure: {e}")))?;
         let unit = Unit::parse(p.get("unit").map_or("1", String::as_str))

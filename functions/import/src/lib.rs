@@ -22,9 +22,9 @@ use std::time::SystemTime;
 
 use meter_aws_io::{event_key, quarantine_key, S3Objects};
 use meter_core::contract::cloud::ops;
-use meter_core::decode::{decoder, detect, DecodeOptions, Rejected};
-use meter_core::ports::{write_all, ReadingWriter, StoreError};
-use meter_core::Reading;
+use meter_core::decode::{self, DecodeOptions};
+use meter_core::ingest::{Batch, Pipeline, Report as IngestReport, MAX_LISTED};
+use meter_core::ports::{write_all, GetObject, ObjectError, ObjectStore, ReadingWriter};
 use meter_lambda::metrics::Emitter;
 use meter_lambda::{ConfigError, Env, History, HistoryConfig};
 use serde::{Deserialize, Serialize};
@@ -36,8 +36,8 @@ pub use meter_core::contract::cloud::{QUARANTINE_PREFIX, RESUME_PREFIX};
 const CHUNK: usize = 2_500;
 /// Write calls in flight.
 const WRITE_CONCURRENCY: usize = 4;
-/// Rejected rows listed in one report (all are counted).
-const MAX_REPORTED: usize = 10_000;
+/// The largest resume marker read.
+const MAX_MARKER_BYTES: usize = 64 * 1024;
 
 /// The function's settings.
 #[derive(Debug, Clone)]
@@ -58,7 +58,7 @@ impl Config {
 /// The clients, built once per cold start.
 #[allow(missing_debug_implementations)] // reason: the ports are not Debug
 pub struct Import {
-    objects: S3Objects,
+    objects: Arc<dyn ObjectStore>,
     history: Arc<dyn ReadingWriter>,
     metrics: Emitter,
 }
@@ -67,13 +67,13 @@ impl Import {
     /// Clients for the configured store (no request is sent).
     pub fn new(sdk: &aws_config::SdkConfig, config: &Config) -> Self {
         Self::with_parts(
-            S3Objects::from_sdk(sdk),
+            Arc::new(S3Objects::from_sdk(sdk)),
             History::new(sdk, &config.history).writer,
         )
     }
 
     /// The same over given parts.
-    pub fn with_parts(objects: S3Objects, history: Arc<dyn ReadingWriter>) -> Self {
+    pub fn with_parts(objects: Arc<dyn ObjectStore>, history: Arc<dyn ReadingWriter>) -> Self {
         Self {
             objects,
             history,
@@ -143,7 +143,7 @@ fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
 /// The objects an event names: an S3 notification (`Records[].s3`, keys URL-encoded), an
 /// EventBridge "Object Created" event (`detail`), or an SQS event whose bodies are either.
 /// S3's test event and other records are ignored.
-pub fn objects_of(event: &Value) -> Result<Vec<ObjectRef>, String> {
+pub fn objects_of(event: &Value) -> Result<Vec<ObjectRef>, EventError> {
     let mut out = Vec::new();
     if let (Some("Object Created"), Some(bucket), Some(key)) = (
         str_at(event, "/detail-type"),
@@ -158,12 +158,11 @@ pub fn objects_of(event: &Value) -> Result<Vec<ObjectRef>, String> {
         if event.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
             return Ok(out);
         }
-        return Err("not an S3, EventBridge or SQS event".into());
+        return Err(EventError::Unknown);
     };
     for r in records {
         if let Some(body) = r.get("body").and_then(Value::as_str) {
-            let inner: Value = serde_json::from_str(body)
-                .map_err(|e| format!("an SQS message body is not JSON: {e}"))?;
+            let inner: Value = serde_json::from_str(body).map_err(EventError::SqsBody)?;
             out.extend(objects_of(&inner)?);
             continue;
         }
@@ -194,15 +193,37 @@ pub struct Report {
     pub skipped: usize,
 }
 
+/// An event the function does not understand.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// Not an S3 notification, an EventBridge event or an SQS event carrying either.
+    #[error("not an S3, EventBridge or SQS event")]
+    Unknown,
+    /// An SQS message whose body is not JSON.
+    #[error("an SQS message body is not JSON: {0}")]
+    SqsBody(#[source] serde_json::Error),
+    /// A resume marker that is not one of ours.
+    #[error("resume marker s3://{bucket}/{key}: {source}")]
+    Marker {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 /// Why an invocation failed (EventBridge retries it, then its dead-letter queue keeps it).
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// The event was not understood.
-    #[error("{0}")]
-    Event(String),
+    #[error(transparent)]
+    Event(#[from] EventError),
     /// An object, a marker or a report could not be read or written.
-    #[error("{0}")]
-    Storage(#[from] StoreError),
+    #[error(transparent)]
+    Objects(#[from] ObjectError),
     /// Readings could not be written for a reason a retry may cure.
     #[error("{failed} readings of s3://{bucket}/{key} were not stored: {first}")]
     NotStored {
@@ -215,28 +236,27 @@ pub enum ImportError {
         /// The first reason.
         first: String,
     },
+    /// The decoding task ended abnormally (it panicked).
+    #[error("the decoder of {object} stopped: {source}")]
+    Decoder {
+        /// The object.
+        object: String,
+        /// The task's error.
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
-/// The quarantine report of one part of an object.
-#[derive(Debug, Serialize)]
-struct QuarantineReport<'a> {
-    object: String,
-    etag: Option<&'a str>,
-    part: u32,
-    first_record: u64,
-    rejected: usize,
-    listed: usize,
-    rows: &'a [Rejected],
-}
-
-/// A chunk from the decoding thread.
-struct Chunk {
-    readings: Vec<Reading>,
-    rejected: Vec<Rejected>,
-    /// Records of the object done once this chunk is written.
-    end: u64,
-    /// Whether the object ended with this chunk.
-    last: bool,
+impl ImportError {
+    /// Whether running the invocation again may succeed: the event is well formed and the
+    /// failure was the store's or the network's.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Event(_) | Self::Decoder { .. } => false,
+            Self::Objects(e) => e.is_retryable(),
+            Self::NotStored { .. } => true,
+        }
+    }
 }
 
 /// Imports every object an event names.
@@ -265,7 +285,7 @@ async fn import_all(
     budget: Budget,
     report: &mut Report,
 ) -> Result<(), ImportError> {
-    for obj in objects_of(event).map_err(ImportError::Event)? {
+    for obj in objects_of(event)? {
         if obj.key.starts_with(QUARANTINE_PREFIX) {
             report.skipped += 1;
             continue;
@@ -273,13 +293,12 @@ async fn import_all(
         let target = if obj.key.starts_with(RESUME_PREFIX) {
             let bytes = state
                 .objects
-                .get_small(&obj.bucket, &obj.key, 64 * 1024)
+                .get_bytes(&obj.bucket, &obj.key, MAX_MARKER_BYTES)
                 .await?;
-            serde_json::from_slice::<ObjectRef>(&bytes).map_err(|e| {
-                ImportError::Event(format!(
-                    "resume marker s3://{}/{}: {e}",
-                    obj.bucket, obj.key
-                ))
+            serde_json::from_slice::<ObjectRef>(&bytes).map_err(|source| EventError::Marker {
+                bucket: obj.bucket.clone(),
+                key: obj.key.clone(),
+                source,
             })?
         } else {
             obj
@@ -296,122 +315,75 @@ async fn import_object(
     report: &mut Report,
 ) -> Result<(), ImportError> {
     let name = format!("s3://{}/{}", obj.bucket, obj.key);
-    let (reader, _, etag) = match state
-        .objects
-        .open_if(&obj.bucket, &obj.key, obj.etag.as_deref())
-        .await
-    {
+    let what = GetObject {
+        if_version: obj.etag.clone(),
+        ..GetObject::default()
+    };
+    let object = match state.objects.get(&obj.bucket, &obj.key, &what).await {
         Ok(o) => o,
-        Err(e) if obj.etag.is_some() && e.to_string().contains("PreconditionFailed") => {
+        Err(ObjectError::VersionChanged { .. }) => {
             // Replaced since the import began: the new version's own event imports it.
             tracing::warn!(object = %name, "object replaced during a resumed import; stopping");
             return Ok(());
         }
         Err(e) => return Err(e.into()),
     };
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(2);
-    let skip = obj.skip;
-    let file = name.clone();
-    let decoding = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        use std::io::BufRead;
-        let mut input = std::io::BufReader::with_capacity(256 * 1024, reader);
-        let head = input
-            .fill_buf()
-            .map_err(|e| format!("cannot read {file}: {e}"))?;
-        let format = detect(&file, head)?;
+    let etag = object.version.clone();
+
+    // Decoding and batching on a blocking thread; writing here, two batches apart.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(2);
+    let (file, skip) = (name.clone(), obj.skip);
+    let decoding = tokio::task::spawn_blocking(move || {
+        let mut pipeline = Pipeline::new(CHUNK);
+        let unit = pipeline.begin(&file, skip);
+        let input = std::io::BufReader::with_capacity(256 * 1024, object.body);
         let mut options = DecodeOptions::new(&file);
         options.received_at = chrono::Utc::now();
-        let mut chunk = Chunk {
-            readings: Vec::with_capacity(CHUNK),
-            rejected: Vec::new(),
-            end: skip,
-            last: false,
+        // The writer hangs up at a resume point: then the rest is left for the next run.
+        let mut emit = |batch: Batch| tx.blocking_send(batch).map_err(drop);
+        let fed = match decode::open(input, None, options) {
+            Ok((format, mut decoder)) => {
+                pipeline.format(unit, format);
+                pipeline.feed(unit, &mut *decoder, &mut emit).map(|()| pipeline.end(unit))
+            }
+            Err(e) => {
+                pipeline.fail(unit, e);
+                Ok(())
+            }
         };
-        let mut n = 0u64;
-        for item in decoder(format, input, options) {
-            n += 1;
-            if n <= skip {
-                continue;
-            }
-            match item {
-                Ok(r) => chunk.readings.push(r),
-                Err(e) if e.is_fatal() => return Err(e.to_string()),
-                Err(e) => chunk.rejected.push(e),
-            }
-            chunk.end = n;
-            if chunk.readings.len() + chunk.rejected.len() >= CHUNK {
-                let next = Chunk {
-                    readings: Vec::with_capacity(CHUNK),
-                    rejected: Vec::new(),
-                    end: n,
-                    last: false,
-                };
-                if tx
-                    .blocking_send(std::mem::replace(&mut chunk, next))
-                    .is_err()
-                {
-                    return Ok(()); // the writer stopped: a resume point was reached
-                }
+        if fed.is_ok() {
+            if let Some(rest) = pipeline.flush() {
+                let _ = emit(rest);
             }
         }
-        chunk.last = true;
-        let _ = tx.blocking_send(chunk);
-        Ok(())
     });
 
-    let mut rejected: Vec<Rejected> = Vec::new();
-    let mut rejected_total = 0usize;
+    let mut ingest = IngestReport::listing(MAX_LISTED);
     let mut done = obj.skip;
     let mut finished = false;
     let mut retry_later: Vec<String> = Vec::new();
-    while let Some(chunk) = rx.recv().await {
-        let written = write_all(&*state.history, &chunk.readings, WRITE_CONCURRENCY).await?;
-        report.readings += written.written;
-        for f in written.failures {
-            if f.retryable {
-                retry_later.push(f.reason);
-                continue;
-            }
-            let r = &chunk.readings[f.index];
-            rejected_total += 1;
-            if rejected.len() < MAX_REPORTED {
-                rejected.push(Rejected {
-                    file: Arc::from(name.as_str()),
-                    line: 0,
-                    field: None,
-                    reason: format!("not stored: {}", f.reason),
-                    raw: serde_json::to_string(r).unwrap_or_default(),
-                });
-            }
+    while let Some(batch) = rx.recv().await {
+        let written = write_all(&*state.history, batch.readings(), WRITE_CONCURRENCY).await;
+        let settled = batch.settle(written);
+        retry_later.extend(
+            settled
+                .rejections()
+                .filter(|r| r.retryable)
+                .map(|r| r.reason.clone()),
+        );
+        for c in ingest.add(settled) {
+            done = c.records;
+            finished = c.complete;
         }
-        rejected_total += chunk.rejected.len();
-        let room = MAX_REPORTED.saturating_sub(rejected.len());
-        rejected.extend(chunk.rejected.into_iter().take(room));
-        done = chunk.end;
-        if chunk.last {
-            finished = true;
-            break;
-        }
-        if budget.exhausted(done - obj.skip) {
+        if finished || budget.exhausted(done - obj.skip) {
             break;
         }
     }
     drop(rx);
-    let decoded = decoding
-        .await
-        .map_err(|e| ImportError::Event(format!("the decoder of {name} panicked: {e}")))?;
-    if let Err(fatal) = decoded {
-        // The object as a whole is unreadable (an unknown format): that is its report.
-        rejected_total += 1;
-        rejected.push(Rejected {
-            file: Arc::from(name.as_str()),
-            line: 0,
-            field: None,
-            reason: fatal,
-            raw: String::new(),
-        });
-        finished = true;
-    }
+    decoding.await.map_err(|source| ImportError::Decoder {
+        object: name.clone(),
+        source,
+    })?;
     if let Some(first) = retry_later.first() {
         return Err(ImportError::NotStored {
             bucket: obj.bucket.clone(),
@@ -420,8 +392,16 @@ async fn import_object(
             first: first.clone(),
         });
     }
-    report.rejected += rejected_total;
-    if rejected_total > 0 {
+    let mut part = ingest
+        .per_file
+        .pop()
+        .unwrap_or_else(|| meter_core::ingest::FileReport::failed(&name, "nothing was read"));
+    part.version = etag.clone();
+    report.readings += part.stored as usize;
+    // An unreadable object counts as one rejected row: it is one thing that did not land.
+    let unreadable = u64::from(part.error.is_some() && part.rejected == 0);
+    report.rejected += (part.rejected + part.not_stored + unreadable) as usize;
+    if !part.is_clean() {
         let key = if obj.part == 0 {
             quarantine_key(&obj.key)
         } else {
@@ -430,17 +410,11 @@ async fn import_object(
                 obj.key, obj.part
             )
         };
-        let body = serde_json::to_vec_pretty(&QuarantineReport {
-            object: name.clone(),
-            etag: etag.as_deref(),
-            part: obj.part,
-            first_record: obj.skip,
-            rejected: rejected_total,
-            listed: rejected.len(),
-            rows: &rejected,
-        })
-        .map_err(|e| ImportError::Event(e.to_string()))?;
-        state.objects.put_json(&obj.bucket, &key, body).await?;
+        let body = serde_json::to_vec_pretty(&part).unwrap_or_default();
+        state
+            .objects
+            .put(&obj.bucket, &key, body, "application/json")
+            .await?;
     }
     report.objects += 1;
     if !finished {
@@ -452,12 +426,15 @@ async fn import_object(
             part: obj.part + 1,
         };
         let marker = format!("{RESUME_PREFIX}{}.json", obj.key);
-        let body = serde_json::to_vec(&next).map_err(|e| ImportError::Event(e.to_string()))?;
-        state.objects.put_json(&obj.bucket, &marker, body).await?;
+        let body = serde_json::to_vec(&next).unwrap_or_default();
+        state
+            .objects
+            .put(&obj.bucket, &marker, body, "application/json")
+            .await?;
         report.resumed += 1;
         tracing::info!(object = %name, done, part = obj.part, "time is short; the rest continues from a resume marker");
     }
-    tracing::info!(object = %name, readings = report.readings, rejected = rejected_total, finished, "imported");
+    tracing::info!(object = %name, readings = part.stored, rejected = part.rejected + part.not_stored, finished, "imported");
     Ok(())
 }
 

@@ -38,7 +38,7 @@ async fn env(test: &str) -> Option<Env> {
         .unwrap();
     let store = Arc::new(DynamoReadings::new(ddb, &bucket));
     let (emitter, metrics) = Emitter::capture("import");
-    let import = Import::with_parts(S3Objects::from_sdk(&sdk), store.clone()).with_metrics(emitter);
+    let import = Import::with_parts(Arc::new(S3Objects::from_sdk(&sdk)), store.clone()).with_metrics(emitter);
     Some(Env {
         s3,
         bucket,
@@ -188,8 +188,8 @@ async fn a_wide_csv_lands_its_good_rows_and_reports_the_bad_one_idempotently() {
         .await
         .unwrap();
     assert_eq!(q["rejected"], 1);
-    assert_eq!(q["rows"][0]["line"], 5);
-    assert_eq!(q["rows"][0]["field"], "Date");
+    assert_eq!(q["rejections"][0]["line"], 5);
+    assert_eq!(q["rejections"][0]["field"], "Date");
 
     // Delivered again: nothing changes.
     let again = handle(&env.import, &event, Budget::Records(u64::MAX))
@@ -303,12 +303,12 @@ async fn an_object_too_big_for_one_run_is_resumed_to_the_end_without_loss() {
         .get("quarantine/big/readings.csv.errors.json")
         .await
         .unwrap();
-    assert_eq!(first["rows"][0]["line"], 1_001);
+    assert_eq!(first["rejections"][0]["line"], 1_001);
     let second = env
         .get("quarantine/big/readings.csv.part-1.errors.json")
         .await
         .unwrap();
-    assert_eq!(second["rows"][0]["line"], 3_001);
+    assert_eq!(second["rejections"][0]["line"], 3_001);
     assert_eq!(second["first_record"], 2_500);
     assert!(env
         .get("quarantine/big/readings.csv.part-2.errors.json")
@@ -334,5 +334,5 @@ async fn an_unreadable_object_gets_a_report_saying_why() {
         .get("quarantine/in/photo.bin.errors.json")
         .await
         .unwrap();
-    assert!(!q["rows"][0]["reason"].as_str().unwrap().is_empty(), "{q}");
+    assert!(!q["rejections"][0]["reason"].as_str().unwrap().is_empty(), "{q}");
 }
