@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_cloudwatch::types::{MetricDatum as CwDatum, StandardUnit};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use meter_aws::{store_error, Backoff};
+use meter_aws::{send_batch, store_error, Answer, RetryPolicy};
 use meter_core::batch::{
     Batcher, Limits, CLOUDWATCH_MAX_METRICS, SQS_MAX_BATCH, SQS_MAX_PAYLOAD_BYTES,
 };
@@ -73,85 +73,56 @@ impl SqsJobs {
         }
         batches.extend(batcher.finish());
         for batch in batches {
-            let (sent, failed) = self.send_batch(batch).await?;
-            report.written += sent;
-            report.failures.extend(failed);
+            let part = send_batch(RetryPolicy::new(self.budget), batch, |pending| {
+                self.send_once(pending)
+            })
+            .await?;
+            report.written += part.written;
+            report.failures.extend(part.failures);
         }
         report.failures.sort_by_key(|f| f.index);
         Ok(report)
     }
 
-    async fn send_batch(
-        &self,
-        mut pending: Vec<(usize, String)>,
-    ) -> Result<(usize, Vec<ItemFailure>), StoreError> {
-        let mut sent = 0;
-        let mut failed = Vec::new();
-        let mut backoff = Backoff::new(
-            Duration::from_millis(50),
-            Duration::from_secs(5),
-            self.budget,
-        );
-        while !pending.is_empty() {
-            let entries = pending
-                .iter()
-                .map(|(i, body)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(body)
-                        .build()
-                        .map_err(|e| StoreError::InvalidQuery(e.to_string()))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let out = match self
-                .client
-                .send_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-            {
-                Ok(out) => out,
-                Err(e) => {
-                    let err = store_error("SQS", "SendMessageBatch", e);
-                    if err.is_retryable() && backoff.wait().await {
-                        continue;
-                    }
-                    return Err(err);
-                }
+    /// One `SendMessageBatch` call; entries failed on the service's side are resent, entries
+    /// failed on ours (`SenderFault`) are refused.
+    async fn send_once(&self, pending: Vec<(usize, String)>) -> Result<Answer<String>, StoreError> {
+        let entries = pending
+            .iter()
+            .map(|(i, body)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .build()
+                    .map_err(|e| StoreError::InvalidQuery(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| store_error("SQS", "SendMessageBatch", e))?;
+        let mut answer = Answer::all(out.successful().len());
+        for f in out.failed() {
+            let Some(item) = pending.iter().find(|(i, _)| i.to_string() == f.id()) else {
+                continue;
             };
-            sent += out.successful().len();
-            let mut retry = Vec::new();
-            for f in out.failed() {
-                let Some(pos) = pending.iter().position(|(i, _)| i.to_string() == f.id()) else {
-                    continue;
-                };
-                let item = pending[pos].clone();
-                let reason = format!("{}: {}", f.code(), f.message().unwrap_or("no message"));
-                if f.sender_fault() {
-                    failed.push(ItemFailure {
-                        index: item.0,
-                        reason,
-                        retryable: false,
-                    });
-                } else {
-                    retry.push((item, reason));
-                }
-            }
-            if retry.is_empty() {
-                break;
-            }
-            if !backoff.wait().await {
-                failed.extend(retry.into_iter().map(|((index, _), reason)| ItemFailure {
-                    index,
+            let reason = format!("{}: {}", f.code(), f.message().unwrap_or("no message"));
+            if f.sender_fault() {
+                answer.refused.push(ItemFailure {
+                    index: item.0,
                     reason,
-                    retryable: true,
-                }));
-                break;
+                    retryable: false,
+                });
+            } else {
+                answer.resend.push(item.clone());
+                answer.resend_reason = reason;
             }
-            pending = retry.into_iter().map(|(item, _)| item).collect();
         }
-        Ok((sent, failed))
+        Ok(answer)
     }
 }
 
@@ -220,40 +191,37 @@ impl MetricPublisher for CloudWatchMetrics {
                     .iter()
                     .map(|(_, d)| Self::datum(d))
                     .collect::<Result<Vec<_>, _>>()?;
-                let mut backoff = Backoff::new(
-                    Duration::from_millis(100),
-                    Duration::from_secs(5),
-                    self.budget,
-                );
-                loop {
-                    match self
-                        .client
-                        .put_metric_data()
-                        .namespace(ns)
-                        .set_metric_data(Some(datums.clone()))
-                        .send()
-                        .await
-                    {
-                        Ok(_) => {
-                            report.written += chunk.len();
-                            break;
+                let part = send_batch(
+                    RetryPolicy::new(self.budget).with_base(Duration::from_millis(100)),
+                    chunk.iter().map(|(i, _)| (*i, ())).collect(),
+                    |pending| {
+                        let datums = datums.clone();
+                        async move {
+                            self.client
+                                .put_metric_data()
+                                .namespace(ns)
+                                .set_metric_data(Some(datums))
+                                .send()
+                                .await
+                                .map_err(|e| store_error("CloudWatch", "PutMetricData", e))?;
+                            Ok(Answer::all(pending.len()))
                         }
-                        Err(e) => {
-                            let err = store_error("CloudWatch", "PutMetricData", e);
-                            if err.is_retryable() && backoff.wait().await {
-                                continue;
-                            }
-                            let retryable = err.is_retryable();
-                            report
-                                .failures
-                                .extend(chunk.iter().map(|(i, _)| ItemFailure {
-                                    index: *i,
-                                    reason: err.to_string(),
-                                    retryable,
-                                }));
-                            break;
-                        }
+                    },
+                )
+                .await;
+                // A refused call fails only its values: the other namespaces still publish.
+                match part {
+                    Ok(part) => {
+                        report.written += part.written;
+                        report.failures.extend(part.failures);
                     }
+                    Err(err) => report
+                        .failures
+                        .extend(chunk.iter().map(|(i, _)| ItemFailure {
+                            index: *i,
+                            reason: err.to_string(),
+                            retryable: err.is_retryable(),
+                        })),
                 }
             }
         }

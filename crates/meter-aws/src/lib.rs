@@ -5,15 +5,18 @@
 //! - [`is_retryable`] and [`store_error`]: one retry classification for every SDK error
 //!   (throttling, 5xx, timeouts and dispatch failures are retried; validation errors are not),
 //!   and typed errors that keep their source;
-//! - [`Backoff`]: exponential backoff with jitter until a deadline;
+//! - [`retry`]: one loop for batch APIs that answer "some of these, not all", resending with
+//!   [`Backoff`] (exponential, full jitter) until a budget is spent, then reporting what is left;
 //! - [`AwsSecrets`]: a `SecretStore` over Secrets Manager and SSM, fetched once and cached, never
 //!   logged;
 //! - [`tally`]: the requests and retries the SDK sent during an invocation, for its metrics.
 
+pub mod retry;
 pub mod tally;
 
+pub use retry::{merge_chunk, send_batch, Answer, Backoff, RetryPolicy};
+
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
@@ -142,49 +145,6 @@ where
             message,
             source: Some(source),
         }
-    }
-}
-
-/// Exponential backoff with full jitter, bounded by a deadline.
-#[derive(Debug)]
-pub struct Backoff {
-    next: Duration,
-    max: Duration,
-    deadline: Instant,
-    seed: u64,
-}
-
-impl Backoff {
-    /// Starts at `base`, doubles up to `max`, and gives up at `now + budget`.
-    pub fn new(base: Duration, max: Duration, budget: Duration) -> Self {
-        let seed = Instant::now().elapsed().as_nanos() as u64
-            ^ 0x9E37_79B9_7F4A_7C15
-            ^ (std::process::id() as u64);
-        Self {
-            next: base,
-            max,
-            deadline: Instant::now() + budget,
-            seed: seed | 1,
-        }
-    }
-
-    /// Waits before the next attempt, counted as a retry in the task's [`tally`]; `false` when
-    /// the deadline has passed (give up and report).
-    pub async fn wait(&mut self) -> bool {
-        let now = Instant::now();
-        if now >= self.deadline {
-            return false;
-        }
-        // xorshift: jitter needs no cryptographic randomness, and no dependency for it.
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let ceiling = self.next.as_millis().max(1) as u64;
-        let pause = Duration::from_millis(self.seed % ceiling + 1).min(self.deadline - now);
-        tokio::time::sleep(pause).await;
-        self.next = (self.next * 2).min(self.max);
-        tally::record_resend();
-        true
     }
 }
 

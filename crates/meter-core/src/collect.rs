@@ -23,12 +23,69 @@ pub struct FetchJob {
 
 impl FetchJob {
     /// Parses a queue message body, saying what is wrong with a bad one.
-    pub fn parse(body: &str) -> Result<Self, String> {
-        let job: Self = serde_json::from_str(body).map_err(|e| format!("not a fetch job: {e}"))?;
+    pub fn parse(body: &str) -> Result<Self, JobError> {
+        let job: Self = serde_json::from_str(body).map_err(JobError::NotJob)?;
         if job.entries.is_empty() {
-            return Err("the fetch job names no registry entries".into());
+            return Err(JobError::NoEntries);
         }
         Ok(job)
+    }
+}
+
+/// Why a queue message is not a fetch job. Permanent: the same body fails the same way.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The body is not a job's JSON.
+    #[error("not a fetch job: {0}")]
+    NotJob(#[source] serde_json::Error),
+    /// The job lists nothing to collect.
+    #[error("the fetch job names no registry entries")]
+    NoEntries,
+}
+
+/// Why a fetch job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    /// The message is not a job.
+    #[error(transparent)]
+    Job(#[from] JobError),
+    /// The registry could not be read.
+    #[error("reading registry entry {id}: {cause}")]
+    Registry {
+        /// The entry being read.
+        id: crate::reading::MeterId,
+        /// The store's error.
+        #[source]
+        cause: StoreError,
+    },
+    /// The entry names a source this deployment does not run.
+    #[error("entry {id} names source {source_name}, which is not configured here")]
+    UnknownSource {
+        /// The entry.
+        id: crate::reading::MeterId,
+        /// The source it names.
+        source_name: String,
+    },
+    /// The source failed.
+    #[error("entry {id}: {cause}")]
+    Source {
+        /// The entry.
+        id: crate::reading::MeterId,
+        /// The source's error.
+        #[source]
+        cause: SourceError,
+    },
+}
+
+impl CollectError {
+    /// Whether retrying the job later may succeed: a store or source that is down, not a bad
+    /// job or a source missing from the configuration.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Registry { cause, .. } => cause.is_retryable(),
+            Self::Source { cause, .. } => cause.is_retryable(),
+            Self::Job(_) | Self::UnknownSource { .. } => false,
+        }
     }
 }
 
@@ -176,24 +233,33 @@ pub async fn collect_job(
     registry: &dyn MeterRegistry,
     sources: &BTreeMap<String, Arc<dyn Source>>,
     now: DateTime<Utc>,
-) -> Result<Collected, String> {
+) -> Result<Collected, CollectError> {
     let mut out = Collected::default();
     for id in &job.entries {
         let entry = match registry.entry(id).await {
             Ok(Some(e)) if e.enabled => e,
             Ok(_) => continue,
-            Err(e) => return Err(format!("reading registry entry {id}: {e}")),
+            Err(cause) => {
+                return Err(CollectError::Registry {
+                    id: id.clone(),
+                    cause,
+                })
+            }
         };
-        let source = sources.get(entry.source.as_str()).ok_or_else(|| {
-            format!(
-                "entry {id} names source {}, which is not configured here",
-                entry.source
-            )
-        })?;
+        let source =
+            sources
+                .get(entry.source.as_str())
+                .ok_or_else(|| CollectError::UnknownSource {
+                    id: id.clone(),
+                    source_name: entry.source.to_string(),
+                })?;
         let c = source
             .collect(&entry, now)
             .await
-            .map_err(|e| format!("entry {id}: {e}"))?;
+            .map_err(|cause| CollectError::Source {
+                id: id.clone(),
+                cause,
+            })?;
         out.readings.extend(c.readings);
         out.forecasts.extend(c.forecasts);
         out.rejected.extend(c.rejected);
@@ -318,13 +384,14 @@ mod tests {
             serde_json::to_string(&ours).unwrap(),
             r#"{"entries":["a","b"]}"#
         );
-        assert!(FetchJob::parse(r#"{"entries": []}"#)
-            .unwrap_err()
-            .contains("names no"));
-        assert!(FetchJob::parse(r#"{"entries": [""]}"#)
-            .unwrap_err()
-            .contains("empty"));
-        assert!(FetchJob::parse("nope").is_err());
+        assert!(matches!(
+            FetchJob::parse(r#"{"entries": []}"#),
+            Err(JobError::NoEntries)
+        ));
+        let empty_id = FetchJob::parse(r#"{"entries": [""]}"#).unwrap_err();
+        assert!(empty_id.to_string().contains("empty"), "{empty_id}");
+        assert!(matches!(FetchJob::parse("nope"), Err(JobError::NotJob(_))));
+        assert!(!CollectError::from(empty_id).is_retryable());
     }
 
     #[tokio::test]
@@ -406,13 +473,19 @@ mod tests {
         let err = collect_job(&job(&["a", "down"]), &registry, &sources, now)
             .await
             .unwrap_err();
+        assert!(err.is_retryable(), "a source that timed out is worth retrying");
+        let text = err.to_string();
         assert!(
-            err.contains("entry down") && err.contains("timed out"),
-            "{err}"
+            text.contains("entry down") && text.contains("timed out"),
+            "{text}"
         );
         let err = collect_job(&job(&["other"]), &registry, &sources, now)
             .await
             .unwrap_err();
-        assert!(err.contains("nowhere"), "{err}");
+        assert!(
+            matches!(&err, CollectError::UnknownSource { source_name, .. } if source_name == "nowhere"),
+            "{err}"
+        );
+        assert!(!err.is_retryable());
     }
 }

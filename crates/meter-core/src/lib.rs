@@ -13,7 +13,7 @@ pub mod collect;
 pub mod contract;
 pub mod decode;
 pub mod ingest;
-pub mod metrics;
+pub mod press_counts;
 pub mod ports;
 pub mod reading;
 pub mod rollup;

@@ -142,52 +142,74 @@ pub fn line(function: &str, timestamp_ms: u64, counts: &[(&'static str, u64)]) -
     Some(Value::Object(root).to_string())
 }
 
+/// Why a line is not an embedded-metric-format line CloudWatch would read.
+#[derive(Debug, thiserror::Error)]
+pub enum EmfError {
+    /// The line is not JSON.
+    #[error("not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    /// The line is JSON but breaks a rule of the format, named here.
+    #[error("{0}")]
+    Breaks(String),
+}
+
+/// A captured line that [`read`] refused, with the line.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}: {line}")]
+pub struct UnreadableLine {
+    /// The line.
+    pub line: String,
+    /// What is wrong with it.
+    #[source]
+    pub error: EmfError,
+}
+
 /// Reads an EMF line back as CloudWatch would: the namespace, the dimension values, and each
 /// declared metric's value; an error says which rule of the format the line breaks.
-pub fn read(line: &str) -> Result<Metrics, String> {
-    let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    let aws = v.get("_aws").ok_or("no _aws member")?;
+pub fn read(line: &str) -> Result<Metrics, EmfError> {
+    let v: Value = serde_json::from_str(line)?;
+    let aws = v.get("_aws").ok_or_else(|| EmfError::Breaks("no _aws member".into()))?;
     aws.get("Timestamp")
         .and_then(Value::as_u64)
-        .ok_or("_aws.Timestamp is not a number of milliseconds")?;
+        .ok_or_else(|| EmfError::Breaks("_aws.Timestamp is not a number of milliseconds".into()))?;
     let directives = aws
         .get("CloudWatchMetrics")
         .and_then(Value::as_array)
-        .ok_or("_aws.CloudWatchMetrics is not an array")?;
+        .ok_or_else(|| EmfError::Breaks("_aws.CloudWatchMetrics is not an array".into()))?;
     let mut out = Metrics::default();
     for d in directives {
         out.namespace = d
             .get("Namespace")
             .and_then(Value::as_str)
-            .ok_or("a directive has no Namespace")?
+            .ok_or_else(|| EmfError::Breaks("a directive has no Namespace".into()))?
             .to_owned();
         for set in d
             .get("Dimensions")
             .and_then(Value::as_array)
-            .ok_or("a directive has no Dimensions")?
+            .ok_or_else(|| EmfError::Breaks("a directive has no Dimensions".into()))?
         {
-            for key in set.as_array().ok_or("a dimension set is not an array")? {
-                let key = key.as_str().ok_or("a dimension name is not a string")?;
+            for key in set.as_array().ok_or_else(|| EmfError::Breaks("a dimension set is not an array".into()))? {
+                let key = key.as_str().ok_or_else(|| EmfError::Breaks("a dimension name is not a string".into()))?;
                 let value = v
                     .get(key)
                     .and_then(Value::as_str)
-                    .ok_or(format!("dimension {key} has no string member"))?;
+                    .ok_or_else(|| EmfError::Breaks(format!("dimension {key} has no string member")))?;
                 out.dimensions.push((key.to_owned(), value.to_owned()));
             }
         }
         for m in d
             .get("Metrics")
             .and_then(Value::as_array)
-            .ok_or("a directive has no Metrics")?
+            .ok_or_else(|| EmfError::Breaks("a directive has no Metrics".into()))?
         {
             let name = m
                 .get("Name")
                 .and_then(Value::as_str)
-                .ok_or("a metric has no Name")?;
+                .ok_or_else(|| EmfError::Breaks("a metric has no Name".into()))?;
             let value = v
                 .get(name)
                 .and_then(Value::as_f64)
-                .ok_or(format!("metric {name} has no numeric member"))?;
+                .ok_or_else(|| EmfError::Breaks(format!("metric {name} has no numeric member")))?;
             out.values.push((name.to_owned(), value));
         }
     }
@@ -229,10 +251,13 @@ impl Captured {
 
     /// One metric's sum over the lines, read back with [`read`]; a line that does not read
     /// is an error.
-    pub fn sum(&self, metric: &str) -> Result<f64, String> {
+    pub fn sum(&self, metric: &str) -> Result<f64, UnreadableLine> {
         let mut total = 0.0;
         for l in self.lines() {
-            let m = read(&l).map_err(|e| format!("{e}: {l}"))?;
+            let m = read(&l).map_err(|error| UnreadableLine {
+                line: l.clone(),
+                error,
+            })?;
             total += m
                 .values
                 .iter()
@@ -302,15 +327,15 @@ mod tests {
 
     #[test]
     fn lines_that_break_the_format_are_named() {
-        assert!(read("{}").unwrap_err().contains("_aws"));
+        assert!(read("{}").unwrap_err().to_string().contains("_aws"));
         let no_value = r#"{"_aws":{"Timestamp":1,"CloudWatchMetrics":[{"Namespace":"n","Dimensions":[],"Metrics":[{"Name":"X"}]}]}}"#;
         assert_eq!(
-            read(no_value).unwrap_err(),
+            read(no_value).unwrap_err().to_string(),
             "metric X has no numeric member"
         );
         let no_dim = r#"{"_aws":{"Timestamp":1,"CloudWatchMetrics":[{"Namespace":"n","Dimensions":[["D"]],"Metrics":[]}]}}"#;
         assert_eq!(
-            read(no_dim).unwrap_err(),
+            read(no_dim).unwrap_err().to_string(),
             "dimension D has no string member"
         );
     }

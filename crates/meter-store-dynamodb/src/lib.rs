@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
-use meter_aws::{store_error, Backoff};
+use meter_aws::{merge_chunk, send_batch, store_error, Answer, RetryPolicy};
 use meter_core::batch::DYNAMODB_MAX_BATCH_WRITE;
 use meter_core::contract::cloud as names;
 use meter_core::ports::{
@@ -63,91 +63,69 @@ fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> Result<f64, StoreEr
         .ok_or_else(|| corrupt(format!("item without number {k}")))
 }
 
-/// Writes put requests in batches of 25, retrying unprocessed items until `budget` runs out;
-/// the report lists the items (by index into `items`) that were not written, with the reason.
+/// Writes put requests in batches of 25 through [`send_batch`], resending unprocessed items
+/// until `budget` runs out; the report lists the items (by index into `items`) that were not
+/// written, with the reason.
 async fn batch_put(
     client: &Client,
     table: &str,
     items: Vec<HashMap<String, AttributeValue>>,
     budget: Duration,
 ) -> Result<WriteReport, StoreError> {
-    let total = items.len();
-    let mut failed = Vec::new();
+    let mut report = WriteReport::default();
     let indexed: Vec<(usize, HashMap<String, AttributeValue>)> =
         items.into_iter().enumerate().collect();
     for chunk in indexed.chunks(DYNAMODB_MAX_BATCH_WRITE) {
-        let mut pending: Vec<(usize, HashMap<String, AttributeValue>)> = chunk.to_vec();
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5), budget);
-        loop {
-            let requests: Vec<WriteRequest> = pending
-                .iter()
-                .map(|(_, item)| {
-                    let put = PutRequest::builder()
-                        .set_item(Some(item.clone()))
-                        .build()
-                        .map_err(|e| corrupt(e.to_string()))?;
-                    Ok(WriteRequest::builder().put_request(put).build())
-                })
-                .collect::<Result<_, StoreError>>()?;
-            let out = match client
-                .batch_write_item()
-                .request_items(table, requests)
-                .send()
-                .await
-            {
-                Ok(out) => out,
-                Err(e) => {
-                    let err = store_error(BACKEND, &format!("BatchWriteItem on {table}"), e);
-                    if err.is_retryable() && backoff.wait().await {
-                        continue;
-                    }
-                    if err.is_retryable() || pending.len() < chunk.len() {
-                        // Out of time: report what is left, item by item.
-                        failed.extend(pending.iter().map(|(i, _)| (*i, err.to_string())));
-                        break;
-                    }
-                    return Err(err);
-                }
-            };
-            let unprocessed: Vec<HashMap<String, AttributeValue>> = out
-                .unprocessed_items()
-                .and_then(|m| m.get(table))
-                .map(|reqs| {
-                    reqs.iter()
-                        .filter_map(|r| r.put_request().map(|p| p.item().clone()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if unprocessed.is_empty() {
-                break;
-            }
-            pending.retain(|(_, item)| unprocessed.contains(item));
-            tracing::warn!(
-                table,
-                left = pending.len(),
-                "DynamoDB left items unprocessed; retrying."
-            );
-            if !backoff.wait().await {
-                failed.extend(pending.iter().map(|(i, _)| {
-                    (
-                        *i,
-                        "still unprocessed when the retry deadline passed".to_owned(),
-                    )
-                }));
-                break;
-            }
-        }
+        let part = send_batch(RetryPolicy::new(budget), chunk.to_vec(), |pending| {
+            batch_write_once(client, table, pending)
+        })
+        .await;
+        merge_chunk(&mut report, chunk.iter().map(|(i, _)| *i), part)?;
     }
-    Ok(WriteReport {
-        written: total - failed.len(),
-        failures: failed
-            .into_iter()
-            .map(|(index, reason)| ItemFailure {
-                index,
-                reason,
-                retryable: true,
-            })
-            .collect(),
+    Ok(report)
+}
+
+/// One `BatchWriteItem` call; its unprocessed items are the answer's resends.
+async fn batch_write_once(
+    client: &Client,
+    table: &str,
+    pending: Vec<(usize, HashMap<String, AttributeValue>)>,
+) -> Result<Answer<HashMap<String, AttributeValue>>, StoreError> {
+    let requests: Vec<WriteRequest> = pending
+        .iter()
+        .map(|(_, item)| {
+            let put = PutRequest::builder()
+                .set_item(Some(item.clone()))
+                .build()
+                .map_err(|e| corrupt(e.to_string()))?;
+            Ok(WriteRequest::builder().put_request(put).build())
+        })
+        .collect::<Result<_, StoreError>>()?;
+    let out = client
+        .batch_write_item()
+        .request_items(table, requests)
+        .send()
+        .await
+        .map_err(|e| store_error(BACKEND, &format!("BatchWriteItem on {table}"), e))?;
+    let unprocessed: Vec<&HashMap<String, AttributeValue>> = out
+        .unprocessed_items()
+        .and_then(|m| m.get(table))
+        .map(|reqs| {
+            reqs.iter()
+                .filter_map(|r| r.put_request().map(|p| p.item()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let total = pending.len();
+    let resend: Vec<_> = pending
+        .into_iter()
+        .filter(|(_, item)| unprocessed.contains(&item))
+        .collect();
+    Ok(Answer {
+        written: total - resend.len(),
+        resend,
+        resend_reason: format!("DynamoDB left items of table {table} unprocessed"),
+        refused: Vec::new(),
     })
 }
 
@@ -362,28 +340,52 @@ impl ReadingWriter for DynamoReadings {
                 }
             }
         }
-        // Registering a series is an idempotent PutItem, done before its readings land, so a
-        // listing never misses a series that has readings.
-        for (key, item) in new_series {
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .send()
-                .await
-                .map_err(|e| store_error(BACKEND, "PutItem of a series", e))?;
-            self.known
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(key);
+        // Registering a series is an idempotent put, done before its readings land, so a
+        // listing never misses a series that has readings; many new series (a first import)
+        // go 25 to a request through the same resend loop as the readings.
+        let (keys, items): (Vec<String>, Vec<_>) = new_series.into_iter().unzip();
+        let registered = batch_put(&self.client, &self.table, items, self.budget).await?;
+        let unregistered: HashMap<&str, &ItemFailure> = registered
+            .failures
+            .iter()
+            .map(|f| (keys[f.index].as_str(), f))
+            .collect();
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(
+                keys.iter()
+                    .filter(|k| !unregistered.contains_key(k.as_str()))
+                    .cloned(),
+            );
+        // Readings of a series that could not be registered are reported, not written; the
+        // others land.
+        let mut refused = Vec::new();
+        let mut kept = Vec::with_capacity(readings.len());
+        for (i, r) in readings.iter().enumerate() {
+            let key = series_key(r.meter(), r.measure());
+            match unregistered.get(key.as_str()) {
+                Some(f) => refused.push(ItemFailure {
+                    index: i,
+                    reason: format!("series {key} could not be registered: {}", f.reason),
+                    retryable: f.retryable,
+                }),
+                None => kept.push(i),
+            }
         }
-        batch_put(
+        let mut report = batch_put(
             &self.client,
             &self.table,
-            readings.iter().map(Self::item).collect(),
+            kept.iter().map(|&i| Self::item(&readings[i])).collect(),
             self.budget,
         )
-        .await
+        .await?;
+        for f in &mut report.failures {
+            f.index = kept[f.index];
+        }
+        report.failures.extend(refused);
+        report.failures.sort_by_key(|f| f.index);
+        Ok(report)
     }
 }
 

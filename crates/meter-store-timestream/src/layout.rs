@@ -84,8 +84,24 @@ pub struct PlannedRecord {
     pub version: Option<i64>,
 }
 
+/// Why a reading has no record in this layout. Permanent: the same reading fails the same way.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    /// Seed 000's measure is a BIGINT column of whole litres.
+    #[error(
+        "measure {SEED_MEASURE} is seed 000's BIGINT column of whole litres, but this reading is \
+         {value} {unit}; convert it to whole litres or name the measure otherwise"
+    )]
+    NotWholeLitres {
+        /// The reading's value.
+        value: f64,
+        /// The reading's unit symbol.
+        unit: String,
+    },
+}
+
 /// Plans the record of one reading, or says why it cannot be written.
-pub fn plan(index: usize, r: &Reading) -> Result<PlannedRecord, String> {
+pub fn plan(index: usize, r: &Reading) -> Result<PlannedRecord, PlanError> {
     let mut dimensions = BTreeMap::new();
     dimensions.insert(DIM_METER.to_owned(), r.meter().to_string());
     dimensions.insert(DIM_UNIT.to_owned(), r.unit().symbol().to_owned());
@@ -97,12 +113,10 @@ pub fn plan(index: usize, r: &Reading) -> Result<PlannedRecord, String> {
     let measure = r.measure().as_str();
     let (value, value_type) = if measure == SEED_MEASURE {
         if r.unit() != &Unit::Litre || r.value().fract() != 0.0 || r.value() >= 9.0e15 {
-            return Err(format!(
-                "measure {SEED_MEASURE} is seed 000's BIGINT column of whole litres, but this \
-                 reading is {} {}; convert it to whole litres or name the measure otherwise",
-                r.value(),
-                r.unit()
-            ));
+            return Err(PlanError::NotWholeLitres {
+                value: r.value(),
+                unit: r.unit().to_string(),
+            });
         }
         (format!("{}", r.value() as i64), MeasureValueType::Bigint)
     } else {
@@ -278,9 +292,12 @@ mod tests {
         assert_eq!(p.dimensions["tag_time"], "x");
 
         let err = plan(0, &reading("c1", "volume", 1.5, Unit::Litre, 0)).unwrap_err();
-        assert!(err.contains("whole litres"), "{err}");
+        assert!(err.to_string().contains("whole litres"), "{err}");
         let err = plan(0, &reading("c1", "volume", 1.0, Unit::CubicMetre, 0)).unwrap_err();
-        assert!(err.contains("m3") || err.contains("m³"), "{err}");
+        assert!(
+            matches!(&err, PlanError::NotWholeLitres { unit, .. } if unit == "m3" || unit == "m³"),
+            "{err}"
+        );
 
         let p = plan(0, &reading("c1", "energy", 1.5, Unit::KilowattHour, 0)).unwrap();
         assert_eq!(p.value_type, MeasureValueType::Multi);

@@ -19,7 +19,7 @@ pub mod rows;
 pub mod sql;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,7 +31,7 @@ use aws_sdk_timestreamwrite::types::{
 };
 use aws_sdk_timestreamwrite::Client as WriteClient;
 use chrono::{DateTime, TimeDelta, Utc};
-use meter_aws::{store_error, Backoff};
+use meter_aws::{merge_chunk, send_batch, store_error, Answer, RetryPolicy};
 use meter_core::batch::TIMESTREAM_MAX_RECORDS;
 use meter_core::ports::{
     ItemFailure, MeterInfo, Page, RangeQuery, ReadingReader, ReadingWriter, StoreError, WriteReport,
@@ -252,81 +252,78 @@ impl TimestreamReadings {
             .await)
     }
 
-    /// Sends one request, retrying throttling and upsert conflicts; records the outcome of each
-    /// planned record in `report`.
+    /// Sends one request's records through [`send_batch`]: throttled calls are repeated, and in
+    /// upsert mode records refused for an older stored version are resent with a higher one.
     async fn send(
         &self,
         clients: &Clients,
-        mut planned: Vec<PlannedRecord>,
-        report: &mut WriteReport,
-    ) -> Result<(), StoreError> {
-        let mut backoff = Backoff::new(
-            Duration::from_millis(100),
-            Duration::from_secs(5),
-            self.config.retry_budget,
-        );
-        let mut version_retries = 0;
-        while !planned.is_empty() {
-            let req = layout::request(&planned);
-            self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .records
-                .fetch_add(req.records.len() as u64, Ordering::Relaxed);
-            self.stats
-                .metered_bytes
-                .fetch_add(req.metered_bytes as u64, Ordering::Relaxed);
-            self.stats
-                .write_units
-                .fetch_add(layout::write_units(req.metered_bytes), Ordering::Relaxed);
-            let sent = clients
-                .write
-                .write_records()
-                .database_name(&self.config.database)
-                .table_name(&self.config.table)
-                .common_attributes(req.common)
-                .set_records(Some(req.records))
-                .send()
-                .await;
-            let rejected = match sent {
-                Ok(_) => {
-                    report.written += planned.len();
-                    return Ok(());
-                }
-                Err(SdkError::ServiceError(e))
-                    if matches!(e.err(), WriteRecordsError::RejectedRecordsException(_)) =>
-                {
-                    let WriteRecordsError::RejectedRecordsException(r) = e.into_err() else {
-                        unreachable!("matched above")
-                    };
-                    r.rejected_records().to_vec()
-                }
-                Err(e) => {
-                    let err = store_error(BACKEND, "WriteRecords", e);
-                    if err.is_retryable() && backoff.wait().await {
-                        continue;
-                    }
-                    if !err.is_retryable() && report.written == 0 && report.failures.is_empty() {
-                        return Err(err);
-                    }
-                    report.failures.extend(planned.iter().map(|p| ItemFailure {
-                        index: p.index,
-                        reason: err.to_string(),
-                        retryable: err.is_retryable(),
-                    }));
-                    return Ok(());
-                }
-            };
-            let (retry, failures, ingested) = triage(
-                planned,
-                &rejected,
-                self.config.mode == WriteMode::Upsert && version_retries < MAX_VERSION_RETRIES,
-            );
-            report.written += ingested;
-            report.failures.extend(failures);
-            version_retries += 1;
-            planned = retry;
+        planned: Vec<PlannedRecord>,
+    ) -> Result<WriteReport, StoreError> {
+        let version_rounds = AtomicUsize::new(0);
+        let policy =
+            RetryPolicy::new(self.config.retry_budget).with_base(Duration::from_millis(100));
+        let items = planned.into_iter().map(|p| (p.index, p)).collect();
+        send_batch(policy, items, |pending| {
+            let version_rounds = &version_rounds;
+            async move {
+                let planned: Vec<PlannedRecord> = pending.into_iter().map(|(_, p)| p).collect();
+                let rejected = match self.write_once(clients, &planned).await? {
+                    None => return Ok(Answer::all(planned.len())),
+                    Some(rejected) => rejected,
+                };
+                let rounds = version_rounds.fetch_add(1, Ordering::Relaxed);
+                let upsert =
+                    self.config.mode == WriteMode::Upsert && rounds < MAX_VERSION_RETRIES;
+                let (retry, refused, written) = triage(planned, &rejected, upsert);
+                Ok(Answer {
+                    written,
+                    resend: retry.into_iter().map(|p| (p.index, p)).collect(),
+                    resend_reason: "a newer version of the record is stored".into(),
+                    refused,
+                })
+            }
+        })
+        .await
+    }
+
+    /// One `WriteRecords` call: `None` when every record was ingested, else the rejected ones.
+    async fn write_once(
+        &self,
+        clients: &Clients,
+        planned: &[PlannedRecord],
+    ) -> Result<Option<Vec<RejectedRecord>>, StoreError> {
+        let req = layout::request(planned);
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .records
+            .fetch_add(req.records.len() as u64, Ordering::Relaxed);
+        self.stats
+            .metered_bytes
+            .fetch_add(req.metered_bytes as u64, Ordering::Relaxed);
+        self.stats
+            .write_units
+            .fetch_add(layout::write_units(req.metered_bytes), Ordering::Relaxed);
+        let sent = clients
+            .write
+            .write_records()
+            .database_name(&self.config.database)
+            .table_name(&self.config.table)
+            .common_attributes(req.common)
+            .set_records(Some(req.records))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(None),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), WriteRecordsError::RejectedRecordsException(_)) =>
+            {
+                let WriteRecordsError::RejectedRecordsException(r) = e.into_err() else {
+                    unreachable!("matched above")
+                };
+                Ok(Some(r.rejected_records().to_vec()))
+            }
+            Err(e) => Err(store_error(BACKEND, "WriteRecords", e)),
         }
-        Ok(())
     }
 }
 
@@ -403,7 +400,7 @@ impl ReadingWriter for TimestreamReadings {
             let planned = match layout::plan(i, r) {
                 Ok(p) => p,
                 Err(reason) => {
-                    report.failures.push(fail(reason));
+                    report.failures.push(fail(reason.to_string()));
                     continue;
                 }
             };
@@ -424,7 +421,8 @@ impl ReadingWriter for TimestreamReadings {
         }
         for group in [recent, old] {
             for chunk in group.chunks(TIMESTREAM_MAX_RECORDS) {
-                self.send(clients, chunk.to_vec(), &mut report).await?;
+                let indices = chunk.iter().map(|p| p.index);
+                merge_chunk(&mut report, indices, self.send(clients, chunk.to_vec()).await)?;
             }
         }
         report.failures.sort_by_key(|f| f.index);

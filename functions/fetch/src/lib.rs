@@ -18,7 +18,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
-use meter_core::collect::{collect_job, Collected, FetchJob};
+use meter_core::collect::{collect_job, CollectError, Collected, FetchJob};
 use meter_core::contract::cloud::{self as names, ops};
 use meter_core::ports::{write_all, MeterRegistry, ReadingWriter, SecretStore};
 use meter_core::Reading;
@@ -111,7 +111,7 @@ impl Fetch {
     }
 
     /// Runs one queued job.
-    async fn run(&self, body: &str, now: DateTime<Utc>) -> Result<Collected, String> {
+    async fn run(&self, body: &str, now: DateTime<Utc>) -> Result<Collected, CollectError> {
         let job = FetchJob::parse(body)?;
         let c = collect_job(&job, &*self.registry, &self.sources, now).await?;
         for r in &c.rejected {
@@ -193,7 +193,10 @@ async fn batch(state: &Fetch, event: SqsEvent, now: DateTime<Utc>) -> (SqsBatchR
         match result {
             Ok(c) => ok.push((i, c)),
             Err(reason) => {
-                tracing::error!(message = messages[i].message_id.as_deref().unwrap_or("?"), %reason, "fetch job failed");
+                // Both kinds go back to the queue: a retryable one to succeed later, a
+                // permanent one to reach the dead-letter queue after its receives, where it is
+                // kept for a person to read instead of being dropped here.
+                tracing::error!(message = messages[i].message_id.as_deref().unwrap_or("?"), %reason, retryable = reason.is_retryable(), "fetch job failed");
                 failed[i] = true;
             }
         }

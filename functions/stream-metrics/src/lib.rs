@@ -17,7 +17,7 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use meter_aws_io::CloudWatchMetrics;
 use meter_core::contract::cloud::{self as names, ops};
-use meter_core::metrics::{hourly_sums, CounterChange};
+use meter_core::press_counts::{hourly_sums, CounterChange};
 use meter_core::ports::MetricPublisher;
 use meter_lambda::metrics::Emitter;
 use meter_lambda::Env;
@@ -78,8 +78,24 @@ fn attr<'a>(image: &'a Value, name: &str, ty: &str) -> Option<&'a str> {
     image.get(name)?.get(ty)?.as_str()
 }
 
+/// Why a stream record carries no counter change. Permanent: the record reads the same on retry.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RecordError {
+    /// The count attribute is not a number.
+    #[error("{attribute} {text:?} is not a number")]
+    NotANumber {
+        /// The attribute.
+        attribute: &'static str,
+        /// What it holds.
+        text: String,
+    },
+    /// A key attribute is missing from the keys and both images.
+    #[error("the record has no {0} key")]
+    MissingKey(&'static str),
+}
+
 /// The counter change a stream record carries.
-pub fn change_of(record: &EventRecord) -> Result<CounterChange, String> {
+pub fn change_of(record: &EventRecord) -> Result<CounterChange, RecordError> {
     fn json<T: serde::Serialize>(item: &T) -> Value {
         serde_json::to_value(item).unwrap_or(Value::Null)
     }
@@ -88,21 +104,24 @@ pub fn change_of(record: &EventRecord) -> Result<CounterChange, String> {
         json(&record.change.old_image),
         json(&record.change.new_image),
     );
-    let count = |image: &Value| -> Result<Option<f64>, String> {
+    let count = |image: &Value| -> Result<Option<f64>, RecordError> {
         match attr(image, names::COUNTERS_COUNT, "N") {
             Some(n) => n
                 .parse()
                 .map(Some)
-                .map_err(|_| format!("{} {n:?} is not a number", names::COUNTERS_COUNT)),
+                .map_err(|_| RecordError::NotANumber {
+                    attribute: names::COUNTERS_COUNT,
+                    text: n.to_owned(),
+                }),
             None => Ok(None),
         }
     };
-    let key = |name: &str| {
+    let key = |name: &'static str| {
         attr(&keys, name, "S")
             .or_else(|| attr(&new, name, "S"))
             .or_else(|| attr(&old, name, "S"))
             .map(str::to_owned)
-            .ok_or_else(|| format!("the record has no {name} key"))
+            .ok_or(RecordError::MissingKey(name))
     };
     let removed = record.event_name == "REMOVE";
     Ok(CounterChange {

@@ -48,7 +48,10 @@ pub struct HourlySum {
 
 /// Sums the changes per endpoint and hour into metric values in `namespace`. Changes that add
 /// nothing produce no value; an hour that cannot be read is an error naming it.
-pub fn hourly_sums(namespace: &str, changes: &[CounterChange]) -> Result<Vec<HourlySum>, String> {
+pub fn hourly_sums(
+    namespace: &str,
+    changes: &[CounterChange],
+) -> Result<Vec<HourlySum>, BadEventHour> {
     let mut sums: BTreeMap<(&str, &str), (f64, Vec<usize>)> = BTreeMap::new();
     for (i, c) in changes.iter().enumerate() {
         let d = c.delta();
@@ -78,10 +81,23 @@ pub fn hourly_sums(namespace: &str, changes: &[CounterChange]) -> Result<Vec<Hou
         .collect()
 }
 
-fn parse_hour(h: &str) -> Result<DateTime<Utc>, String> {
+/// A counter item's `EventHour` that is not `YYYY-MM-DD HH:MM:SS`. Permanent.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("EventHour {hour:?} is not YYYY-MM-DD HH:MM:SS: {source}")]
+pub struct BadEventHour {
+    /// The text found.
+    pub hour: String,
+    /// The parser's error.
+    pub source: chrono::ParseError,
+}
+
+fn parse_hour(h: &str) -> Result<DateTime<Utc>, BadEventHour> {
     NaiveDateTime::parse_from_str(h, "%Y-%m-%d %H:%M:%S")
         .map(|t| t.and_utc())
-        .map_err(|e| format!("EventHour {h:?} is not YYYY-MM-DD HH:MM:SS: {e}"))
+        .map_err(|source| BadEventHour {
+            hour: h.to_owned(),
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -137,6 +153,7 @@ mod tests {
     #[test]
     fn an_unreadable_hour_is_named() {
         let err = hourly_sums("n", &[change("b", "yesterday", None, Some(1.0))]).unwrap_err();
-        assert!(err.contains("yesterday"), "{err}");
+        assert_eq!(err.hour, "yesterday");
+        assert!(err.to_string().contains("yesterday"), "{err}");
     }
 }
