@@ -46,18 +46,19 @@ fn store_refusals_carry_the_source_line_and_the_unit() {
     batches.extend(p.flush());
     assert_eq!(
         batches.iter().map(|b| b.readings().len()).collect::<Vec<_>>(),
-        vec![3, 2]
+        vec![2, 3, 0]
     );
+    // Rejections fill batches too: the first holds a.csv's lines 2 and 4 and the rejection of
+    // line 3, the second a.csv's line 5 and b.csv's lines 2 and 3, the last only b.csv's end.
+    // The store refuses b.csv's line 3.
     let mut report = Report::listing(MAX_LISTED);
-    // The first batch holds a.csv's lines 2, 4 and 5, the second b.csv's lines 2 and 3;
-    // the store refuses b.csv's line 3.
     let mut commits = Vec::new();
     for (i, batch) in batches.into_iter().enumerate() {
         let result = if i == 1 {
             Ok(WriteReport {
-                written: 1,
+                written: 2,
                 failures: vec![ItemFailure {
-                    index: 1,
+                    index: 2,
                     reason: "unit conflicts".into(),
                     retryable: false,
                 }],
