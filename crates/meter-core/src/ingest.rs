@@ -26,14 +26,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::decode::{truncate, Format, MAX_RAW};
 use crate::ports::{StoreError, WriteReport};
 use crate::reading::Reading;
 
 /// Which stage refused a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     /// The decoder: the record is not a valid reading.
@@ -53,7 +53,7 @@ impl Stage {
 }
 
 /// A record that did not land, with where it came from and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejection {
     /// The stage that refused it.
     pub stage: Stage,
@@ -62,18 +62,18 @@ pub struct Rejection {
     /// The 1-based line of a text record, or element number inside a JSON document.
     pub line: u64,
     /// The column or JSON field at fault, when one is.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// Why it was refused (at most [`MAX_RAW`] bytes and a note of the length).
     pub reason: String,
     /// The original text (at most [`MAX_RAW`] bytes); for a store refusal, the reading as JSON.
     pub raw: String,
     /// Whether the whole input was unreadable (its header or structure), not just this record.
-    #[serde(skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub fatal: bool,
     /// Whether writing it again may succeed (the store was unavailable), as opposed to a
     /// refusal that will not change.
-    #[serde(skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub retryable: bool,
 }
 
@@ -169,7 +169,8 @@ pub struct UnitId(u64);
 pub const MAX_LISTED: usize = 10_000;
 
 /// What happened to one unit (a file, an object or a part of one, a message).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FileReport {
     /// Where it came from.
     pub file: String,

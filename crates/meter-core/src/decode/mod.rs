@@ -108,7 +108,7 @@ impl DecodeOptions {
 }
 
 /// The input formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// Seed 004's `Meter,Date,0:00,...,23:30`.
