@@ -29,7 +29,7 @@ use axum::routing::{get, put};
 use axum::{middleware, Router};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use meter_core::ports::{Counters, MeterRegistry, ReadingReader};
+use meter_core::ports::{Counters, MeterRegistry, RangeReader, ReadingReader};
 
 pub use error::ApiError;
 pub use webhook::WebhookState;
@@ -101,7 +101,7 @@ pub struct ApiState {
     /// The reading (history) store.
     pub readings: Arc<dyn ReadingReader>,
     /// The forecast store (seed 003's future rows); may be the reading store itself.
-    pub forecasts: Arc<dyn ReadingReader>,
+    pub forecasts: Arc<dyn RangeReader>,
     /// The registry, for each meter's own time zone.
     pub registry: Option<Arc<dyn MeterRegistry>>,
     /// The webhook's hourly counters.

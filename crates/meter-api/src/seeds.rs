@@ -6,7 +6,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use meter_core::ports::{RangeQuery, ReadingReader};
+use meter_core::ports::{RangeQuery, RangeReader};
 use meter_core::time::TimeRange;
 use meter_core::{Granularity, MeterId, Reading};
 use serde_json::{json, Value};
@@ -101,7 +101,7 @@ fn sum_number(v: f64) -> Value {
 
 /// Every reading of a meter in a range (all measures), oldest first, at most `MAX_SERIES_ROWS`.
 async fn all_in(
-    store: &dyn ReadingReader,
+    store: &dyn RangeReader,
     meter: &MeterId,
     range: TimeRange,
 ) -> Result<Vec<Reading>, ApiError> {

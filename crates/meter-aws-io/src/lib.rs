@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_cloudwatch::types::{MetricDatum as CwDatum, StandardUnit};
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use meter_aws::{send_batch, store_error, Answer, RetryPolicy};
 use meter_core::batch::{
     Batcher, Limits, CLOUDWATCH_MAX_METRICS, SQS_MAX_BATCH, SQS_MAX_PAYLOAD_BYTES,
 };
 use meter_core::collect::FetchJob;
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::config::http::HttpResponse;
 use meter_core::ports::{
     Cursor, GetObject, ItemFailure, KeyPage, MetricDatum, MetricPublisher, ObjectBody, ObjectError,
     ObjectStore, StoreError, WriteReport,
@@ -318,7 +318,12 @@ impl S3Objects {
         Self::new(aws_sdk_s3::Client::from_conf(conf))
     }
 
-    fn get_error<E>(bucket: &str, key: &str, what: &GetObject, e: SdkError<E, HttpResponse>) -> ObjectError
+    fn get_error<E>(
+        bucket: &str,
+        key: &str,
+        what: &GetObject,
+        e: SdkError<E, HttpResponse>,
+    ) -> ObjectError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -408,12 +413,7 @@ impl ObjectStore for S3Objects {
         })
     }
 
-    async fn get_bytes(
-        &self,
-        bucket: &str,
-        key: &str,
-        max: usize,
-    ) -> Result<Vec<u8>, ObjectError> {
+    async fn get_bytes(&self, bucket: &str, key: &str, max: usize) -> Result<Vec<u8>, ObjectError> {
         let what = GetObject::default();
         let out = self
             .client

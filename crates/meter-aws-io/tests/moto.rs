@@ -5,10 +5,10 @@ use std::io::BufReader;
 use chrono::{DateTime, Duration, Utc};
 use meter_aws::testing::CountCalls;
 use meter_aws_io::{quarantine_key, CloudWatchMetrics, S3Objects, SqsJobs};
-use meter_core::ports::{GetObject, ObjectError, ObjectStore};
 use meter_core::collect::FetchJob;
 use meter_core::decode::long_csv::LongCsvDecoder;
 use meter_core::decode::DecodeOptions;
+use meter_core::ports::{GetObject, ObjectError, ObjectStore};
 use meter_core::ports::{MetricDatum, MetricPublisher};
 use meter_core::MeterId;
 
@@ -198,7 +198,12 @@ async fn a_large_object_streams_through_the_decoder_and_a_report_lands_next_to_i
     assert_eq!((ok, bad), (300_000, 0));
     let key = quarantine_key("in/big file.csv");
     objects
-        .put(&bucket, &key, br#"{"rejected": []}"#.to_vec(), "application/json")
+        .put(
+            &bucket,
+            &key,
+            br#"{"rejected": []}"#.to_vec(),
+            "application/json",
+        )
         .await
         .unwrap();
     let got = client
@@ -216,10 +221,7 @@ async fn a_large_object_streams_through_the_decoder_and_a_report_lands_next_to_i
         .unwrap();
     assert!(matches!(err, ObjectError::NotFound { .. }), "{err}");
     // A range reads only its bytes; a version that is no longer current is told apart.
-    let head = objects
-        .get_bytes(&bucket, &key, 1024)
-        .await
-        .unwrap();
+    let head = objects.get_bytes(&bucket, &key, 1024).await.unwrap();
     assert_eq!(head, br#"{"rejected": []}"#);
     let range = GetObject {
         range_start: Some(2),

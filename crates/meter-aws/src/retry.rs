@@ -331,7 +331,10 @@ mod tests {
         })
         .await
         .unwrap();
-        assert!(calls.load(Ordering::SeqCst) > 2, "the budget allows resends");
+        assert!(
+            calls.load(Ordering::SeqCst) > 2,
+            "the budget allows resends"
+        );
         assert_eq!(report.written, 1);
         assert_eq!(
             report.failures.iter().map(|f| f.index).collect::<Vec<_>>(),
@@ -417,7 +420,9 @@ mod tests {
         };
         let (a, b) = (draw(), draw());
         assert_ne!(a, b, "two backoffs share a jitter sequence");
-        assert!(a.iter().all(|p| *p >= Duration::from_millis(1) && *p <= second));
+        assert!(a
+            .iter()
+            .all(|p| *p >= Duration::from_millis(1) && *p <= second));
     }
 
     #[test]

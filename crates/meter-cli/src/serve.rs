@@ -12,12 +12,12 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 use chrono_tz::Tz;
 use meter_api::{router, ApiState, AuthConfig, Secret};
-use meter_core::collect::{collect_all, Source};
 use meter_core::batch::SQLITE_MAX_BATCH;
+use meter_core::collect::{collect_all, Source};
+use meter_core::contract;
 use meter_core::decode::DecodeOptions;
 use meter_core::ingest::{Batch, Pipeline, Report, MAX_LISTED};
 use meter_core::time::parse_zone;
-use meter_core::contract;
 use meter_store_sqlite::SqliteStore;
 use tokio::sync::watch;
 

@@ -130,8 +130,15 @@ fn one_bad_file_is_rejected_alike_by_every_caller() {
         ],
         "{cli:#?}"
     );
-    assert!(cli[4]["reason"].as_str().unwrap().contains("kWh"), "{cli:#?}");
-    assert_eq!(through_the_drop_folder(), cli, "drop folder vs meter import");
+    assert!(
+        cli[4]["reason"].as_str().unwrap().contains("kWh"),
+        "{cli:#?}"
+    );
+    assert_eq!(
+        through_the_drop_folder(),
+        cli,
+        "drop folder vs meter import"
+    );
     assert_eq!(
         through_the_import_function(dir.path()),
         cli,

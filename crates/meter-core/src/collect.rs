@@ -473,7 +473,10 @@ mod tests {
         let err = collect_job(&job(&["a", "down"]), &registry, &sources, now)
             .await
             .unwrap_err();
-        assert!(err.is_retryable(), "a source that timed out is worth retrying");
+        assert!(
+            err.is_retryable(),
+            "a source that timed out is worth retrying"
+        );
         let text = err.to_string();
         assert!(
             text.contains("entry down") && text.contains("timed out"),

@@ -107,7 +107,13 @@ impl Rejection {
     pub fn unreadable(file: &Arc<str>, line: u64, reason: impl fmt::Display, raw: &str) -> Self {
         Self {
             fatal: true,
-            ..Self::decode(file, line, None, format_args!("unreadable input: {reason}"), raw)
+            ..Self::decode(
+                file,
+                line,
+                None,
+                format_args!("unreadable input: {reason}"),
+                raw,
+            )
         }
     }
 
@@ -431,7 +437,9 @@ impl Batch {
             .collect();
         let mut not_stored = vec![0u64; spans.len()];
         let mut refuse = |index: usize, reason: &dyn fmt::Display, retryable: bool| {
-            let s = spans.partition_point(|s| s.start <= index).saturating_sub(1);
+            let s = spans
+                .partition_point(|s| s.start <= index)
+                .saturating_sub(1);
             not_stored[s] += 1;
             rejections.push(UnitRejection {
                 unit: spans[s].unit,
@@ -635,7 +643,9 @@ impl Pipeline {
                 if rejection.fatal && span.error.is_none() {
                     span.error = Some(rejection.reason.clone());
                 }
-                self.batch.rejections.push(UnitRejection { unit, rejection });
+                self.batch
+                    .rejections
+                    .push(UnitRejection { unit, rejection });
             }
         }
         // Rejections count too, so a file of nothing but bad rows is still cut into batches.
@@ -683,10 +693,7 @@ impl Pipeline {
 
     fn take(&mut self) -> Batch {
         let seq = self.batch.seq + 1;
-        let full = std::mem::replace(
-            &mut self.batch,
-            Batch::new(seq, self.max_batch.min(65_536)),
-        );
+        let full = std::mem::replace(&mut self.batch, Batch::new(seq, self.max_batch.min(65_536)));
         // Units still open continue in the next batch.
         let open: Vec<UnitId> = full
             .spans

@@ -311,12 +311,18 @@ pub struct RollupQuery {
 /// Page size used when a rollup walks the readings of a range.
 const ROLLUP_PAGE: usize = 5_000;
 
-/// Reads readings back.
+/// Reads the readings of a meter in a range: what every reading store answers, including the
+/// forecast store, whose items live only until their time has passed.
 #[async_trait]
-pub trait ReadingReader: Send + Sync {
+pub trait RangeReader: Send + Sync {
     /// One page of the readings of a meter in a range, ordered by measure then time.
     async fn range(&self, query: &RangeQuery) -> Result<Page, StoreError>;
+}
 
+/// Reads the history back: ranges, and what a history of series answers beyond them (the
+/// newest reading, the baseline before a range, the catalogue of meters, rollups).
+#[async_trait]
+pub trait ReadingReader: RangeReader {
     /// The newest reading of each series, of one meter or of every meter.
     async fn latest(&self, meter: Option<&MeterId>) -> Result<Vec<Reading>, StoreError>;
 
@@ -603,12 +609,15 @@ pub struct KeyPage {
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     /// Opens an object (or a range of it, or only a given version) for reading.
-    async fn get(&self, bucket: &str, key: &str, what: &GetObject)
-        -> Result<ObjectBody, ObjectError>;
+    async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        what: &GetObject,
+    ) -> Result<ObjectBody, ObjectError>;
 
     /// Reads a small object whole (a resume marker), refusing one over `max` bytes.
-    async fn get_bytes(&self, bucket: &str, key: &str, max: usize)
-        -> Result<Vec<u8>, ObjectError>;
+    async fn get_bytes(&self, bucket: &str, key: &str, max: usize) -> Result<Vec<u8>, ObjectError>;
 
     /// Writes an object whole.
     async fn put(

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use crate::ports::{
     AddOutcome, CounterKey, Counters, Cursor, GetObject, ItemFailure, KeyPage, MeterInfo,
     MeterRegistry, MetricDatum, MetricPublisher, ObjectBody, ObjectError, ObjectStore, Page,
-    RangeQuery, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage, SeriesInfo, StoreError,
-    WriteReport,
+    RangeQuery, RangeReader, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage, SeriesInfo,
+    StoreError, WriteReport,
 };
 use crate::reading::{MeasureName, MeterId, Reading};
 
@@ -117,7 +117,7 @@ impl ReadingWriter for MemoryStore {
 }
 
 #[async_trait]
-impl ReadingReader for MemoryStore {
+impl RangeReader for MemoryStore {
     async fn range(&self, q: &RangeQuery) -> Result<Page, StoreError> {
         let st = self.lock();
         let after = q.after.as_ref().map(Cursor::reading_position).transpose()?;
@@ -140,7 +140,10 @@ impl ReadingReader for MemoryStore {
             .collect();
         Ok(Page::of(out, q.limit, false))
     }
+}
 
+#[async_trait]
+impl ReadingReader for MemoryStore {
     async fn latest(&self, meter: Option<&MeterId>) -> Result<Vec<Reading>, StoreError> {
         let st = self.lock();
         Ok(st
@@ -279,7 +282,10 @@ impl MemoryObjects {
 
     /// The bytes of an object, if it exists.
     pub fn bytes(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
-        let objects = self.objects.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let objects = self
+            .objects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         objects
             .get(&(bucket.to_owned(), key.to_owned()))
             .map(|(b, _)| b.clone())
@@ -287,7 +293,10 @@ impl MemoryObjects {
 
     /// Every key of a bucket.
     pub fn keys(&self, bucket: &str) -> Vec<String> {
-        let objects = self.objects.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let objects = self
+            .objects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         objects
             .keys()
             .filter(|(b, _)| b == bucket)
@@ -296,7 +305,10 @@ impl MemoryObjects {
     }
 
     fn find(&self, bucket: &str, key: &str) -> Result<(Vec<u8>, String), ObjectError> {
-        let objects = self.objects.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let objects = self
+            .objects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         objects
             .get(&(bucket.to_owned(), key.to_owned()))
             .cloned()
@@ -336,12 +348,7 @@ impl ObjectStore for MemoryObjects {
         })
     }
 
-    async fn get_bytes(
-        &self,
-        bucket: &str,
-        key: &str,
-        max: usize,
-    ) -> Result<Vec<u8>, ObjectError> {
+    async fn get_bytes(&self, bucket: &str, key: &str, max: usize) -> Result<Vec<u8>, ObjectError> {
         let (bytes, _) = self.find(bucket, key)?;
         if bytes.len() > max {
             return Err(ObjectError::TooLarge {
@@ -361,7 +368,10 @@ impl ObjectStore for MemoryObjects {
         _content_type: &str,
     ) -> Result<(), ObjectError> {
         let version = {
-            let mut puts = self.puts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut puts = self
+                .puts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             *puts += 1;
             format!("\"v{puts}\"")
         };

@@ -168,7 +168,9 @@ pub struct UnreadableLine {
 /// declared metric's value; an error says which rule of the format the line breaks.
 pub fn read(line: &str) -> Result<Metrics, EmfError> {
     let v: Value = serde_json::from_str(line)?;
-    let aws = v.get("_aws").ok_or_else(|| EmfError::Breaks("no _aws member".into()))?;
+    let aws = v
+        .get("_aws")
+        .ok_or_else(|| EmfError::Breaks("no _aws member".into()))?;
     aws.get("Timestamp")
         .and_then(Value::as_u64)
         .ok_or_else(|| EmfError::Breaks("_aws.Timestamp is not a number of milliseconds".into()))?;
@@ -188,12 +190,16 @@ pub fn read(line: &str) -> Result<Metrics, EmfError> {
             .and_then(Value::as_array)
             .ok_or_else(|| EmfError::Breaks("a directive has no Dimensions".into()))?
         {
-            for key in set.as_array().ok_or_else(|| EmfError::Breaks("a dimension set is not an array".into()))? {
-                let key = key.as_str().ok_or_else(|| EmfError::Breaks("a dimension name is not a string".into()))?;
-                let value = v
-                    .get(key)
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| EmfError::Breaks(format!("dimension {key} has no string member")))?;
+            for key in set
+                .as_array()
+                .ok_or_else(|| EmfError::Breaks("a dimension set is not an array".into()))?
+            {
+                let key = key
+                    .as_str()
+                    .ok_or_else(|| EmfError::Breaks("a dimension name is not a string".into()))?;
+                let value = v.get(key).and_then(Value::as_str).ok_or_else(|| {
+                    EmfError::Breaks(format!("dimension {key} has no string member"))
+                })?;
                 out.dimensions.push((key.to_owned(), value.to_owned()));
             }
         }

@@ -646,13 +646,8 @@ impl Source for SstSource {
                         tracing::warn!(meter = %r.meter(), value = r.value(), reason = %reason, "Flagged a reading.");
                         let file = Arc::from(format!("GET /houses/{house}/counters/"));
                         let raw = serde_json::to_string(&r).unwrap_or_default();
-                        out.rejected.push(Rejection::decode(
-                            &file,
-                            0,
-                            Some("value"),
-                            reason,
-                            &raw,
-                        ));
+                        out.rejected
+                            .push(Rejection::decode(&file, 0, Some("value"), reason, &raw));
                     }
                 }
             }

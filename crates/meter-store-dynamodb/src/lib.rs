@@ -25,8 +25,8 @@ use meter_core::batch::DYNAMODB_MAX_BATCH_WRITE;
 use meter_core::contract::cloud as names;
 use meter_core::ports::{
     AddOutcome, CounterKey, Counters, Cursor, ItemFailure, MeterInfo, MeterRegistry, Page,
-    RangeQuery, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage, SeriesInfo, StoreError,
-    WriteReport, DEDUPE_WINDOW_SECS,
+    RangeQuery, RangeReader, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage, SeriesInfo,
+    StoreError, WriteReport, DEDUPE_WINDOW_SECS,
 };
 use meter_core::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
 
@@ -390,7 +390,7 @@ impl ReadingWriter for DynamoReadings {
 }
 
 #[async_trait]
-impl ReadingReader for DynamoReadings {
+impl RangeReader for DynamoReadings {
     async fn range(&self, q: &RangeQuery) -> Result<Page, StoreError> {
         let after = q.after.as_ref().map(Cursor::reading_position).transpose()?;
         let limit = q.limit.clamp(1, 10_000);
@@ -424,7 +424,10 @@ impl ReadingReader for DynamoReadings {
         }
         Ok(Page::of(out, limit, more))
     }
+}
 
+#[async_trait]
+impl ReadingReader for DynamoReadings {
     async fn latest(&self, meter: Option<&MeterId>) -> Result<Vec<Reading>, StoreError> {
         let mut out = Vec::new();
         for series in self.series(meter).await? {
@@ -572,7 +575,7 @@ impl ReadingWriter for DynamoForecasts {
 }
 
 #[async_trait]
-impl ReadingReader for DynamoForecasts {
+impl RangeReader for DynamoForecasts {
     async fn range(&self, q: &RangeQuery) -> Result<Page, StoreError> {
         let mut start = q
             .after
@@ -631,23 +634,6 @@ impl ReadingReader for DynamoForecasts {
             readings: out,
             next,
         })
-    }
-
-    async fn latest(&self, _meter: Option<&MeterId>) -> Result<Vec<Reading>, StoreError> {
-        Ok(Vec::new())
-    }
-
-    async fn before(
-        &self,
-        _: &MeterId,
-        _: &MeasureName,
-        _: DateTime<Utc>,
-    ) -> Result<Option<Reading>, StoreError> {
-        Ok(None)
-    }
-
-    async fn meters(&self) -> Result<Vec<MeterInfo>, StoreError> {
-        Ok(Vec::new())
     }
 }
 

@@ -8,8 +8,8 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use meter_aws::testing::{CountCalls, Fault};
 use meter_core::ports::{
-    AddOutcome, CounterKey, Counters, MeterRegistry, RangeQuery, ReadingReader, ReadingWriter,
-    RegistryEntry, RollupQuery, StoreError,
+    AddOutcome, CounterKey, Counters, MeterRegistry, RangeQuery, RangeReader, ReadingReader,
+    ReadingWriter, RegistryEntry, RollupQuery, StoreError,
 };
 use meter_core::time::{parse_date, TimeRange};
 use meter_core::{Granularity, Kind, MeasureName, MeterId, Reading, SourceName, Unit};

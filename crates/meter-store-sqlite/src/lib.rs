@@ -20,8 +20,8 @@ use chrono::{DateTime, Utc};
 use meter_core::batch::SQLITE_MAX_BATCH;
 use meter_core::ports::{
     AddOutcome, CounterKey, Counters, Cursor, ItemFailure, MeterInfo, MeterRegistry, Page,
-    RangeQuery, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage, RollupQuery, SeriesInfo,
-    StoreError, WriteReport, DEDUPE_WINDOW_SECS,
+    RangeQuery, RangeReader, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage,
+    RollupQuery, SeriesInfo, StoreError, WriteReport, DEDUPE_WINDOW_SECS,
 };
 use meter_core::rollup::RollupBuilder;
 use meter_core::{Kind, MeasureName, MeterId, Reading, Rollup, RollupRule, SourceName, Tags, Unit};
@@ -715,12 +715,15 @@ impl ReadingWriter for SqliteStore {
 }
 
 #[async_trait]
-impl ReadingReader for SqliteStore {
+impl RangeReader for SqliteStore {
     async fn range(&self, query: &RangeQuery) -> Result<Page, StoreError> {
         let q = query.clone();
         self.blocking(move |s| s.range_sync(&q)).await
     }
+}
 
+#[async_trait]
+impl ReadingReader for SqliteStore {
     async fn latest(&self, meter: Option<&MeterId>) -> Result<Vec<Reading>, StoreError> {
         let m = meter.cloned();
         self.blocking(move |s| s.latest_sync(m.as_ref())).await

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use meter_core::ports::{
-    AddOutcome, CounterKey, Counters, MeterRegistry, RangeQuery, ReadingReader, ReadingWriter,
-    RegistryEntry, RollupQuery,
+    AddOutcome, CounterKey, Counters, MeterRegistry, RangeQuery, RangeReader, ReadingReader,
+    ReadingWriter, RegistryEntry, RollupQuery,
 };
 use meter_core::time::{parse_date, TimeRange};
 use meter_core::{

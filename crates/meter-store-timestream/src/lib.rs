@@ -34,7 +34,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use meter_aws::{merge_chunk, send_batch, store_error, Answer, RetryPolicy};
 use meter_core::batch::TIMESTREAM_MAX_RECORDS;
 use meter_core::ports::{
-    ItemFailure, MeterInfo, Page, RangeQuery, ReadingReader, ReadingWriter, StoreError, WriteReport,
+    ItemFailure, MeterInfo, Page, RangeQuery, RangeReader, ReadingReader, ReadingWriter,
+    StoreError, WriteReport,
 };
 use meter_core::{MeasureName, MeterId, Reading};
 use tokio::sync::OnceCell;
@@ -272,8 +273,7 @@ impl TimestreamReadings {
                     Some(rejected) => rejected,
                 };
                 let rounds = version_rounds.fetch_add(1, Ordering::Relaxed);
-                let upsert =
-                    self.config.mode == WriteMode::Upsert && rounds < MAX_VERSION_RETRIES;
+                let upsert = self.config.mode == WriteMode::Upsert && rounds < MAX_VERSION_RETRIES;
                 let (retry, refused, written) = triage(planned, &rejected, upsert);
                 Ok(Answer {
                     written,
@@ -422,7 +422,11 @@ impl ReadingWriter for TimestreamReadings {
         for group in [recent, old] {
             for chunk in group.chunks(TIMESTREAM_MAX_RECORDS) {
                 let indices = chunk.iter().map(|p| p.index);
-                merge_chunk(&mut report, indices, self.send(clients, chunk.to_vec()).await)?;
+                merge_chunk(
+                    &mut report,
+                    indices,
+                    self.send(clients, chunk.to_vec()).await,
+                )?;
             }
         }
         report.failures.sort_by_key(|f| f.index);
@@ -490,7 +494,7 @@ impl TimestreamReadings {
 }
 
 #[async_trait]
-impl ReadingReader for TimestreamReadings {
+impl RangeReader for TimestreamReadings {
     async fn range(&self, q: &RangeQuery) -> Result<Page, StoreError> {
         let after = q.after.as_ref().map(|c| c.reading_position()).transpose()?;
         let sql = self.sql.range(
@@ -503,7 +507,10 @@ impl ReadingReader for TimestreamReadings {
         let readings = self.query(&sql).await?.readings()?;
         Ok(Page::of(readings, q.limit, false))
     }
+}
 
+#[async_trait]
+impl ReadingReader for TimestreamReadings {
     async fn latest(&self, meter: Option<&MeterId>) -> Result<Vec<Reading>, StoreError> {
         self.query(&self.sql.latest(meter)).await?.readings()
     }

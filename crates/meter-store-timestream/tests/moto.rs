@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
 use meter_aws::testing::{CountCalls, Fault};
-use meter_core::ports::{RangeQuery, ReadingReader, ReadingWriter, StoreError};
+use meter_core::ports::{RangeQuery, RangeReader, ReadingWriter, StoreError};
 use meter_core::time::TimeRange;
 use meter_core::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
 use meter_store_timestream::{

@@ -17,7 +17,7 @@ use chrono_tz::Tz;
 use lambda_http::Request;
 use meter_api::{router, ApiError, ApiState, AuthConfig, Secret};
 use meter_core::contract::{self, cloud as names};
-use meter_core::ports::{Counters, MeterRegistry, ReadingReader, SecretStore};
+use meter_core::ports::{Counters, MeterRegistry, RangeReader, ReadingReader, SecretStore};
 use meter_lambda::metrics::Emitter;
 use meter_lambda::{ConfigError, Env, History, HistoryConfig, LazyRouter};
 
@@ -90,7 +90,7 @@ impl Config {
 #[allow(missing_debug_implementations)] // reason: the ports are not Debug
 pub struct Api {
     readings: Arc<dyn ReadingReader>,
-    forecasts: Arc<dyn ReadingReader>,
+    forecasts: Arc<dyn RangeReader>,
     registry: Arc<dyn MeterRegistry>,
     counters: Arc<dyn Counters>,
     secrets: Arc<dyn SecretStore>,
@@ -125,7 +125,7 @@ impl Api {
     /// The same over given parts.
     pub fn with_parts(
         readings: Arc<dyn ReadingReader>,
-        forecasts: Arc<dyn ReadingReader>,
+        forecasts: Arc<dyn RangeReader>,
         registry: Arc<dyn MeterRegistry>,
         counters: Arc<dyn Counters>,
         secrets: Arc<dyn SecretStore>,

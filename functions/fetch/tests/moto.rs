@@ -7,7 +7,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::{DateTime, Duration, Utc};
 use meter_core::contract::cloud::ops;
-use meter_core::ports::{MeterRegistry, RangeQuery, ReadingReader, ReadingWriter, RegistryEntry};
+use meter_core::ports::{MeterRegistry, RangeQuery, RangeReader, ReadingWriter, RegistryEntry};
 use meter_core::time::TimeRange;
 use meter_core::{MeterId, SourceName};
 use meter_fn_fetch::{handle, Fetch};
@@ -63,7 +63,7 @@ fn sqs_event(bodies: &[&str]) -> SqsEvent {
 }
 
 async fn count(
-    reader: &dyn ReadingReader,
+    reader: &dyn RangeReader,
     meter: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,

@@ -344,7 +344,9 @@ async fn import_object(
         let fed = match decode::open(input, None, options) {
             Ok((format, mut decoder)) => {
                 pipeline.format(unit, format);
-                pipeline.feed(unit, &mut *decoder, &mut emit).map(|()| pipeline.end(unit))
+                pipeline
+                    .feed(unit, &mut *decoder, &mut emit)
+                    .map(|()| pipeline.end(unit))
             }
             Err(e) => {
                 pipeline.fail(unit, e);

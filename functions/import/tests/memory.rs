@@ -88,7 +88,10 @@ async fn bad_rows_are_quarantined_with_line_and_field_and_the_rest_lands() {
     assert_eq!(store.all().len(), 8);
     let q = quarantine(&objects, "quarantine/a.csv.errors.json");
     assert_eq!(q.file, "s3://in/a.csv");
-    assert_eq!((q.decoded, q.stored, q.rejected, q.not_stored), (8, 8, 2, 0));
+    assert_eq!(
+        (q.decoded, q.stored, q.rejected, q.not_stored),
+        (8, 8, 2, 0)
+    );
     assert!(q.version.is_some(), "the report names the version read");
     let lines: Vec<(Stage, u64, Option<&str>)> = q
         .rejections
@@ -102,7 +105,11 @@ async fn bad_rows_are_quarantined_with_line_and_field_and_the_rest_lands() {
             (Stage::Decode, 9, Some("value"))
         ]
     );
-    assert!(q.rejections[0].raw.contains("lots"), "{:?}", q.rejections[0]);
+    assert!(
+        q.rejections[0].raw.contains("lots"),
+        "{:?}",
+        q.rejections[0]
+    );
 
     // A clean object writes no report; a re-delivered event changes nothing.
     let again = handle(&import, &created("a.csv"), Budget::Records(u64::MAX))
@@ -125,7 +132,10 @@ async fn store_refusals_carry_the_source_line() {
     assert_eq!((report.readings, report.rejected), (3, 1));
     assert_eq!(store.all().len(), 3);
     let q = quarantine(&objects, "quarantine/b.csv.errors.json");
-    assert_eq!((q.decoded, q.stored, q.rejected, q.not_stored), (4, 3, 0, 1));
+    assert_eq!(
+        (q.decoded, q.stored, q.rejected, q.not_stored),
+        (4, 3, 0, 1)
+    );
     let r = &q.rejections[0];
     assert_eq!((r.stage, r.line), (Stage::Store, 5));
     assert!(r.reason.contains("refused by this test store"), "{r:?}");
@@ -151,7 +161,10 @@ async fn a_large_object_resumes_in_parts_and_stores_every_row_once() {
         assert_eq!(next["part"], parts);
         event = created(marker);
     }
-    assert!(parts >= 3, "4,000 records a run make at least 3 parts, got {parts}");
+    assert!(
+        parts >= 3,
+        "4,000 records a run make at least 3 parts, got {parts}"
+    );
     assert_eq!(store.all().len(), 11_997);
     // Each part's report lists its own rejections; together they list each bad row once.
     let mut lines = Vec::new();
@@ -185,7 +198,11 @@ async fn a_resumed_import_stops_when_the_object_was_replaced() {
     .await
     .unwrap();
     assert_eq!((second.readings, second.resumed), (0, 0));
-    assert_eq!(store.all().len(), stored, "nothing of the new version via the old marker");
+    assert_eq!(
+        store.all().len(),
+        stored,
+        "nothing of the new version via the old marker"
+    );
 }
 
 #[tokio::test]
@@ -261,7 +278,10 @@ async fn readings_the_store_may_take_later_fail_the_invocation_so_it_is_retried(
     let err = handle(&import, &created("e.csv"), Budget::Records(u64::MAX))
         .await
         .unwrap_err();
-    assert!(matches!(err, ImportError::NotStored { failed: 5, .. }), "{err}");
+    assert!(
+        matches!(err, ImportError::NotStored { failed: 5, .. }),
+        "{err}"
+    );
     assert!(err.is_retryable());
     // Lambda's retry of the same event lands everything.
     let report = handle(&import, &created("e.csv"), Budget::Records(u64::MAX))

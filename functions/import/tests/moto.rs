@@ -7,7 +7,7 @@ use aws_sdk_s3::Client;
 use chrono::{DateTime, Utc};
 use meter_aws_io::S3Objects;
 use meter_core::contract::cloud::ops;
-use meter_core::ports::{RangeQuery, ReadingReader};
+use meter_core::ports::{RangeQuery, RangeReader};
 use meter_core::time::TimeRange;
 use meter_core::MeterId;
 use meter_fn_import::{handle, Budget, Import};
@@ -38,7 +38,8 @@ async fn env(test: &str) -> Option<Env> {
         .unwrap();
     let store = Arc::new(DynamoReadings::new(ddb, &bucket));
     let (emitter, metrics) = Emitter::capture("import");
-    let import = Import::with_parts(Arc::new(S3Objects::from_sdk(&sdk)), store.clone()).with_metrics(emitter);
+    let import = Import::with_parts(Arc::new(S3Objects::from_sdk(&sdk)), store.clone())
+        .with_metrics(emitter);
     Some(Env {
         s3,
         bucket,
@@ -334,5 +335,8 @@ async fn an_unreadable_object_gets_a_report_saying_why() {
         .get("quarantine/in/photo.bin.errors.json")
         .await
         .unwrap();
-    assert!(!q["rejections"][0]["reason"].as_str().unwrap().is_empty(), "{q}");
+    assert!(
+        !q["rejections"][0]["reason"].as_str().unwrap().is_empty(),
+        "{q}"
+    );
 }

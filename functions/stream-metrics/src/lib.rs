@@ -17,8 +17,8 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use meter_aws_io::CloudWatchMetrics;
 use meter_core::contract::cloud::{self as names, ops};
-use meter_core::press_counts::{hourly_sums, CounterChange};
 use meter_core::ports::MetricPublisher;
+use meter_core::press_counts::{hourly_sums, CounterChange};
 use meter_lambda::metrics::Emitter;
 use meter_lambda::Env;
 use serde_json::Value;
@@ -106,13 +106,10 @@ pub fn change_of(record: &EventRecord) -> Result<CounterChange, RecordError> {
     );
     let count = |image: &Value| -> Result<Option<f64>, RecordError> {
         match attr(image, names::COUNTERS_COUNT, "N") {
-            Some(n) => n
-                .parse()
-                .map(Some)
-                .map_err(|_| RecordError::NotANumber {
-                    attribute: names::COUNTERS_COUNT,
-                    text: n.to_owned(),
-                }),
+            Some(n) => n.parse().map(Some).map_err(|_| RecordError::NotANumber {
+                attribute: names::COUNTERS_COUNT,
+                text: n.to_owned(),
+            }),
             None => Ok(None),
         }
     };

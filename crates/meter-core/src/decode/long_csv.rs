@@ -234,7 +234,12 @@ impl<R: BufRead> LongCsvDecoder<R> {
     }
 
     fn set_fatal(&mut self, line: u64, reason: String) {
-        self.fatal = Some(Rejection::unreadable(&self.options.file, line, reason, &record_text(&self.record)));
+        self.fatal = Some(Rejection::unreadable(
+            &self.options.file,
+            line,
+            reason,
+            &record_text(&self.record),
+        ));
         self.done = true;
     }
 

@@ -70,7 +70,12 @@ impl Notification {
 /// the field path (`notifications[3].payload`).
 pub fn parse_notifications(body: &Value, file: &Arc<str>) -> Vec<Result<Notification, Rejection>> {
     let Some(obj) = body.as_object() else {
-        return vec![Err(Rejection::unreadable(file, 1, "the body is not a JSON object", &body.to_string()))];
+        return vec![Err(Rejection::unreadable(
+            file,
+            1,
+            "the body is not a JSON object",
+            &body.to_string(),
+        ))];
     };
     let list = match obj.get("notifications") {
         None | Some(Value::Null) => return Vec::new(),

@@ -434,7 +434,11 @@ mod tests {
             ("d.csv", "", Format::LongCsv),
         ];
         for (name, head, want) in cases {
-            assert_eq!(detect(name, head.as_bytes()).unwrap(), want, "{name}: {head:?}");
+            assert_eq!(
+                detect(name, head.as_bytes()).unwrap(),
+                want,
+                "{name}: {head:?}"
+            );
         }
         assert!(detect("e.json", b"{\"foo\": 1}").is_err());
         assert!(detect("e.bin", b"").is_err());

@@ -94,7 +94,12 @@ impl<R: BufRead> WideCsvDecoder<R> {
 
     fn fatal(&mut self, line: u64, reason: String) {
         let raw = record_text(&self.record);
-        self.pending.push_back(Err(Rejection::unreadable(&self.options.file, line, reason, &raw)));
+        self.pending.push_back(Err(Rejection::unreadable(
+            &self.options.file,
+            line,
+            reason,
+            &raw,
+        )));
         self.done = true;
     }
 

@@ -45,7 +45,10 @@ fn store_refusals_carry_the_source_line_and_the_unit() {
     let b = run_unit(&mut p, "b.csv", &[true, true], &mut batches);
     batches.extend(p.flush());
     assert_eq!(
-        batches.iter().map(|b| b.readings().len()).collect::<Vec<_>>(),
+        batches
+            .iter()
+            .map(|b| b.readings().len())
+            .collect::<Vec<_>>(),
         vec![2, 3, 0]
     );
     // Rejections fill batches too: the first holds a.csv's lines 2 and 4 and the rejection of
@@ -72,19 +75,34 @@ fn store_refusals_carry_the_source_line_and_the_unit() {
         commits.extend(report.add(batch.settle(result)));
     }
     let fa = report.unit(a).unwrap();
-    assert_eq!((fa.decoded, fa.stored, fa.rejected, fa.not_stored), (3, 3, 1, 0));
+    assert_eq!(
+        (fa.decoded, fa.stored, fa.rejected, fa.not_stored),
+        (3, 3, 1, 0)
+    );
     assert_eq!(fa.rejections[0].stage, Stage::Decode);
     assert_eq!(fa.rejections[0].line, 3);
     let fb = report.unit(b).unwrap();
-    assert_eq!((fb.decoded, fb.stored, fb.rejected, fb.not_stored), (2, 1, 0, 1));
+    assert_eq!(
+        (fb.decoded, fb.stored, fb.rejected, fb.not_stored),
+        (2, 1, 0, 1)
+    );
     let refusal = &fb.rejections[0];
     assert_eq!(
-        (refusal.stage, &*refusal.file, refusal.line, refusal.reason.as_str()),
+        (
+            refusal.stage,
+            &*refusal.file,
+            refusal.line,
+            refusal.reason.as_str()
+        ),
         (Stage::Store, "b.csv", 3, "unit conflicts")
     );
     assert!(refusal.raw.contains("\"value\":3"), "{}", refusal.raw);
     assert_eq!(
-        (report.readings_decoded, report.readings_stored, report.rows_rejected),
+        (
+            report.readings_decoded,
+            report.readings_stored,
+            report.rows_rejected
+        ),
         (5, 4, 1)
     );
     assert_eq!(report.readings_not_stored, 1);
@@ -176,7 +194,13 @@ fn an_unreadable_input_is_the_units_error_and_a_failed_file() {
     report.add(p.flush().unwrap().dry_run());
     assert_eq!(report.files_failed, 2);
     assert_eq!(report.unit(u).unwrap().rejected, 1);
-    assert!(report.unit(v).unwrap().error.as_deref().unwrap().contains("empty"));
+    assert!(report
+        .unit(v)
+        .unwrap()
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("empty"));
     // A store refusal on line 0 is not mistaken for an unreadable input.
     let r = Rejection::store(&Arc::from("z"), 0, &reading(1.0), "conflict", false);
     assert!(!r.is_fatal());
