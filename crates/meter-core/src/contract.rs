@@ -122,6 +122,68 @@ pub mod cloud {
     /// Counters table: the TTL attribute of dedupe items.
     pub const COUNTERS_TTL: &str = "expires";
 
+    /// A DynamoDB key attribute's type.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum KeyType {
+        /// `S`.
+        String,
+        /// `N`.
+        Number,
+    }
+
+    impl KeyType {
+        /// The attribute type's letter in DynamoDB's API and CloudFormation.
+        pub fn letter(self) -> &'static str {
+            match self {
+                Self::String => "S",
+                Self::Number => "N",
+            }
+        }
+    }
+
+    /// One table's key schema, TTL attribute and stream: the template and the DynamoDB
+    /// store's `create_table` both build tables from these, so the two cannot drift.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct TableSchema {
+        /// The partition key.
+        pub partition: (&'static str, KeyType),
+        /// The sort key, when the table has one.
+        pub sort: Option<(&'static str, KeyType)>,
+        /// The TTL attribute, when items expire.
+        pub ttl: Option<&'static str>,
+        /// Whether the table has a stream of new and old images.
+        pub stream: bool,
+    }
+
+    /// The registry table.
+    pub const REGISTRY_TABLE: TableSchema = TableSchema {
+        partition: (REGISTRY_PK, KeyType::String),
+        sort: None,
+        ttl: None,
+        stream: false,
+    };
+    /// The readings table.
+    pub const READINGS_TABLE: TableSchema = TableSchema {
+        partition: (READINGS_PK, KeyType::String),
+        sort: Some((READINGS_SK, KeyType::Number)),
+        ttl: None,
+        stream: false,
+    };
+    /// The forecasts table.
+    pub const FORECASTS_TABLE: TableSchema = TableSchema {
+        partition: (FORECASTS_PK, KeyType::String),
+        sort: Some((FORECASTS_SK, KeyType::Number)),
+        ttl: Some(FORECASTS_TTL),
+        stream: false,
+    };
+    /// The counters table, with the stream the metrics function reads.
+    pub const COUNTERS_TABLE: TableSchema = TableSchema {
+        partition: (COUNTERS_PK, KeyType::String),
+        sort: Some((COUNTERS_SK, KeyType::String)),
+        ttl: Some(COUNTERS_TTL),
+        stream: true,
+    };
+
     /// The Lambda functions, by logical name; the binaries are named `meter-fn-<name>`.
     pub const FUNCTIONS: [&str; 6] = [
         "enqueue",

@@ -267,10 +267,13 @@ impl MetricPublisher for MemoryStore {
     }
 }
 
+/// An object's bytes and version, by bucket and key.
+type Objects = BTreeMap<(String, String), (Vec<u8>, String)>;
+
 /// Objects in memory, versioned like S3: each put makes a new version (its ETag).
 #[derive(Debug, Default)]
 pub struct MemoryObjects {
-    objects: Mutex<BTreeMap<(String, String), (Vec<u8>, String)>>,
+    objects: Mutex<Objects>,
     puts: Mutex<u64>,
 }
 

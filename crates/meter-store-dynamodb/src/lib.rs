@@ -906,6 +906,16 @@ impl TableKind {
         TableKind::Counters,
     ];
 
+    /// The table's keys, TTL and stream, as the template declares them.
+    pub fn schema(self) -> names::TableSchema {
+        match self {
+            TableKind::Registry => names::REGISTRY_TABLE,
+            TableKind::Readings => names::READINGS_TABLE,
+            TableKind::Forecasts => names::FORECASTS_TABLE,
+            TableKind::Counters => names::COUNTERS_TABLE,
+        }
+    }
+
     fn suffix(self) -> &'static str {
         match self {
             TableKind::Registry => "registry",
@@ -927,27 +937,10 @@ pub async fn create_table(
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
         StreamSpecification, StreamViewType, TimeToLiveSpecification,
     };
-    use ScalarAttributeType::{N, S};
-    let (pk, sk, stream, ttl) = match kind {
-        TableKind::Registry => ((names::REGISTRY_PK, S), None, false, None),
-        TableKind::Readings => (
-            (names::READINGS_PK, S),
-            Some((names::READINGS_SK, N)),
-            false,
-            None,
-        ),
-        TableKind::Forecasts => (
-            (names::FORECASTS_PK, S),
-            Some((names::FORECASTS_SK, N)),
-            false,
-            Some(names::FORECASTS_TTL),
-        ),
-        TableKind::Counters => (
-            (names::COUNTERS_PK, S),
-            Some((names::COUNTERS_SK, S)),
-            true,
-            Some(names::COUNTERS_TTL),
-        ),
+    let schema = kind.schema();
+    let attr_type = |t: names::KeyType| match t {
+        names::KeyType::String => ScalarAttributeType::S,
+        names::KeyType::Number => ScalarAttributeType::N,
     };
     match client.describe_table().table_name(name).send().await {
         Ok(_) => return Ok(false),
@@ -961,14 +954,14 @@ pub async fn create_table(
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest);
-    for (attr, ty, key) in
-        std::iter::once((pk.0, pk.1, KeyType::Hash)).chain(sk.map(|(a, t)| (a, t, KeyType::Range)))
-    {
+    let keys = std::iter::once((schema.partition, KeyType::Hash))
+        .chain(schema.sort.map(|sort| (sort, KeyType::Range)));
+    for ((attr, ty), key) in keys {
         req = req
             .attribute_definitions(
                 AttributeDefinition::builder()
                     .attribute_name(attr)
-                    .attribute_type(ty)
+                    .attribute_type(attr_type(ty))
                     .build()
                     .map_err(build)?,
             )
@@ -980,7 +973,7 @@ pub async fn create_table(
                     .map_err(build)?,
             );
     }
-    if stream {
+    if schema.stream {
         req = req.stream_specification(
             StreamSpecification::builder()
                 .stream_enabled(true)
@@ -1000,7 +993,7 @@ pub async fn create_table(
         }
         Err(e) => return Err(store_error(BACKEND, &format!("CreateTable {name}"), e)),
     }
-    if let Some(attr) = ttl {
+    if let Some(attr) = schema.ttl {
         client
             .update_time_to_live()
             .table_name(name)

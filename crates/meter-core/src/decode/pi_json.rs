@@ -42,7 +42,7 @@ pub struct PiJsonDecoder<R> {
     reader: R,
     options: DecodeOptions,
     key_meter: Option<MeterId>,
-    line: u64,
+    lines_read: u64,
     buf: Vec<u8>,
     start_line: u64,
     done: bool,
@@ -56,7 +56,7 @@ impl<R: BufRead> PiJsonDecoder<R> {
             key_meter: meter_from_key(&options.file),
             reader,
             options,
-            line: 0,
+            lines_read: 0,
             buf: Vec::new(),
             start_line: 0,
             done: !bom_ok,
@@ -174,12 +174,12 @@ impl<R: BufRead> Iterator for PiJsonDecoder<R> {
             let before = self.buf.len();
             let room = MAX_OBJECT_BYTES.saturating_sub(before).max(1);
             let read = read_line_bounded(&mut self.reader, &mut self.buf, room);
-            self.line += 1;
+            self.lines_read += 1;
             match read {
                 Err(e) => {
                     self.done = true;
                     return Some(Err(self.reject(
-                        self.line,
+                        self.lines_read,
                         None,
                         format!("could not read: {e}"),
                     )));
@@ -196,7 +196,7 @@ impl<R: BufRead> Iterator for PiJsonDecoder<R> {
                 }
                 Ok(LineRead::TooLong) => {
                     let start = if before == 0 {
-                        self.line
+                        self.lines_read
                     } else {
                         self.start_line
                     };
@@ -211,7 +211,7 @@ impl<R: BufRead> Iterator for PiJsonDecoder<R> {
                     self.buf.clear();
                     continue;
                 }
-                self.start_line = self.line;
+                self.start_line = self.lines_read;
             }
             let item = match serde_json::from_slice::<Value>(&self.buf) {
                 Ok(v) => self.decode_object(&v, self.start_line),

@@ -1,0 +1,56 @@
+//! The fetch queue and the dead-letter queues.
+
+use serde_json::json;
+
+use super::ids;
+use crate::cfn::{kind, skip_checkov, Handle, Template};
+
+/// The fetch function's timeout, which its queue's visibility timeout must cover.
+pub(super) const FETCH_TIMEOUT: u32 = 120;
+
+/// The stack's queues.
+#[derive(Clone)]
+pub(super) struct Queues {
+    pub(super) fetch_dlq: Handle<kind::Queue>,
+    pub(super) fetch_queue: Handle<kind::Queue>,
+    pub(super) import_dlq: Handle<kind::Queue>,
+    pub(super) stream_dlq: Handle<kind::Queue>,
+    pub(super) schedule_dlq: Handle<kind::Queue>,
+}
+
+fn queue(
+    t: &mut Template,
+    id: &str,
+    visibility: u32,
+    dlq: Option<&Handle<kind::Queue>>,
+) -> Handle<kind::Queue> {
+    let mut props = json!({
+        "SqsManagedSseEnabled": true,
+        "MessageRetentionPeriod": if dlq.is_none() { 1_209_600 } else { 345_600 },
+        "VisibilityTimeout": visibility,
+    });
+    if let Some(d) = dlq {
+        props["RedrivePolicy"] =
+            json!({"deadLetterTargetArn": d.arn().into_value(), "maxReceiveCount": 5});
+    }
+    let h = t.add(id, "AWS::SQS::Queue", props);
+    skip_checkov(t.resource(&h), "CKV_AWS_27", "Encrypted at rest with SQS-managed keys (SqsManagedSseEnabled); checkov recognises only KMS keys.");
+    h
+}
+
+/// Adds the queues.
+pub(super) fn add(t: &mut Template) -> Queues {
+    let fetch_dlq = queue(t, ids::FETCH_DEAD_LETTER_QUEUE, 60, None);
+    let fetch_queue = queue(t, ids::FETCH_QUEUE, 6 * FETCH_TIMEOUT, Some(&fetch_dlq));
+    let import_dlq = queue(t, "ImportDeadLetterQueue", 60, None);
+    let stream_dlq = queue(t, "StreamDeadLetterQueue", 60, None);
+    let schedule_dlq = queue(t, "ScheduleDeadLetterQueue", 60, None);
+
+    Queues {
+        fetch_dlq,
+        fetch_queue,
+        import_dlq,
+        stream_dlq,
+        schedule_dlq,
+    }
+}

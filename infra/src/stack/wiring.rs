@@ -1,0 +1,213 @@
+//! What connects the parts: the schedule, the event source mappings, the import bucket's
+//! EventBridge rule, and the Function URLs.
+
+use meter_core::contract::cloud as names;
+use serde_json::json;
+
+use super::functions::{Func, Functions};
+use super::queues::Queues;
+use super::tables::Tables;
+use super::{API_PUBLIC, WEBHOOK_PUBLIC};
+use crate::cfn::{kind, skip_checkov, Expr, Handle, Template};
+use crate::iam::{policy, Grant};
+
+/// The Function URLs.
+pub(super) struct Urls {
+    pub(super) api_url: Handle<kind::FunctionUrl>,
+    pub(super) webhook_url: Handle<kind::FunctionUrl>,
+}
+
+/// Adds the wiring.
+pub(super) fn add(
+    t: &mut Template,
+    functions: &Functions,
+    tables: &Tables,
+    queues: &Queues,
+    bucket: &Handle<kind::Bucket>,
+) -> Urls {
+    let Functions {
+        enqueue,
+        fetch,
+        import,
+        webhook,
+        stream_metrics,
+        api,
+    } = functions.clone();
+    let counters = tables.counters.clone();
+    let Queues {
+        fetch_queue,
+        import_dlq,
+        stream_dlq,
+        schedule_dlq,
+        ..
+    } = queues.clone();
+    // Schedule -> enqueue.
+    let scheduler_role: Handle<kind::Role> = t.add(
+        "ScheduleRole",
+        "AWS::IAM::Role",
+        json!({
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": Expr::pseudo("AWS::AccountId").into_value()}},
+            }]},
+            "Policies": [{"PolicyName": "invoke-enqueue", "PolicyDocument": policy(&[
+                Grant::Invoke(enqueue.function.arn()),
+                Grant::SqsSend(schedule_dlq.arn()),
+            ])}],
+        }),
+    );
+    t.add::<kind::Other>(
+        "CollectSchedule",
+        "AWS::Scheduler::Schedule",
+        json!({
+            "Description": "Collect every registry entry (EventBridge Scheduler -> enqueue).",
+            "ScheduleExpression": Expr::param("ScheduleRate").into_value(),
+            "FlexibleTimeWindow": {"Mode": "OFF"},
+            "Target": {
+                "Arn": enqueue.function.arn().into_value(),
+                "RoleArn": scheduler_role.arn().into_value(),
+                "RetryPolicy": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 600},
+                "DeadLetterConfig": {"Arn": schedule_dlq.arn().into_value()},
+            },
+        }),
+    );
+
+    // Fetch queue -> fetch.
+    t.add::<kind::Other>(
+        "FetchMapping",
+        "AWS::Lambda::EventSourceMapping",
+        json!({
+            "EventSourceArn": fetch_queue.arn().into_value(),
+            "FunctionName": fetch.function.arn().into_value(),
+            "BatchSize": 10,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "ScalingConfig": {"MaximumConcurrency": Expr::param("FetchMaxConcurrency").into_value()},
+        }),
+    );
+
+    // Counters stream -> stream-metrics.
+    t.add::<kind::Other>(
+        "CountersStreamMapping",
+        "AWS::Lambda::EventSourceMapping",
+        json!({
+            "EventSourceArn": counters.stream_arn().into_value(),
+            "FunctionName": stream_metrics.function.arn().into_value(),
+            "StartingPosition": "TRIM_HORIZON",
+            "BatchSize": 100,
+            "MaximumBatchingWindowInSeconds": 5,
+            "BisectBatchOnFunctionError": true,
+            "MaximumRetryAttempts": 5,
+            "DestinationConfig": {"OnFailure": {"Destination": stream_dlq.arn().into_value()}},
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        }),
+    );
+
+    // Bucket -> EventBridge -> import: the bucket references nothing, so there is no cycle.
+    let rule: Handle<kind::Rule> = t.add(
+        "ImportRule",
+        "AWS::Events::Rule",
+        json!({
+            "Description": "Objects created in the import bucket -> import function.",
+            "EventPattern": {
+                "source": ["aws.s3"],
+                "detail-type": ["Object Created"],
+                // Reports are not imports; resume markers are, and invoke the function again.
+                "detail": {
+                    "bucket": {"name": [bucket.name().into_value()]},
+                    "object": {"key": [{"anything-but": {"prefix": names::QUARANTINE_PREFIX}}]},
+                },
+            },
+            "Targets": [{
+                "Id": "import",
+                "Arn": import.function.arn().into_value(),
+                "RetryPolicy": {"MaximumRetryAttempts": 5, "MaximumEventAgeInSeconds": 3600},
+                "DeadLetterConfig": {"Arn": import_dlq.arn().into_value()},
+            }],
+        }),
+    );
+    t.add::<kind::Other>(
+        "ImportRulePermission",
+        "AWS::Lambda::Permission",
+        json!({
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": import.function.arn().into_value(),
+            "Principal": "events.amazonaws.com",
+            "SourceArn": rule.arn().into_value(),
+        }),
+    );
+    // EventBridge must be allowed to deliver failed events to the dead-letter queue.
+    t.add::<kind::Other>(
+        "ImportDeadLetterQueuePolicy",
+        "AWS::SQS::QueuePolicy",
+        json!({
+            "Queues": [import_dlq.url().into_value()],
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": import_dlq.arn().into_value(),
+                "Condition": {"ArnEquals": {"aws:SourceArn": rule.arn().into_value()}},
+            }]},
+        }),
+    );
+    t.add::<kind::Other>(
+        "ImportInvokeConfig",
+        "AWS::Lambda::EventInvokeConfig",
+        json!({
+            "FunctionName": import.function.name().into_value(),
+            "Qualifier": "$LATEST",
+            "MaximumRetryAttempts": 2,
+            "DestinationConfig": {"OnFailure": {"Destination": import_dlq.arn().into_value()}},
+        }),
+    );
+
+    // Function URLs, with both permissions callers need since October 2025 when public.
+    let url = |t: &mut Template,
+               id: &str,
+               f: &Func,
+               auth_param: &str,
+               public: &'static str|
+     -> Handle<kind::FunctionUrl> {
+        let h = t.add(
+            id,
+            "AWS::Lambda::Url",
+            json!({
+                "TargetFunctionArn": f.function.arn().into_value(),
+                "AuthType": Expr::param(auth_param).into_value(),
+            }),
+        );
+        let p1 = t.add::<kind::Other>(
+            &format!("{id}PublicInvokeUrl"),
+            "AWS::Lambda::Permission",
+            json!({
+                "Action": "lambda:InvokeFunctionUrl",
+                "FunctionName": f.function.arn().into_value(),
+                "Principal": "*",
+                "FunctionUrlAuthType": "NONE",
+            }),
+        );
+        t.resource(&p1).condition = Some(public.into());
+        let p2 = t.add::<kind::Other>(
+            &format!("{id}PublicInvoke"),
+            "AWS::Lambda::Permission",
+            json!({
+                "Action": "lambda:InvokeFunction",
+                "FunctionName": f.function.arn().into_value(),
+                "Principal": "*",
+                "InvokedViaFunctionUrl": true,
+            }),
+        );
+        t.resource(&p2).condition = Some(public.into());
+        h
+    };
+    let api_url = url(t, "ApiUrl", &api, "ApiAuthType", API_PUBLIC);
+    let webhook_url = url(t, "WebhookUrl", &webhook, "WebhookAuthType", WEBHOOK_PUBLIC);
+    // A public webhook is the point (Connector cannot sign); the function checks its secret.
+    skip_checkov(t.resource(&webhook_url), "CKV_AWS_258",
+        "mbed Connector cannot sign requests; the webhook authenticates its shared-secret header in constant time.");
+
+    Urls {
+        api_url,
+        webhook_url,
+    }
+}
