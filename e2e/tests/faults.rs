@@ -657,7 +657,7 @@ async fn hook_shard(
         .attribute(ids::COUNTERS_TABLE, "StreamArn")
         .context("stream")?
         .to_owned();
-    let mut records = meter_aws::testing::stream_event(endpoint, &stream_arn)
+    let mut records = meter_aws_testing::stream_event(endpoint, &stream_arn)
         .await
         .records;
     let env = dep.function_env("stream-metrics", &[])?;

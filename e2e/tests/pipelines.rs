@@ -368,7 +368,7 @@ async fn seed000(run: &Run, checks: &mut Checks, history: HistoryStore) -> anyho
             let db = dep
                 .reference(ids::TIMESTREAM_DATABASE)
                 .context("database")?;
-            let records = meter_aws::testing::timestream_records(db).await;
+            let records = meter_aws_testing::timestream_records(db).await;
             let mut got: Vec<i64> = records
                 .iter()
                 .filter_map(|r| r["MeasureValue"].as_str())
@@ -630,7 +630,7 @@ async fn seed002(run: &Run, checks: &mut Checks) -> anyhow::Result<Outcome> {
     let stream_arn = dep
         .attribute(ids::COUNTERS_TABLE, "StreamArn")
         .context("counters stream")?;
-    let event = meter_aws::testing::stream_event(&run.endpoint, stream_arn).await;
+    let event = meter_aws_testing::stream_event(&run.endpoint, stream_arn).await;
     let records = event.records.len();
     if std::env::var_os("E2E_DEBUG").is_some() {
         for r in &event.records {

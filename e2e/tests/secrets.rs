@@ -54,7 +54,7 @@ fn near_misses(s: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn secrets_are_checked_exactly_and_never_logged() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let logs = Captured::default();

@@ -3,8 +3,8 @@
 use std::io::BufReader;
 
 use chrono::{DateTime, Duration, Utc};
-use meter_aws::testing::CountCalls;
 use meter_aws_io::{quarantine_key, CloudWatchMetrics, S3Objects, SqsJobs};
+use meter_aws_testing::CountCalls;
 use meter_core::collect::FetchJob;
 use meter_core::decode::long_csv::LongCsvDecoder;
 use meter_core::decode::DecodeOptions;
@@ -22,7 +22,7 @@ fn unique(name: &str) -> String {
 
 #[tokio::test]
 async fn jobs_go_ten_to_a_batch_and_an_oversized_one_is_reported() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let calls = CountCalls::default();
@@ -95,7 +95,7 @@ async fn jobs_go_ten_to_a_batch_and_an_oversized_one_is_reported() {
 
 #[tokio::test]
 async fn ten_thousand_values_take_ten_requests() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let calls = CountCalls::default();
@@ -144,7 +144,7 @@ async fn ten_thousand_values_take_ten_requests() {
 
 #[tokio::test]
 async fn a_large_object_streams_through_the_decoder_and_a_report_lands_next_to_it() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let client = aws_sdk_s3::Client::from_conf(

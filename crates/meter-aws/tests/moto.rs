@@ -1,19 +1,13 @@
 //! Secrets from the local AWS emulator (moto): Secrets Manager and SSM, read once and cached.
 
-use meter_aws::{sdk_config, AwsSecrets};
+use meter_aws::AwsSecrets;
 use meter_core::ports::{SecretStore, StoreError};
 
 #[tokio::test]
 async fn secrets_are_read_once_and_cached() {
-    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
-        assert!(
-            std::env::var_os("METER_REQUIRE_MOTO").is_none(),
-            "METER_REQUIRE_MOTO is set but AWS_ENDPOINT_URL is not"
-        );
-        eprintln!("skipped: no AWS_ENDPOINT_URL (scripts/test.sh starts moto)");
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
-    }
-    let sdk = sdk_config().await;
+    };
     let sm = aws_sdk_secretsmanager::Client::new(&sdk);
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     let name = format!("meterflow/test/{}", std::process::id());

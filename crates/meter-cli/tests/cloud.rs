@@ -159,7 +159,7 @@ fn a_timestream_backfill_of_old_readings_lands_through_the_magnetic_store() {
         .enable_all()
         .build()
         .unwrap()
-        .block_on(async { meter_aws::testing::moto_state().await });
+        .block_on(async { meter_aws_testing::moto_state().await });
     let table = data["timestreamwrite"]["TimestreamTable"]
         .as_array()
         .unwrap()

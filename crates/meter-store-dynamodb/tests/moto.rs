@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
-use meter_aws::testing::{CountCalls, Fault};
+use meter_aws_testing::{CountCalls, Fault};
 use meter_core::ports::{
     AddOutcome, CounterKey, Counters, MeterRegistry, RangeQuery, RangeReader, ReadingReader,
     ReadingWriter, RegistryEntry, RollupQuery, StoreError,
@@ -20,7 +20,7 @@ use meter_store_dynamodb::{
 /// A client on the emulator, or `None` (with a note) where none runs. The test command sets
 /// METER_REQUIRE_MOTO, so CI cannot skip these.
 async fn client() -> Option<(Client, CountCalls)> {
-    let sdk = meter_aws::testing::emulator().await?;
+    let sdk = meter_aws_testing::emulator().await?;
     let counter = CountCalls::default();
     let conf = aws_sdk_dynamodb::config::Builder::from(&sdk)
         .interceptor(counter.clone())

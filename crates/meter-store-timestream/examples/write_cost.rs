@@ -13,7 +13,7 @@
 
 use aws_sdk_timestreamwrite::types::{Dimension, MeasureValueType, Record, TimeUnit};
 use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
-use meter_aws::testing::CountCalls;
+use meter_aws_testing::CountCalls;
 use meter_core::ports::ReadingWriter;
 use meter_core::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
 use meter_store_timestream::layout::{seed_record_bytes, write_units};

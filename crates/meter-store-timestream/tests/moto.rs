@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
-use meter_aws::testing::{CountCalls, Fault};
+use meter_aws_testing::{CountCalls, Fault};
 use meter_core::ports::{RangeQuery, RangeReader, ReadingWriter, StoreError};
 use meter_core::time::TimeRange;
 use meter_core::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
@@ -64,7 +64,7 @@ fn endpoint() -> String {
 
 /// The records moto stored for a table, as sent.
 async fn stored(db: &str) -> Vec<Value> {
-    meter_aws::testing::timestream_records(db).await
+    meter_aws_testing::timestream_records(db).await
 }
 
 fn counter(id: usize, value: f64, time: DateTime<Utc>, hot: bool) -> Reading {
@@ -95,7 +95,7 @@ fn now_s() -> DateTime<Utc> {
 
 #[tokio::test]
 async fn ten_thousand_readings_take_one_hundred_requests_in_the_seed_layout() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let (store, calls, db) = make_store(&sdk, "ts-bulk", WriteMode::Insert, None).await;
@@ -157,7 +157,7 @@ async fn ten_thousand_readings_take_one_hundred_requests_in_the_seed_layout() {
 
 #[tokio::test]
 async fn readings_timestream_would_refuse_are_reported_and_the_rest_land() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let (store, calls, db) = make_store(&sdk, "ts-bad", WriteMode::Insert, None).await;
@@ -207,7 +207,7 @@ async fn readings_timestream_would_refuse_are_reported_and_the_rest_land() {
 
 #[tokio::test]
 async fn old_readings_are_refused_up_front_when_the_table_has_no_magnetic_writes() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let db = unique("ts-mem");
@@ -255,7 +255,7 @@ async fn old_readings_are_refused_up_front_when_the_table_has_no_magnetic_writes
 
 #[tokio::test]
 async fn a_missing_table_is_a_refusal_naming_it() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let store = TimestreamReadings::new(&sdk, TimestreamConfig::new(unique("nodb"), "readings"));
@@ -290,7 +290,7 @@ fn reject_once() -> Fault {
 
 #[tokio::test]
 async fn a_rejected_conflict_is_reported_or_upserted_with_a_higher_version() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let now = now_s();
@@ -354,7 +354,7 @@ fn answer(rows: &[[Option<&str>; 8]], next: Option<&str>) -> Value {
 
 #[tokio::test]
 async fn queries_follow_next_token_and_parse_into_readings() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let (store, calls, _) = make_store(&sdk, "ts-q", WriteMode::Insert, None).await;

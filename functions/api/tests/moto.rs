@@ -27,7 +27,7 @@ async fn json(resp: axum::response::Response) -> (u16, Value) {
 
 #[tokio::test]
 async fn the_api_answers_our_routes_and_seed_003s_with_the_token_only() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let tag = format!("api-{}", std::process::id());

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
-use meter_aws::testing::{CountCalls, Fault};
+use meter_aws_testing::{CountCalls, Fault};
 use meter_core::collect::FetchJob;
 use meter_core::contract::cloud::ops;
 use meter_core::ports::{MeterRegistry, RegistryEntry};
@@ -34,7 +34,7 @@ fn scheduled_event() -> serde_json::Value {
 
 #[tokio::test]
 async fn ten_thousand_registry_entries_become_jobs_each_entry_once() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     // 40 SST houses (2 switched off) and 9,960 HTTP JSON identifiers.
@@ -101,7 +101,7 @@ async fn ten_thousand_registry_entries_become_jobs_each_entry_once() {
 
 #[tokio::test]
 async fn a_scheduler_invocation_queues_the_same_jobs_as_a_scheduled_rule() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let entries: Vec<RegistryEntry> = (0..25)
@@ -125,7 +125,7 @@ async fn a_scheduler_invocation_queues_the_same_jobs_as_a_scheduled_rule() {
 
 #[tokio::test]
 async fn the_sdk_retries_of_a_run_show_in_its_metrics() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let entries: Vec<RegistryEntry> = (0..5)
@@ -167,7 +167,7 @@ async fn the_sdk_retries_of_a_run_show_in_its_metrics() {
 
 #[tokio::test]
 async fn a_missing_queue_fails_the_run_so_the_schedule_retries() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let table = format!("enqueue-noqueue-{}", std::process::id());

@@ -11,7 +11,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn the_function_process_serves_invocations_through_the_runtime_api() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let tag = format!("runtime-{}", std::process::id());
@@ -48,7 +48,7 @@ async fn the_function_process_serves_invocations_through_the_runtime_api() {
 
 #[tokio::test]
 async fn a_failed_run_writes_its_metric_line_to_stdout_beside_the_json_logs() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let tag = format!("runtime-fail-{}", std::process::id());

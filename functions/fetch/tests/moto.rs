@@ -88,7 +88,7 @@ async fn count(
 
 #[tokio::test]
 async fn a_batch_lands_its_good_jobs_and_fails_exactly_the_bad_ones() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let api = SeriesStandIn::start(Some(now()), None).await;
@@ -176,7 +176,7 @@ async fn a_batch_lands_its_good_jobs_and_fails_exactly_the_bad_ones() {
 
 #[tokio::test]
 async fn a_missing_history_table_fails_every_job_for_a_retry() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let api = SeriesStandIn::start(Some(now()), None).await;
@@ -206,7 +206,7 @@ async fn a_missing_history_table_fails_every_job_for_a_retry() {
 
 #[tokio::test]
 async fn readings_go_to_timestream_when_it_is_the_history_store() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     // A now inside the memory store's window, so the past day lands there.
@@ -240,6 +240,6 @@ async fn readings_go_to_timestream_when_it_is_the_history_store() {
     );
     let response = handle(&state, sqs_event(&[r#"{"identifiers":["test-run"]}"#]), now).await;
     assert!(response.batch_item_failures.is_empty());
-    let records = meter_aws::testing::timestream_records(&tag).await.len();
+    let records = meter_aws_testing::timestream_records(&tag).await.len();
     assert_eq!(records, 288, "the past day, in 3 requests of at most 100");
 }

@@ -24,7 +24,7 @@ struct Env {
 }
 
 async fn env(test: &str) -> Option<Env> {
-    let sdk = meter_aws::testing::emulator().await?;
+    let sdk = meter_aws_testing::emulator().await?;
     let s3 = Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(true)

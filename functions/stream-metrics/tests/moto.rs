@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::Event;
 use chrono::{TimeZone, Utc};
-use meter_aws::testing::{CountCalls, Fault};
 use meter_aws_io::CloudWatchMetrics;
+use meter_aws_testing::{CountCalls, Fault};
 use meter_core::contract::cloud::ops;
 use meter_core::ports::{CounterKey, Counters};
 use meter_fn_stream_metrics::{change_of, handle, Config, StreamMetrics};
@@ -67,7 +67,7 @@ async fn setup(endpoint: &str, tag: &str) -> Setup {
         .latest_stream_arn()
         .unwrap()
         .to_owned();
-    let event = meter_aws::testing::stream_event(endpoint, &stream_arn).await;
+    let event = meter_aws_testing::stream_event(endpoint, &stream_arn).await;
     // The records that change a count. (moto writes an update inside a transaction as two
     // records, the key alone and then the item with its count; the first adds nothing.)
     let count_records = event

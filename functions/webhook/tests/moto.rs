@@ -40,7 +40,7 @@ async fn body(resp: axum::response::Response) -> Value {
 
 #[tokio::test]
 async fn presses_are_counted_once_and_only_with_the_secret() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let tag = format!("webhook-{}", std::process::id());
@@ -109,7 +109,7 @@ async fn presses_are_counted_once_and_only_with_the_secret() {
 
 #[tokio::test]
 async fn a_missing_secret_answers_503_and_counts_nothing() {
-    let Some(sdk) = meter_aws::testing::emulator().await else {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
         return;
     };
     let tag = format!("webhook-nosecret-{}", std::process::id());
