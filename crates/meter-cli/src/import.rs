@@ -339,7 +339,7 @@ pub(crate) fn run(spec: &StoreSpec, args: ImportArgs) -> anyhow::Result<Outcome>
             .build()
             .context("cannot start the async runtime")?;
         let cloud = rt
-            .block_on(open_cloud(spec))?
+            .block_on(open_cloud(spec))
             .context("a cloud store was expected")?;
         Some(Sink::Cloud {
             rt,

@@ -197,7 +197,7 @@ async fn open(spec: &StoreSpec) -> anyhow::Result<Source> {
         });
     }
     let cloud = open_cloud(spec)
-        .await?
+        .await
         .context("a cloud store was expected")?;
     Ok(Source {
         readings: cloud.reader,

@@ -1,28 +1,20 @@
 //! Which store a command works on: the local SQLite file (the default), or a deployed stack's
 //! history store, `dynamodb:TABLE` or `timestream:DATABASE/TABLE`, reached with the usual AWS
-//! credential chain and `AWS_ENDPOINT_URL` (backfilling history from a laptop).
+//! credential chain and `AWS_ENDPOINT_URL` (backfilling history from a laptop). A cloud store is
+//! chosen and built by `meter_lambda::History`, exactly as the functions build theirs.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use meter_core::ports::{ReadingReader, ReadingWriter};
-use meter_store_timestream::{TimestreamConfig, TimestreamReadings};
+use meter_lambda::{History, HistoryConfig};
 
 /// A parsed `--store`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StoreSpec {
     /// The embedded SQLite store at a path.
     Local(PathBuf),
-    /// A DynamoDB readings table.
-    Dynamo(String),
-    /// A Timestream table.
-    Timestream {
-        /// The database.
-        database: String,
-        /// The table.
-        table: String,
-    },
+    /// A deployed stack's history store, chosen and built as the functions do.
+    Cloud(HistoryConfig),
 }
 
 impl StoreSpec {
@@ -36,15 +28,17 @@ impl StoreSpec {
             if table.is_empty() {
                 bail!("--store {text:?}: name the table, as dynamodb:TABLE");
             }
-            return Ok(Self::Dynamo(table.to_owned()));
+            return Ok(Self::Cloud(HistoryConfig::Dynamo {
+                table: table.to_owned(),
+            }));
         }
         if let Some(rest) = text.strip_prefix("timestream:") {
             return match rest.split_once('/') {
                 Some((d, t)) if !d.is_empty() && !t.is_empty() && !t.contains('/') => {
-                    Ok(Self::Timestream {
+                    Ok(Self::Cloud(HistoryConfig::Timestream {
                         database: d.to_owned(),
                         table: t.to_owned(),
-                    })
+                    }))
                 }
                 _ => bail!("--store {text:?}: name both, as timestream:DATABASE/TABLE"),
             };
@@ -68,8 +62,10 @@ impl StoreSpec {
     pub(crate) fn label(&self) -> String {
         match self {
             Self::Local(p) => p.display().to_string(),
-            Self::Dynamo(t) => format!("dynamodb:{t}"),
-            Self::Timestream { database, table } => format!("timestream:{database}/{table}"),
+            Self::Cloud(HistoryConfig::Dynamo { table }) => format!("dynamodb:{table}"),
+            Self::Cloud(HistoryConfig::Timestream { database, table }) => {
+                format!("timestream:{database}/{table}")
+            }
         }
     }
 
@@ -85,36 +81,12 @@ impl StoreSpec {
     }
 }
 
-/// A cloud history store, as both ports.
-pub(crate) struct CloudStore {
-    pub(crate) reader: Arc<dyn ReadingReader>,
-    pub(crate) writer: Arc<dyn ReadingWriter>,
-}
-
-/// Opens a cloud store (`None` for the local one).
-pub(crate) async fn open_cloud(spec: &StoreSpec) -> anyhow::Result<Option<CloudStore>> {
-    let sdk = || meter_aws::sdk_config();
-    Ok(match spec {
+/// Opens a cloud store (`None` for the local one), as the functions open it.
+pub(crate) async fn open_cloud(spec: &StoreSpec) -> Option<History> {
+    match spec {
         StoreSpec::Local(_) => None,
-        StoreSpec::Dynamo(table) => {
-            let client = aws_sdk_dynamodb::Client::new(&sdk().await);
-            let store = Arc::new(meter_store_dynamodb::DynamoReadings::new(client, table));
-            Some(CloudStore {
-                reader: store.clone(),
-                writer: store,
-            })
-        }
-        StoreSpec::Timestream { database, table } => {
-            let store = Arc::new(TimestreamReadings::new(
-                &sdk().await,
-                TimestreamConfig::new(database, table),
-            ));
-            Some(CloudStore {
-                reader: store.clone(),
-                writer: store,
-            })
-        }
-    })
+        StoreSpec::Cloud(config) => Some(History::new(&meter_aws::sdk_config().await, config)),
+    }
 }
 
 /// `meter store init`: creates the store (its tables) when missing, with the template's
@@ -134,7 +106,7 @@ pub(crate) async fn init(spec: &StoreSpec) -> anyhow::Result<String> {
                 format!("created {}", path.display())
             })
         }
-        StoreSpec::Dynamo(table) => {
+        StoreSpec::Cloud(HistoryConfig::Dynamo { table }) => {
             let client = aws_sdk_dynamodb::Client::new(&meter_aws::sdk_config().await);
             let created = meter_store_dynamodb::create_table(
                 &client,
@@ -144,7 +116,7 @@ pub(crate) async fn init(spec: &StoreSpec) -> anyhow::Result<String> {
             .await?;
             Ok(status(created, &spec.label()))
         }
-        StoreSpec::Timestream { database, table } => {
+        StoreSpec::Cloud(HistoryConfig::Timestream { database, table }) => {
             let created = meter_store_timestream::create_table(
                 &meter_aws::sdk_config().await,
                 database,
@@ -175,14 +147,16 @@ mod tests {
         assert_eq!(p("a/b.db").unwrap(), StoreSpec::Local("a/b.db".into()));
         assert_eq!(
             p("dynamodb:readings").unwrap(),
-            StoreSpec::Dynamo("readings".into())
+            StoreSpec::Cloud(HistoryConfig::Dynamo {
+                table: "readings".into()
+            })
         );
         assert_eq!(
             p("timestream:mydb/meters").unwrap(),
-            StoreSpec::Timestream {
+            StoreSpec::Cloud(HistoryConfig::Timestream {
                 database: "mydb".into(),
                 table: "meters".into()
-            }
+            })
         );
         assert_eq!(
             p("./dynamodb:x").unwrap(),

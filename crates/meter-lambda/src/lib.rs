@@ -1,7 +1,8 @@
 //! What the meterflow Lambda functions share: configuration read once from the environment
 //! (names from `meter_core::contract::cloud`), with errors that name the variable, and, with the
-//! `history` feature, the history store the configuration selects; and [`metrics`], the
-//! operational metrics each invocation writes as CloudWatch embedded-metric log lines.
+//! `history` feature, the history store the configuration selects (the `meter` CLI opens its
+//! cloud stores through it too); and [`metrics`], the operational metrics each invocation
+//! writes as CloudWatch embedded-metric log lines.
 
 pub mod metrics;
 
