@@ -1,8 +1,9 @@
 //! A local deployment of the synthesised template: every resource the emulator can hold (tables,
 //! queues, the bucket, secrets, the Timestream database and table) is created from the
 //! template's own properties, with intrinsic functions resolved, so names and settings are never
-//! typed twice. moto's CloudFormation cannot do this itself (it silently drops Timestream,
-//! secrets and Function URLs, see `shared/reference/local-aws-emulator.md`). Functions are not
+//! typed twice. moto's CloudFormation cannot do this itself: it marks Timestream databases and
+//! tables, secrets and Function URLs CREATE_COMPLETE without creating them, drops `Ref`s to
+//! them and rejects `Fn::GetAtt` on them. Functions are not
 //! created: their environment is resolved from the template and their handlers run in-process.
 //! Everything else (roles, log groups, schedules, mappings, rules, alarms) is listed as played
 //! by the driver.

@@ -1,4 +1,6 @@
-//! The SST Cloud client (`shared/reference/sst-cloud-api.md`) and the `sst-cloud` source.
+//! The SST Cloud client (the REST API at `api.sst-cloud.com` that Neptun ProW+ WiFi and Neptun
+//! Smart controllers report to; it has no published specification, so its shapes are the ones
+//! independent clients agree on) and the `sst-cloud` source.
 //!
 //! Authentication is a token (`Authorization: Token <key>`), or a username and password logged
 //! in once through `POST /auth/login/` (the key is reused; on a 401 it logs in again once and
