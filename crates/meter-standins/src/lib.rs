@@ -1,8 +1,8 @@
 //! Stand-in servers for the services meterflow reads, for tests: real HTTP servers on loopback
 //! built from the shapes the real services answer (SST Cloud's REST API as independent clients
 //! read it, seed 003's external API), with faults a test can schedule (an error status, a slow
-//! answer, a malformed body, an expired token). They are not mocks of our clients: a client talks to them over TCP exactly as
-//! it would to the real service.
+//! answer, a malformed body, an expired token). They are not mocks of our clients: a client
+//! talks to them over TCP exactly as it would to the real service.
 
 pub mod fault_proxy;
 pub mod runtime_api;
