@@ -6,7 +6,37 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n== %s\n' "$*"; }
+# Each step's time, printed as it ends and again in a summary at the end (also when a step fails,
+# so a slow or failing step is visible without scrolling back).
+timings=()
+current=""
+current_start=$SECONDS
+end_step() {
+  if [ -n "$current" ]; then
+    local took=$((SECONDS - current_start))
+    timings+=("$(printf '%5ds  %s' "$took" "$current")")
+    printf -- '-- %s: %ds\n' "$current" "$took"
+  fi
+  current=""
+}
+step() {
+  end_step
+  current=$*
+  current_start=$SECONDS
+  printf '\n== %s\n' "$*"
+}
+moto_started=0
+on_exit() {
+  local status=$?
+  end_step
+  if [ "$moto_started" = 1 ]; then
+    bash scripts/moto.sh stop || true
+  fi
+  printf '\n== time per step\n'
+  printf '%s\n' "${timings[@]}"
+  printf '%5ds  total (exit %d)\n' "$SECONDS" "$status"
+}
+trap on_exit EXIT
 
 step "toolchain"
 rustc --version
@@ -56,7 +86,7 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "the local AWS emulator (moto)"
 eval "$(bash scripts/moto.sh start)"
-trap 'bash scripts/moto.sh stop' EXIT
+moto_started=1
 # The emulator tests must run, not skip, wherever this script runs.
 export METER_REQUIRE_MOTO=1
 echo "moto on $AWS_ENDPOINT_URL"
