@@ -11,20 +11,6 @@ use crate::cfn::{kind, skip_checkov, Expr, Handle, Template};
 
 /// Adds the alarm topic and the alarms.
 pub(super) fn add(t: &mut Template, all: &Functions, queues: &Queues) {
-    let Functions {
-        import,
-        webhook,
-        fetch,
-        api,
-        ..
-    } = all.clone();
-    let Queues {
-        fetch_dlq,
-        import_dlq,
-        stream_dlq,
-        schedule_dlq,
-        ..
-    } = queues.clone();
     // Alarms, sent to one topic, and a dashboard.
     let alarm_topic: Handle<kind::Topic> = t.add(
         "AlarmTopic",
@@ -65,10 +51,10 @@ pub(super) fn add(t: &mut Template, all: &Functions, queues: &Queues) {
     t.resource(&subscription).condition = Some(HAS_ALARM_EMAIL.into());
     let notify = json!([alarm_topic.arn().into_value()]);
     for (id, q) in [
-        ("FetchDlqAlarm", &fetch_dlq),
-        ("ImportDlqAlarm", &import_dlq),
-        ("StreamDlqAlarm", &stream_dlq),
-        ("ScheduleDlqAlarm", &schedule_dlq),
+        ("FetchDlqAlarm", &queues.fetch_dlq),
+        ("ImportDlqAlarm", &queues.import_dlq),
+        ("StreamDlqAlarm", &queues.stream_dlq),
+        ("ScheduleDlqAlarm", &queues.schedule_dlq),
     ] {
         t.add::<kind::Other>(id, "AWS::CloudWatch::Alarm", json!({
             "AlarmDescription": "Messages are waiting in a dead-letter queue: something kept failing.",
@@ -127,28 +113,28 @@ pub(super) fn add(t: &mut Template, all: &Functions, queues: &Queues) {
         };
     ops_alarm(t, "ImportRejectedRowsAlarm",
         "An imported file had rows that were quarantined: see quarantine/<key>.errors.json in the import bucket.",
-        &import, ops::ROWS_REJECTED, 0);
+        &all.import, ops::ROWS_REJECTED, 0);
     ops_alarm(t, "FetchRejectedRecordsAlarm",
         "A source answered records that are not readings, or the store refused readings for good: see the fetch function's log.",
-        &fetch, ops::ROWS_REJECTED, 0);
+        &all.fetch, ops::ROWS_REJECTED, 0);
     ops_alarm(
         t,
         "ApiServerErrorsAlarm",
         "The API answered 5xx: see its log.",
-        &api,
+        &all.api,
         ops::SERVER_ERRORS,
         0,
     );
     ops_alarm(t, "WebhookServerErrorsAlarm",
         "The webhook answered 5xx (Connector resends, but check the counters table and the secret).",
-        &webhook, ops::SERVER_ERRORS, 0);
+        &all.webhook, ops::SERVER_ERRORS, 0);
     // A few refusals are someone's typo; dozens in five minutes are a probe or a secret
     // rotated without updating Connector.
     ops_alarm(
         t,
         "WebhookUnauthorizedAlarm",
         "The webhook refused more than 20 requests in 5 minutes for a missing or wrong secret.",
-        &webhook,
+        &all.webhook,
         ops::UNAUTHORIZED,
         20,
     );

@@ -10,21 +10,6 @@ use crate::cfn::{kind, Expr, Template};
 
 /// Adds the dashboard.
 pub(super) fn add(t: &mut Template, all: &Functions, queues: &Queues) {
-    let Functions {
-        enqueue,
-        fetch,
-        import,
-        webhook,
-        stream_metrics,
-        api,
-    } = all.clone();
-    let Queues {
-        fetch_dlq,
-        import_dlq,
-        stream_dlq,
-        schedule_dlq,
-        ..
-    } = queues.clone();
     let functions = all.all();
     let widget = |title: &str, metrics: Vec<Value>| {
         json!({
@@ -60,18 +45,18 @@ pub(super) fn add(t: &mut Template, all: &Functions, queues: &Queues) {
     let retries: Vec<(&str, &Func)> = functions.iter().map(|f| (ops::AWS_RETRIES, *f)).collect();
     let body = json!({"widgets": [
         widget("Readings stored and rejected", ops_lines(&[
-            (ops::READINGS_STORED, &fetch), (ops::READINGS_STORED, &import),
-            (ops::ROWS_REJECTED, &fetch), (ops::ROWS_REJECTED, &import), (ops::ROWS_REJECTED, &stream_metrics),
+            (ops::READINGS_STORED, &all.fetch), (ops::READINGS_STORED, &all.import),
+            (ops::ROWS_REJECTED, &all.fetch), (ops::ROWS_REJECTED, &all.import), (ops::ROWS_REJECTED, &all.stream_metrics),
         ])),
         widget("Retries and partial failures", [ops_lines(&retries), ops_lines(&[
-            (ops::BATCH_ITEM_FAILURES, &fetch), (ops::BATCH_ITEM_FAILURES, &stream_metrics),
-            (ops::INVOCATIONS_FAILED, &enqueue), (ops::INVOCATIONS_FAILED, &import),
+            (ops::BATCH_ITEM_FAILURES, &all.fetch), (ops::BATCH_ITEM_FAILURES, &all.stream_metrics),
+            (ops::INVOCATIONS_FAILED, &all.enqueue), (ops::INVOCATIONS_FAILED, &all.import),
         ])].concat()),
         widget("Refused and failed requests", ops_lines(&[
-            (ops::UNAUTHORIZED, &api), (ops::CLIENT_ERRORS, &api), (ops::SERVER_ERRORS, &api),
-            (ops::UNAUTHORIZED, &webhook), (ops::CLIENT_ERRORS, &webhook), (ops::SERVER_ERRORS, &webhook),
+            (ops::UNAUTHORIZED, &all.api), (ops::CLIENT_ERRORS, &all.api), (ops::SERVER_ERRORS, &all.api),
+            (ops::UNAUTHORIZED, &all.webhook), (ops::CLIENT_ERRORS, &all.webhook), (ops::SERVER_ERRORS, &all.webhook),
         ])),
-        widget("Dead-letter queues", [&fetch_dlq, &import_dlq, &stream_dlq, &schedule_dlq].iter()
+        widget("Dead-letter queues", [&queues.fetch_dlq, &queues.import_dlq, &queues.stream_dlq, &queues.schedule_dlq].iter()
             .map(|q| json!(["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", format!("${{{}.QueueName}}", q.id())])).collect()),
         widget("Function errors", errors),
         widget("Button presses (seed 002)", vec![json!([{"expression": "SEARCH('{${MetricNamespace}} ', 'Sum', 3600)", "id": "presses"}])]),

@@ -21,13 +21,11 @@ struct FnSpec {
 }
 
 /// A function's resources.
-#[derive(Clone)]
 pub(crate) struct Func {
     pub(crate) function: Handle<kind::Function>,
 }
 
 /// The stack's functions.
-#[derive(Clone)]
 pub(super) struct Functions {
     pub(super) enqueue: Func,
     pub(super) fetch: Func,
@@ -128,52 +126,39 @@ pub(super) fn add(
     secrets: &Secrets,
     bucket: &Handle<kind::Bucket>,
 ) -> Functions {
-    let Tables {
-        registry,
-        readings,
-        forecasts,
-        counters,
-        ts_db,
-        ts_table,
-    } = tables.clone();
-    let Queues {
-        fetch_queue,
-        import_dlq,
-        stream_dlq,
-        ..
-    } = queues.clone();
-    let Secrets {
-        sst_secret,
-        api_secret,
-        hook_secret,
-    } = secrets.clone();
     let history_env = |env: &mut Vec<(&'static str, Expr)>| {
         env.push((names::ENV_HISTORY_STORE, Expr::param("HistoryStore")));
         env.push((
             names::ENV_READINGS_TABLE,
-            Expr::when(USE_DYNAMODB, readings.name(), Expr::no_value()),
+            Expr::when(USE_DYNAMODB, tables.readings.name(), Expr::no_value()),
         ));
         env.push((
             names::ENV_TIMESTREAM_DATABASE,
-            Expr::when(USE_TIMESTREAM, ts_db.name(), Expr::no_value()),
+            Expr::when(USE_TIMESTREAM, tables.ts_db.name(), Expr::no_value()),
         ));
         env.push((
             names::ENV_TIMESTREAM_TABLE,
-            Expr::when(USE_TIMESTREAM, ts_table.name(), Expr::no_value()),
+            Expr::when(USE_TIMESTREAM, tables.ts_table.name(), Expr::no_value()),
         ));
     };
     let history_write = vec![
-        Grant::When(USE_DYNAMODB, Box::new(Grant::DdbWrite(readings.arn()))),
+        Grant::When(
+            USE_DYNAMODB,
+            Box::new(Grant::DdbWrite(tables.readings.arn())),
+        ),
         Grant::When(
             USE_TIMESTREAM,
-            Box::new(Grant::TimestreamWrite(ts_table.arn())),
+            Box::new(Grant::TimestreamWrite(tables.ts_table.arn())),
         ),
     ];
     let history_read = vec![
-        Grant::When(USE_DYNAMODB, Box::new(Grant::DdbRead(readings.arn()))),
+        Grant::When(
+            USE_DYNAMODB,
+            Box::new(Grant::DdbRead(tables.readings.arn())),
+        ),
         Grant::When(
             USE_TIMESTREAM,
-            Box::new(Grant::TimestreamQuery(ts_table.arn())),
+            Box::new(Grant::TimestreamQuery(tables.ts_table.arn())),
         ),
     ];
 
@@ -184,28 +169,34 @@ pub(super) fn add(
             memory: 256,
             timeout: 60,
             env: vec![
-                (names::ENV_REGISTRY_TABLE, registry.name()),
-                (names::ENV_FETCH_QUEUE_URL, fetch_queue.url()),
+                (names::ENV_REGISTRY_TABLE, tables.registry.name()),
+                (names::ENV_FETCH_QUEUE_URL, queues.fetch_queue.url()),
             ],
             grants: vec![
-                Grant::DdbRead(registry.arn()),
-                Grant::SqsSend(fetch_queue.arn()),
+                Grant::DdbRead(tables.registry.arn()),
+                Grant::SqsSend(queues.fetch_queue.arn()),
             ],
             dead_letter: None,
         },
     );
     let mut env = vec![
-        (names::ENV_REGISTRY_TABLE, registry.name()),
-        (names::ENV_FORECASTS_TABLE, forecasts.name()),
-        (meter_core::contract::ENV_SST_SECRET_ID, sst_secret.arn()),
+        (names::ENV_REGISTRY_TABLE, tables.registry.name()),
+        (names::ENV_FORECASTS_TABLE, tables.forecasts.name()),
+        (
+            meter_core::contract::ENV_SST_SECRET_ID,
+            secrets.sst_secret.arn(),
+        ),
     ];
     history_env(&mut env);
     let mut grants = vec![
-        Grant::SqsConsume(fetch_queue.arn()),
-        Grant::DdbRead(registry.arn()),
-        Grant::DdbWrite(forecasts.arn()),
-        Grant::SecretRead(sst_secret.arn()),
-        Grant::When(USE_DYNAMODB, Box::new(Grant::DdbRead(readings.arn()))),
+        Grant::SqsConsume(queues.fetch_queue.arn()),
+        Grant::DdbRead(tables.registry.arn()),
+        Grant::DdbWrite(tables.forecasts.arn()),
+        Grant::SecretRead(secrets.sst_secret.arn()),
+        Grant::When(
+            USE_DYNAMODB,
+            Box::new(Grant::DdbRead(tables.readings.arn())),
+        ),
     ];
     grants.extend(history_write.clone());
     let fetch = lambda(
@@ -236,7 +227,7 @@ pub(super) fn add(
             timeout: 900,
             env,
             grants,
-            dead_letter: Some(import_dlq.arn()),
+            dead_letter: Some(queues.import_dlq.arn()),
         },
     );
 
@@ -247,12 +238,12 @@ pub(super) fn add(
             memory: 256,
             timeout: 10,
             env: vec![
-                (names::ENV_COUNTERS_TABLE, counters.name()),
-                (names::ENV_WEBHOOK_SECRET_SECRET, hook_secret.arn()),
+                (names::ENV_COUNTERS_TABLE, tables.counters.name()),
+                (names::ENV_WEBHOOK_SECRET_SECRET, secrets.hook_secret.arn()),
             ],
             grants: vec![
-                Grant::DdbWrite(counters.arn()),
-                Grant::SecretRead(hook_secret.arn()),
+                Grant::DdbWrite(tables.counters.arn()),
+                Grant::SecretRead(secrets.hook_secret.arn()),
             ],
             dead_letter: None,
         },
@@ -266,18 +257,18 @@ pub(super) fn add(
             timeout: 60,
             env: vec![(names::ENV_METRIC_NAMESPACE, Expr::param(namespace))],
             grants: vec![
-                Grant::DdbStream(counters.stream_arn()),
+                Grant::DdbStream(tables.counters.stream_arn()),
                 Grant::PutMetrics(names::DEFAULT_METRIC_NAMESPACE.into()),
-                Grant::SqsSend(stream_dlq.arn()),
+                Grant::SqsSend(queues.stream_dlq.arn()),
             ],
             dead_letter: None,
         },
     );
     let mut env = vec![
-        (names::ENV_REGISTRY_TABLE, registry.name()),
-        (names::ENV_FORECASTS_TABLE, forecasts.name()),
-        (names::ENV_COUNTERS_TABLE, counters.name()),
-        (names::ENV_API_TOKEN_SECRET, api_secret.arn()),
+        (names::ENV_REGISTRY_TABLE, tables.registry.name()),
+        (names::ENV_FORECASTS_TABLE, tables.forecasts.name()),
+        (names::ENV_COUNTERS_TABLE, tables.counters.name()),
+        (names::ENV_API_TOKEN_SECRET, secrets.api_secret.arn()),
         (
             names::ENV_API_AUTH,
             Expr::when(API_PUBLIC, Expr::lit("bearer"), Expr::lit("iam")),
@@ -285,10 +276,10 @@ pub(super) fn add(
     ];
     history_env(&mut env);
     let mut grants = vec![
-        Grant::DdbRead(registry.arn()),
-        Grant::DdbRead(forecasts.arn()),
-        Grant::DdbRead(counters.arn()),
-        Grant::SecretRead(api_secret.arn()),
+        Grant::DdbRead(tables.registry.arn()),
+        Grant::DdbRead(tables.forecasts.arn()),
+        Grant::DdbRead(tables.counters.arn()),
+        Grant::SecretRead(secrets.api_secret.arn()),
     ];
     grants.extend(history_read);
     let api = lambda(

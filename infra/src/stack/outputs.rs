@@ -20,35 +20,17 @@ pub(super) fn add(
     bucket: &Handle<kind::Bucket>,
     urls: &Urls,
 ) {
-    let Tables {
-        registry,
-        readings,
-        forecasts,
-        counters,
-        ts_db,
-        ts_table,
-    } = tables.clone();
-    let Queues {
-        fetch_queue,
-        fetch_dlq,
-        import_dlq,
-        ..
-    } = queues.clone();
-    let Secrets {
-        sst_secret,
-        api_secret,
-        hook_secret,
-    } = secrets.clone();
-    let Urls {
-        api_url,
-        webhook_url,
-    } = urls;
     let functions = all.all();
-    t.output("ApiUrl", "The API's Function URL.", api_url.url(), None);
+    t.output(
+        "ApiUrl",
+        "The API's Function URL.",
+        urls.api_url.url(),
+        None,
+    );
     t.output(
         "WebhookUrl",
         "The URL to register as the mbed Connector callback.",
-        webhook_url.url(),
+        urls.webhook_url.url(),
         None,
     );
     t.output(
@@ -60,73 +42,73 @@ pub(super) fn add(
     t.output(
         "RegistryTableName",
         "The registry table.",
-        registry.name(),
+        tables.registry.name(),
         None,
     );
     t.output(
         "ReadingsTableName",
         "The readings table (HistoryStore=dynamodb).",
-        readings.name(),
+        tables.readings.name(),
         Some(USE_DYNAMODB),
     );
     t.output(
         "ForecastsTableName",
         "The forecasts table.",
-        forecasts.name(),
+        tables.forecasts.name(),
         None,
     );
     t.output(
         "CountersTableName",
         "The counters table.",
-        counters.name(),
+        tables.counters.name(),
         None,
     );
     t.output(
         "FetchQueueUrl",
         "The fetch job queue.",
-        fetch_queue.url(),
+        queues.fetch_queue.url(),
         None,
     );
     t.output(
         "FetchDeadLetterQueueUrl",
         "Fetch jobs that kept failing.",
-        fetch_dlq.url(),
+        queues.fetch_dlq.url(),
         None,
     );
     t.output(
         "ImportDeadLetterQueueUrl",
         "Import events that kept failing.",
-        import_dlq.url(),
+        queues.import_dlq.url(),
         None,
     );
     t.output(
         "TimestreamDatabaseName",
         "The Timestream database (HistoryStore=timestream).",
-        ts_db.name(),
+        tables.ts_db.name(),
         Some(USE_TIMESTREAM),
     );
     t.output(
         "TimestreamTableName",
         "The Timestream table (HistoryStore=timestream).",
-        ts_table.name(),
+        tables.ts_table.name(),
         Some(USE_TIMESTREAM),
     );
     t.output(
         "SstSecretArn",
         "Put the SST Cloud token here.",
-        sst_secret.arn(),
+        secrets.sst_secret.arn(),
         None,
     );
     t.output(
         "ApiTokenSecretArn",
         "The API's bearer token.",
-        api_secret.arn(),
+        secrets.api_secret.arn(),
         None,
     );
     t.output(
         "WebhookSecretArn",
         "The webhook's shared secret.",
-        hook_secret.arn(),
+        secrets.hook_secret.arn(),
         None,
     );
     for (f, name) in functions.iter().zip(names::FUNCTIONS) {

@@ -9,7 +9,6 @@ use crate::cfn::{kind, skip_checkov, Handle, Template};
 pub(super) const FETCH_TIMEOUT: u32 = 120;
 
 /// The stack's queues.
-#[derive(Clone)]
 pub(super) struct Queues {
     pub(super) fetch_dlq: Handle<kind::Queue>,
     pub(super) fetch_queue: Handle<kind::Queue>,

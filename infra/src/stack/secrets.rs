@@ -6,7 +6,6 @@ use super::ids;
 use crate::cfn::{kind, skip_checkov, Handle, Template};
 
 /// The stack's secrets.
-#[derive(Clone)]
 pub(super) struct Secrets {
     pub(super) sst_secret: Handle<kind::Secret>,
     pub(super) api_secret: Handle<kind::Secret>,

@@ -8,7 +8,6 @@ use super::{ids, USE_DYNAMODB, USE_TIMESTREAM};
 use crate::cfn::{kind, skip_checkov, Expr, Handle, Template};
 
 /// The stack's stores.
-#[derive(Clone)]
 pub(super) struct Tables {
     pub(super) registry: Handle<kind::Table>,
     pub(super) readings: Handle<kind::Table>,

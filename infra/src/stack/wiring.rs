@@ -25,22 +25,6 @@ pub(super) fn add(
     queues: &Queues,
     bucket: &Handle<kind::Bucket>,
 ) -> Urls {
-    let Functions {
-        enqueue,
-        fetch,
-        import,
-        webhook,
-        stream_metrics,
-        api,
-    } = functions.clone();
-    let counters = tables.counters.clone();
-    let Queues {
-        fetch_queue,
-        import_dlq,
-        stream_dlq,
-        schedule_dlq,
-        ..
-    } = queues.clone();
     // Schedule -> enqueue.
     let scheduler_role: Handle<kind::Role> = t.add(
         "ScheduleRole",
@@ -51,8 +35,8 @@ pub(super) fn add(
                 "Condition": {"StringEquals": {"aws:SourceAccount": Expr::pseudo("AWS::AccountId").into_value()}},
             }]},
             "Policies": [{"PolicyName": "invoke-enqueue", "PolicyDocument": policy(&[
-                Grant::Invoke(enqueue.function.arn()),
-                Grant::SqsSend(schedule_dlq.arn()),
+                Grant::Invoke(functions.enqueue.function.arn()),
+                Grant::SqsSend(queues.schedule_dlq.arn()),
             ])}],
         }),
     );
@@ -64,10 +48,10 @@ pub(super) fn add(
             "ScheduleExpression": Expr::param("ScheduleRate").into_value(),
             "FlexibleTimeWindow": {"Mode": "OFF"},
             "Target": {
-                "Arn": enqueue.function.arn().into_value(),
+                "Arn": functions.enqueue.function.arn().into_value(),
                 "RoleArn": scheduler_role.arn().into_value(),
                 "RetryPolicy": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 600},
-                "DeadLetterConfig": {"Arn": schedule_dlq.arn().into_value()},
+                "DeadLetterConfig": {"Arn": queues.schedule_dlq.arn().into_value()},
             },
         }),
     );
@@ -77,8 +61,8 @@ pub(super) fn add(
         "FetchMapping",
         "AWS::Lambda::EventSourceMapping",
         json!({
-            "EventSourceArn": fetch_queue.arn().into_value(),
-            "FunctionName": fetch.function.arn().into_value(),
+            "EventSourceArn": queues.fetch_queue.arn().into_value(),
+            "FunctionName": functions.fetch.function.arn().into_value(),
             "BatchSize": 10,
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
             "ScalingConfig": {"MaximumConcurrency": Expr::param("FetchMaxConcurrency").into_value()},
@@ -90,14 +74,14 @@ pub(super) fn add(
         "CountersStreamMapping",
         "AWS::Lambda::EventSourceMapping",
         json!({
-            "EventSourceArn": counters.stream_arn().into_value(),
-            "FunctionName": stream_metrics.function.arn().into_value(),
+            "EventSourceArn": tables.counters.stream_arn().into_value(),
+            "FunctionName": functions.stream_metrics.function.arn().into_value(),
             "StartingPosition": "TRIM_HORIZON",
             "BatchSize": 100,
             "MaximumBatchingWindowInSeconds": 5,
             "BisectBatchOnFunctionError": true,
             "MaximumRetryAttempts": 5,
-            "DestinationConfig": {"OnFailure": {"Destination": stream_dlq.arn().into_value()}},
+            "DestinationConfig": {"OnFailure": {"Destination": queues.stream_dlq.arn().into_value()}},
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
         }),
     );
@@ -119,9 +103,9 @@ pub(super) fn add(
             },
             "Targets": [{
                 "Id": "import",
-                "Arn": import.function.arn().into_value(),
+                "Arn": functions.import.function.arn().into_value(),
                 "RetryPolicy": {"MaximumRetryAttempts": 5, "MaximumEventAgeInSeconds": 3600},
-                "DeadLetterConfig": {"Arn": import_dlq.arn().into_value()},
+                "DeadLetterConfig": {"Arn": queues.import_dlq.arn().into_value()},
             }],
         }),
     );
@@ -130,7 +114,7 @@ pub(super) fn add(
         "AWS::Lambda::Permission",
         json!({
             "Action": "lambda:InvokeFunction",
-            "FunctionName": import.function.arn().into_value(),
+            "FunctionName": functions.import.function.arn().into_value(),
             "Principal": "events.amazonaws.com",
             "SourceArn": rule.arn().into_value(),
         }),
@@ -140,12 +124,12 @@ pub(super) fn add(
         "ImportDeadLetterQueuePolicy",
         "AWS::SQS::QueuePolicy",
         json!({
-            "Queues": [import_dlq.url().into_value()],
+            "Queues": [queues.import_dlq.url().into_value()],
             "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
                 "Effect": "Allow",
                 "Principal": {"Service": "events.amazonaws.com"},
                 "Action": "sqs:SendMessage",
-                "Resource": import_dlq.arn().into_value(),
+                "Resource": queues.import_dlq.arn().into_value(),
                 "Condition": {"ArnEquals": {"aws:SourceArn": rule.arn().into_value()}},
             }]},
         }),
@@ -154,10 +138,10 @@ pub(super) fn add(
         "ImportInvokeConfig",
         "AWS::Lambda::EventInvokeConfig",
         json!({
-            "FunctionName": import.function.name().into_value(),
+            "FunctionName": functions.import.function.name().into_value(),
             "Qualifier": "$LATEST",
             "MaximumRetryAttempts": 2,
-            "DestinationConfig": {"OnFailure": {"Destination": import_dlq.arn().into_value()}},
+            "DestinationConfig": {"OnFailure": {"Destination": queues.import_dlq.arn().into_value()}},
         }),
     );
 
@@ -200,8 +184,14 @@ pub(super) fn add(
         t.resource(&p2).condition = Some(public.into());
         h
     };
-    let api_url = url(t, "ApiUrl", &api, "ApiAuthType", API_PUBLIC);
-    let webhook_url = url(t, "WebhookUrl", &webhook, "WebhookAuthType", WEBHOOK_PUBLIC);
+    let api_url = url(t, "ApiUrl", &functions.api, "ApiAuthType", API_PUBLIC);
+    let webhook_url = url(
+        t,
+        "WebhookUrl",
+        &functions.webhook,
+        "WebhookAuthType",
+        WEBHOOK_PUBLIC,
+    );
     // A public webhook is the point (Connector cannot sign); the function checks its secret.
     skip_checkov(t.resource(&webhook_url), "CKV_AWS_258",
         "mbed Connector cannot sign requests; the webhook authenticates its shared-secret header in constant time.");
