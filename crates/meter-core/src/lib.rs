@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod choice;
 pub mod collect;
 pub mod contract;
 pub mod decode;

@@ -718,18 +718,7 @@ mod tests {
         values
             .iter()
             .enumerate()
-            .map(|(i, v)| {
-                Reading::new(
-                    MeterId::new("m").unwrap(),
-                    MeasureName::new("x").unwrap(),
-                    *v,
-                    Unit::Count,
-                    Kind::Gauge,
-                    DateTime::from_timestamp(i as i64, 0).unwrap(),
-                    SourceName::new("t").unwrap(),
-                )
-                .unwrap()
-            })
+            .map(|(i, v)| crate::testing::gauge(*v, i as i64))
             .collect()
     }
 

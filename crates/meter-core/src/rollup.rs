@@ -12,6 +12,7 @@ use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
+use crate::choice::{pick, UnknownName};
 use crate::reading::{Kind, MeasureName, MeterId, Unit};
 use crate::time::{start_of_day, TimeRange};
 
@@ -40,19 +41,16 @@ pub enum Granularity {
     Day,
 }
 
-/// A granularity name that is not one of [`Granularity`]'s.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown granularity {0:?}: use hour or day")]
-pub struct UnknownGranularity(pub String);
-
 impl FromStr for Granularity {
-    type Err = UnknownGranularity;
+    type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "hour" | "hourly" => Ok(Self::Hour),
-            "day" | "daily" => Ok(Self::Day),
-            other => Err(UnknownGranularity(other.to_owned())),
-        }
+        let aliases = [
+            ("hour", Self::Hour),
+            ("hourly", Self::Hour),
+            ("day", Self::Day),
+            ("daily", Self::Day),
+        ];
+        pick(s, &aliases, "granularity", "hour or day")
     }
 }
 

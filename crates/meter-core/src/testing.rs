@@ -14,9 +14,24 @@ use crate::ports::{
     RangeQuery, RangeReader, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage, SeriesInfo,
     StoreError, WriteReport,
 };
-use crate::reading::{MeasureName, MeterId, Reading};
+use crate::reading::{Kind, MeasureName, MeterId, Reading, SourceName, Unit};
 
 type SeriesKey = (MeterId, MeasureName);
+
+/// A gauge reading of meter `m`, measure `x`, from source `t`: `value` (a count) at
+/// `epoch_seconds`, for tests that need readings and not their details.
+pub fn gauge(value: f64, epoch_seconds: i64) -> Reading {
+    Reading::new(
+        MeterId::new("m").expect("a valid id"),
+        MeasureName::new("x").expect("a valid measure"),
+        value,
+        Unit::Count,
+        Kind::Gauge,
+        DateTime::from_timestamp(epoch_seconds, 0).expect("a time in range"),
+        SourceName::new("t").expect("a valid source"),
+    )
+    .expect("a valid reading")
+}
 
 #[derive(Debug, Default)]
 struct State {
@@ -273,8 +288,8 @@ type Objects = BTreeMap<(String, String), (Vec<u8>, String)>;
 /// Objects in memory, versioned like S3: each put makes a new version (its ETag).
 #[derive(Debug, Default)]
 pub struct MemoryObjects {
-    objects: Mutex<Objects>,
-    puts: Mutex<u64>,
+    /// The objects, and how many puts made versions so far.
+    state: Mutex<(Objects, u64)>,
 }
 
 impl MemoryObjects {
@@ -283,24 +298,21 @@ impl MemoryObjects {
         Self::default()
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Objects, u64)> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The bytes of an object, if it exists.
     pub fn bytes(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
-        let objects = self
-            .objects
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        objects
-            .get(&(bucket.to_owned(), key.to_owned()))
-            .map(|(b, _)| b.clone())
+        self.find(bucket, key).ok().map(|(bytes, _)| bytes)
     }
 
     /// Every key of a bucket.
     pub fn keys(&self, bucket: &str) -> Vec<String> {
-        let objects = self
-            .objects
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        objects
+        self.lock()
+            .0
             .keys()
             .filter(|(b, _)| b == bucket)
             .map(|(_, k)| k.clone())
@@ -308,11 +320,8 @@ impl MemoryObjects {
     }
 
     fn find(&self, bucket: &str, key: &str) -> Result<(Vec<u8>, String), ObjectError> {
-        let objects = self
-            .objects
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        objects
+        self.lock()
+            .0
             .get(&(bucket.to_owned(), key.to_owned()))
             .cloned()
             .ok_or_else(|| ObjectError::NotFound {
@@ -370,17 +379,11 @@ impl ObjectStore for MemoryObjects {
         body: Vec<u8>,
         _content_type: &str,
     ) -> Result<(), ObjectError> {
-        let version = {
-            let mut puts = self
-                .puts
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            *puts += 1;
-            format!("\"v{puts}\"")
-        };
-        self.objects
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        let mut state = self.lock();
+        state.1 += 1;
+        let version = format!("\"v{}\"", state.1);
+        state
+            .0
             .insert((bucket.to_owned(), key.to_owned()), (body, version));
         Ok(())
     }

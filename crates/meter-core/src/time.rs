@@ -6,6 +6,8 @@ use std::str::FromStr;
 use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
+use crate::choice::{pick, UnknownName};
+
 /// Why a time could not be parsed or a range built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -66,22 +68,24 @@ pub enum TimeFormat {
     EpochMillis,
 }
 
-/// A time format name that is not one of [`TimeFormat`]'s.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown time format {0:?}: use auto, rfc3339, local, epoch-s or epoch-ms")]
-pub struct UnknownTimeFormat(pub String);
-
 impl FromStr for TimeFormat {
-    type Err = UnknownTimeFormat;
+    type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "rfc3339" | "iso8601" => Ok(Self::Rfc3339),
-            "local" => Ok(Self::Local),
-            "epoch" | "epoch-s" | "epoch-seconds" | "unix" => Ok(Self::EpochSeconds),
-            "epoch-ms" | "epoch-millis" | "unix-ms" => Ok(Self::EpochMillis),
-            other => Err(UnknownTimeFormat(other.to_owned())),
-        }
+        let aliases = [
+            ("auto", Self::Auto),
+            ("rfc3339", Self::Rfc3339),
+            ("iso8601", Self::Rfc3339),
+            ("local", Self::Local),
+            ("epoch", Self::EpochSeconds),
+            ("epoch-s", Self::EpochSeconds),
+            ("epoch-seconds", Self::EpochSeconds),
+            ("unix", Self::EpochSeconds),
+            ("epoch-ms", Self::EpochMillis),
+            ("epoch-millis", Self::EpochMillis),
+            ("unix-ms", Self::EpochMillis),
+        ];
+        let expected = "auto, rfc3339, local, epoch-s or epoch-ms";
+        pick(s, &aliases, "time format", expected)
     }
 }
 

@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
+use crate::choice::{pick, UnknownName};
 pub use crate::ingest::{Decoder, Rejection};
 use crate::reading::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
 use crate::time::TimeFormat;
@@ -142,22 +143,23 @@ impl fmt::Display for Format {
     }
 }
 
-/// A format name that is not one of [`Format`]'s.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown format {0:?}: use wide-csv, long-csv, pi-json, mbed or sst")]
-pub struct UnknownFormat(pub String);
-
 impl FromStr for Format {
-    type Err = UnknownFormat;
+    type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "wide-csv" | "wide" => Ok(Self::WideCsv),
-            "long-csv" | "long" | "csv" => Ok(Self::LongCsv),
-            "pi-json" | "pi" => Ok(Self::PiJson),
-            "mbed" => Ok(Self::Mbed),
-            "sst" | "sst-counters" => Ok(Self::SstCounters),
-            other => Err(UnknownFormat(other.to_owned())),
-        }
+        let aliases = [
+            ("wide-csv", Self::WideCsv),
+            ("wide", Self::WideCsv),
+            ("long-csv", Self::LongCsv),
+            ("long", Self::LongCsv),
+            ("csv", Self::LongCsv),
+            ("pi-json", Self::PiJson),
+            ("pi", Self::PiJson),
+            ("mbed", Self::Mbed),
+            ("sst", Self::SstCounters),
+            ("sst-counters", Self::SstCounters),
+        ];
+        let expected = "wide-csv, long-csv, pi-json, mbed or sst";
+        pick(s, &aliases, "format", expected)
     }
 }
 

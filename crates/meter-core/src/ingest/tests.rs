@@ -1,20 +1,9 @@
 use super::*;
 use crate::ports::ItemFailure;
-use crate::reading::{Kind, MeasureName, MeterId, SourceName, Unit};
-use chrono::DateTime;
 use proptest::prelude::*;
 
 fn reading(v: f64) -> Reading {
-    Reading::new(
-        MeterId::new("m").unwrap(),
-        MeasureName::new("x").unwrap(),
-        v,
-        Unit::Count,
-        Kind::Gauge,
-        DateTime::from_timestamp(v as i64, 0).unwrap(),
-        SourceName::new("t").unwrap(),
-    )
-    .unwrap()
+    crate::testing::gauge(v, v as i64)
 }
 
 fn bad(file: &str, line: u64) -> Rejection {
