@@ -159,22 +159,9 @@ fn bad_rows_are_quarantined_good_rows_land_and_the_exit_code_says_partial() {
          a,2024-01-01T01:00:00Z,zzz\n\
          a,2024-01-01T02:00:00Z,3\n",
     );
-    let out = env.meter(&["import", "--json", file.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (summary, lines) = support::partial_import(&env.store(), &file);
     assert_eq!(summary["readings_stored"], 2);
     assert_eq!(summary["rows_rejected"], 2);
-    let q = summary["quarantine"].as_str().unwrap();
-    let lines: Vec<Value> = std::fs::read_to_string(q)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["line"], 3);
     assert_eq!(lines[0]["field"], "time");

@@ -5,7 +5,6 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use meter_core::ports::ObjectStore;
@@ -42,28 +41,8 @@ fn comparable(rejections: impl IntoIterator<Item = Value>) -> Vec<Value> {
 fn through_meter_import(dir: &Path) -> Vec<Value> {
     let file = dir.join("bad.csv");
     std::fs::write(&file, BAD).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_meter"))
-        .arg("--store")
-        .arg(dir.join("import.db"))
-        .args(["import", "--json"])
-        .arg(&file)
-        .env_remove("METER_TZ")
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let quarantine = summary["quarantine"].as_str().unwrap();
-    comparable(
-        std::fs::read_to_string(quarantine)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap()),
-    )
+    let (_, quarantined) = support::partial_import(&dir.join("import.db"), &file);
+    comparable(quarantined)
 }
 
 fn through_the_drop_folder() -> Vec<Value> {

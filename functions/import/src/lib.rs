@@ -413,10 +413,7 @@ async fn import_object(
             )
         };
         let body = serde_json::to_vec_pretty(&part).unwrap_or_default();
-        state
-            .objects
-            .put(&obj.bucket, &key, body, "application/json")
-            .await?;
+        put_json(state, &obj.bucket, &key, body).await?;
     }
     report.objects += 1;
     if !finished {
@@ -429,15 +426,24 @@ async fn import_object(
         };
         let marker = format!("{RESUME_PREFIX}{}.json", obj.key);
         let body = serde_json::to_vec(&next).unwrap_or_default();
-        state
-            .objects
-            .put(&obj.bucket, &marker, body, "application/json")
-            .await?;
+        put_json(state, &obj.bucket, &marker, body).await?;
         report.resumed += 1;
         tracing::info!(object = %name, done, part = obj.part, "time is short; the rest continues from a resume marker");
     }
     tracing::info!(object = %name, readings = part.stored, rejected = part.rejected + part.not_stored, finished, "imported");
     Ok(())
+}
+
+async fn put_json(
+    state: &Import,
+    bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> Result<(), ObjectError> {
+    state
+        .objects
+        .put(bucket, key, body, "application/json")
+        .await
 }
 
 #[cfg(test)]

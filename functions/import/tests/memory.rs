@@ -62,6 +62,11 @@ async fn setup_with(
     (objects, store, import)
 }
 
+/// One invocation on the creation of `key`, with time for the whole object.
+async fn run(import: &Import, key: &str) -> Result<Report, ImportError> {
+    handle(import, &created(key), Budget::Records(u64::MAX)).await
+}
+
 fn quarantine(objects: &MemoryObjects, key: &str) -> FileReport {
     let bytes = objects
         .bytes(BUCKET, key)
@@ -72,9 +77,7 @@ fn quarantine(objects: &MemoryObjects, key: &str) -> FileReport {
 #[tokio::test]
 async fn bad_rows_are_quarantined_with_line_and_field_and_the_rest_lands() {
     let (objects, store, import) = setup("a.csv", &csv(10, &[3, 7])).await;
-    let report = handle(&import, &created("a.csv"), Budget::Records(u64::MAX))
-        .await
-        .unwrap();
+    let report = run(&import, "a.csv").await.unwrap();
     assert_eq!(
         report,
         Report {
@@ -112,9 +115,7 @@ async fn bad_rows_are_quarantined_with_line_and_field_and_the_rest_lands() {
     );
 
     // A clean object writes no report; a re-delivered event changes nothing.
-    let again = handle(&import, &created("a.csv"), Budget::Records(u64::MAX))
-        .await
-        .unwrap();
+    let again = run(&import, "a.csv").await.unwrap();
     assert_eq!(again.readings, 8);
     assert_eq!(store.all().len(), 8);
 }
@@ -126,9 +127,7 @@ async fn store_refusals_carry_the_source_line() {
     let mut store = MemoryStore::new();
     store.refuse_meters = BTreeSet::from(["refused".to_owned()]);
     let (objects, store, import) = setup_with("b.csv", &body, store).await;
-    let report = handle(&import, &created("b.csv"), Budget::Records(u64::MAX))
-        .await
-        .unwrap();
+    let report = run(&import, "b.csv").await.unwrap();
     assert_eq!((report.readings, report.rejected), (3, 1));
     assert_eq!(store.all().len(), 3);
     let q = quarantine(&objects, "quarantine/b.csv.errors.json");
@@ -190,13 +189,7 @@ async fn a_resumed_import_stops_when_the_object_was_replaced() {
         .put(BUCKET, "c.csv", csv(3, &[]).into_bytes(), "text/csv")
         .await
         .unwrap();
-    let second = handle(
-        &import,
-        &created("_resume/c.csv.json"),
-        Budget::Records(u64::MAX),
-    )
-    .await
-    .unwrap();
+    let second = run(&import, "_resume/c.csv.json").await.unwrap();
     assert_eq!((second.readings, second.resumed), (0, 0));
     assert_eq!(
         store.all().len(),
@@ -208,9 +201,7 @@ async fn a_resumed_import_stops_when_the_object_was_replaced() {
 #[tokio::test]
 async fn an_unreadable_object_is_reported_as_one_rejection() {
     let (objects, store, import) = setup("d.bin", "\u{1}\u{2} not a meter file").await;
-    let report = handle(&import, &created("d.bin"), Budget::Records(u64::MAX))
-        .await
-        .unwrap();
+    let report = run(&import, "d.bin").await.unwrap();
     assert_eq!((report.readings, report.rejected), (0, 1));
     assert!(store.all().is_empty());
     let q = quarantine(&objects, "quarantine/d.bin.errors.json");
@@ -221,13 +212,7 @@ async fn an_unreadable_object_is_reported_as_one_rejection() {
 #[tokio::test]
 async fn our_own_reports_are_skipped() {
     let (_, store, import) = setup("quarantine/x.errors.json", "{}").await;
-    let report = handle(
-        &import,
-        &created("quarantine/x.errors.json"),
-        Budget::Records(u64::MAX),
-    )
-    .await
-    .unwrap();
+    let report = run(&import, "quarantine/x.errors.json").await.unwrap();
     assert_eq!((report.skipped, report.objects), (1, 0));
     assert_eq!(store.write_calls(), 0);
 }
@@ -275,18 +260,14 @@ async fn readings_the_store_may_take_later_fail_the_invocation_so_it_is_retried(
         calls: AtomicUsize::new(0),
     });
     let import = Import::with_parts(objects.clone(), store.clone());
-    let err = handle(&import, &created("e.csv"), Budget::Records(u64::MAX))
-        .await
-        .unwrap_err();
+    let err = run(&import, "e.csv").await.unwrap_err();
     assert!(
         matches!(err, ImportError::NotStored { failed: 5, .. }),
         "{err}"
     );
     assert!(err.is_retryable());
     // Lambda's retry of the same event lands everything.
-    let report = handle(&import, &created("e.csv"), Budget::Records(u64::MAX))
-        .await
-        .unwrap();
+    let report = run(&import, "e.csv").await.unwrap();
     assert_eq!(report.readings, 5);
     assert_eq!(store.inner.all().len(), 5);
 }
@@ -294,13 +275,7 @@ async fn readings_the_store_may_take_later_fail_the_invocation_so_it_is_retried(
 #[tokio::test]
 async fn a_marker_that_is_not_ours_is_a_permanent_error() {
     let (_, _, import) = setup("_resume/x.json", "not json").await;
-    let err = handle(
-        &import,
-        &created("_resume/x.json"),
-        Budget::Records(u64::MAX),
-    )
-    .await
-    .unwrap_err();
+    let err = run(&import, "_resume/x.json").await.unwrap_err();
     assert!(matches!(err, ImportError::Event(_)), "{err}");
     assert!(!err.is_retryable());
 }

@@ -9,6 +9,36 @@ use super::queues::Queues;
 use super::{pascal, HAS_ALARM_EMAIL};
 use crate::cfn::{kind, skip_checkov, Expr, Handle, Template};
 
+/// The metric an alarm watches, by one dimension, and when it fires (above `threshold` in one
+/// 5-minute period).
+struct Watch<'a> {
+    namespace: &'a str,
+    metric: &'a str,
+    dimension: (&'a str, Expr),
+    statistic: &'a str,
+    threshold: u32,
+}
+
+fn alarm(t: &mut Template, id: &str, description: &str, watch: Watch<'_>, notify: &Value) {
+    t.add::<kind::Other>(
+        id,
+        "AWS::CloudWatch::Alarm",
+        json!({
+            "AlarmDescription": description,
+            "Namespace": watch.namespace,
+            "MetricName": watch.metric,
+            "Dimensions": [{"Name": watch.dimension.0, "Value": watch.dimension.1.into_value()}],
+            "Statistic": watch.statistic,
+            "Period": 300,
+            "EvaluationPeriods": 1,
+            "Threshold": watch.threshold,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": notify,
+        }),
+    );
+}
+
 /// Adds the alarm topic and the alarms.
 pub(super) fn add(t: &mut Template, all: &Functions, queues: &Queues) {
     // Alarms, sent to one topic, and a dashboard.
@@ -56,60 +86,45 @@ pub(super) fn add(t: &mut Template, all: &Functions, queues: &Queues) {
         ("StreamDlqAlarm", &queues.stream_dlq),
         ("ScheduleDlqAlarm", &queues.schedule_dlq),
     ] {
-        t.add::<kind::Other>(id, "AWS::CloudWatch::Alarm", json!({
-            "AlarmDescription": "Messages are waiting in a dead-letter queue: something kept failing.",
-            "Namespace": "AWS/SQS",
-            "MetricName": "ApproximateNumberOfMessagesVisible",
-            "Dimensions": [{"Name": "QueueName", "Value": q.name().into_value()}],
-            "Statistic": "Maximum",
-            "Period": 300,
-            "EvaluationPeriods": 1,
-            "Threshold": 0,
-            "ComparisonOperator": "GreaterThanThreshold",
-            "TreatMissingData": "notBreaching",
-                "AlarmActions": notify,
-        }));
+        let watch = Watch {
+            namespace: "AWS/SQS",
+            metric: "ApproximateNumberOfMessagesVisible",
+            dimension: ("QueueName", q.name()),
+            statistic: "Maximum",
+            threshold: 0,
+        };
+        let why = "Messages are waiting in a dead-letter queue: something kept failing.";
+        alarm(t, id, why, watch, &notify);
     }
     let functions = all.all();
     for (f, name) in functions.iter().zip(names::FUNCTIONS) {
-        t.add::<kind::Other>(
+        let watch = Watch {
+            namespace: "AWS/Lambda",
+            metric: "Errors",
+            dimension: ("FunctionName", f.function.name()),
+            statistic: "Sum",
+            threshold: 0,
+        };
+        let why = format!("The {name} function reported errors.");
+        alarm(
+            t,
             &format!("{}ErrorsAlarm", pascal(name)),
-            "AWS::CloudWatch::Alarm",
-            json!({
-                "AlarmDescription": format!("The {name} function reported errors."),
-                "Namespace": "AWS/Lambda",
-                "MetricName": "Errors",
-                "Dimensions": [{"Name": "FunctionName", "Value": f.function.name().into_value()}],
-                "Statistic": "Sum",
-                "Period": 300,
-                "EvaluationPeriods": 1,
-                "Threshold": 0,
-                "ComparisonOperator": "GreaterThanThreshold",
-                "TreatMissingData": "notBreaching",
-                "AlarmActions": notify,
-            }),
+            &why,
+            watch,
+            &notify,
         );
     }
     // The functions' own metrics (EMF log lines): alarms where a person should look.
     let ops_alarm =
         |t: &mut Template, id: &str, description: &str, f: &Func, metric: &str, threshold: u32| {
-            t.add::<kind::Other>(
-            id,
-            "AWS::CloudWatch::Alarm",
-            json!({
-                "AlarmDescription": description,
-                "Namespace": ops::NAMESPACE,
-                "MetricName": metric,
-                "Dimensions": [{"Name": ops::DIMENSION, "Value": f.function.name().into_value()}],
-                "Statistic": "Sum",
-                "Period": 300,
-                "EvaluationPeriods": 1,
-                "Threshold": threshold,
-                "ComparisonOperator": "GreaterThanThreshold",
-                "TreatMissingData": "notBreaching",
-                "AlarmActions": notify,
-            }),
-        );
+            let watch = Watch {
+                namespace: ops::NAMESPACE,
+                metric,
+                dimension: (ops::DIMENSION, f.function.name()),
+                statistic: "Sum",
+                threshold,
+            };
+            alarm(t, id, description, watch, &notify);
         };
     ops_alarm(t, "ImportRejectedRowsAlarm",
         "An imported file had rows that were quarantined: see quarantine/<key>.errors.json in the import bucket.",

@@ -21,96 +21,28 @@ pub(super) fn add(
     urls: &Urls,
 ) {
     let functions = all.all();
-    t.output(
-        "ApiUrl",
-        "The API's Function URL.",
-        urls.api_url.url(),
-        None,
-    );
-    t.output(
-        "WebhookUrl",
-        "The URL to register as the mbed Connector callback.",
-        urls.webhook_url.url(),
-        None,
-    );
-    t.output(
-        "ImportBucketName",
-        "Put CSV and Pi JSON files here.",
-        bucket.name(),
-        None,
-    );
-    t.output(
-        "RegistryTableName",
-        "The registry table.",
-        tables.registry.name(),
-        None,
-    );
-    t.output(
-        "ReadingsTableName",
-        "The readings table (HistoryStore=dynamodb).",
-        tables.readings.name(),
-        Some(USE_DYNAMODB),
-    );
-    t.output(
-        "ForecastsTableName",
-        "The forecasts table.",
-        tables.forecasts.name(),
-        None,
-    );
-    t.output(
-        "CountersTableName",
-        "The counters table.",
-        tables.counters.name(),
-        None,
-    );
-    t.output(
-        "FetchQueueUrl",
-        "The fetch job queue.",
-        queues.fetch_queue.url(),
-        None,
-    );
-    t.output(
-        "FetchDeadLetterQueueUrl",
-        "Fetch jobs that kept failing.",
-        queues.fetch_dlq.url(),
-        None,
-    );
-    t.output(
-        "ImportDeadLetterQueueUrl",
-        "Import events that kept failing.",
-        queues.import_dlq.url(),
-        None,
-    );
-    t.output(
-        "TimestreamDatabaseName",
-        "The Timestream database (HistoryStore=timestream).",
-        tables.ts_db.name(),
-        Some(USE_TIMESTREAM),
-    );
-    t.output(
-        "TimestreamTableName",
-        "The Timestream table (HistoryStore=timestream).",
-        tables.ts_table.name(),
-        Some(USE_TIMESTREAM),
-    );
-    t.output(
-        "SstSecretArn",
-        "Put the SST Cloud token here.",
-        secrets.sst_secret.arn(),
-        None,
-    );
-    t.output(
-        "ApiTokenSecretArn",
-        "The API's bearer token.",
-        secrets.api_secret.arn(),
-        None,
-    );
-    t.output(
-        "WebhookSecretArn",
-        "The webhook's shared secret.",
-        secrets.hook_secret.arn(),
-        None,
-    );
+    // One output a line: name, description, value, condition.
+    #[rustfmt::skip]
+    let outputs = [
+        ("ApiUrl", "The API's Function URL.", urls.api_url.url(), None),
+        ("WebhookUrl", "The URL to register as the mbed Connector callback.", urls.webhook_url.url(), None),
+        ("ImportBucketName", "Put CSV and Pi JSON files here.", bucket.name(), None),
+        ("RegistryTableName", "The registry table.", tables.registry.name(), None),
+        ("ReadingsTableName", "The readings table (HistoryStore=dynamodb).", tables.readings.name(), Some(USE_DYNAMODB)),
+        ("ForecastsTableName", "The forecasts table.", tables.forecasts.name(), None),
+        ("CountersTableName", "The counters table.", tables.counters.name(), None),
+        ("FetchQueueUrl", "The fetch job queue.", queues.fetch_queue.url(), None),
+        ("FetchDeadLetterQueueUrl", "Fetch jobs that kept failing.", queues.fetch_dlq.url(), None),
+        ("ImportDeadLetterQueueUrl", "Import events that kept failing.", queues.import_dlq.url(), None),
+        ("TimestreamDatabaseName", "The Timestream database (HistoryStore=timestream).", tables.ts_db.name(), Some(USE_TIMESTREAM)),
+        ("TimestreamTableName", "The Timestream table (HistoryStore=timestream).", tables.ts_table.name(), Some(USE_TIMESTREAM)),
+        ("SstSecretArn", "Put the SST Cloud token here.", secrets.sst_secret.arn(), None),
+        ("ApiTokenSecretArn", "The API's bearer token.", secrets.api_secret.arn(), None),
+        ("WebhookSecretArn", "The webhook's shared secret.", secrets.hook_secret.arn(), None),
+    ];
+    for (name, description, value, condition) in outputs {
+        t.output(name, description, value, condition);
+    }
     for (f, name) in functions.iter().zip(names::FUNCTIONS) {
         t.output(
             &format!("{}FunctionName", pascal(name)),

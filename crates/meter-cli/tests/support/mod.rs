@@ -30,6 +30,28 @@ pub(crate) fn wide_sums(meter: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// `meter import --json FILE` into `store` where some rows are rejected: asserts the partial
+/// exit code (3) and answers the summary and the quarantine's lines.
+pub(crate) fn partial_import(store: &Path, file: &Path) -> (Value, Vec<Value>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_meter"))
+        .arg("--store")
+        .arg(store)
+        .args(["import", "--json"])
+        .arg(file)
+        .env_remove("METER_TZ")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let quarantine = std::fs::read_to_string(summary["quarantine"].as_str().unwrap()).unwrap();
+    let lines = quarantine
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (summary, lines)
+}
+
 pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) lines: BufReader<ChildStdout>,
