@@ -12,8 +12,8 @@ use meter_api::{router, ApiState, AuthConfig, Secret};
 use meter_core::decode::wide_csv::WideCsvDecoder;
 use meter_core::decode::DecodeOptions;
 use meter_core::ports::{CounterKey, Counters, ReadingWriter};
-use meter_core::testing::MemoryStore;
-use meter_core::{Kind, MeasureName, MeterId, Reading, SourceName, Unit};
+use meter_core::testing::{reading, MemoryStore};
+use meter_core::{Kind, Reading, Unit};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -25,26 +25,6 @@ fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2024-06-01T12:00:00Z")
         .unwrap()
         .with_timezone(&Utc)
-}
-
-fn reading(
-    meter: &str,
-    measure: &str,
-    t: DateTime<Utc>,
-    v: f64,
-    kind: Kind,
-    unit: Unit,
-) -> Reading {
-    Reading::new(
-        MeterId::new(meter).unwrap(),
-        MeasureName::new(measure).unwrap(),
-        v,
-        unit,
-        kind,
-        t,
-        SourceName::new("test").unwrap(),
-    )
-    .unwrap()
 }
 
 struct App {

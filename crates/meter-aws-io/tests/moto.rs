@@ -4,21 +4,13 @@ use std::io::BufReader;
 
 use chrono::{DateTime, Duration, Utc};
 use meter_aws_io::{quarantine_key, CloudWatchMetrics, S3Objects, SqsJobs};
-use meter_aws_testing::CountCalls;
+use meter_aws_testing::{unique, CountCalls};
 use meter_core::collect::FetchJob;
 use meter_core::decode::long_csv::LongCsvDecoder;
 use meter_core::decode::DecodeOptions;
 use meter_core::ports::{GetObject, ObjectError, ObjectStore};
 use meter_core::ports::{MetricDatum, MetricPublisher};
 use meter_core::MeterId;
-
-fn unique(name: &str) -> String {
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        Utc::now().timestamp_micros() % 1_000_000
-    )
-}
 
 #[tokio::test]
 async fn jobs_go_ten_to_a_batch_and_an_oversized_one_is_reported() {

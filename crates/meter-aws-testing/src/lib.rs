@@ -13,6 +13,14 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
+/// A name no other test of any process uses: `name`, the process id and a counter, for the
+/// tables, queues and buckets tests create in the shared emulator.
+pub fn unique(name: &str) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{name}-{}-{n}", std::process::id())
+}
+
 /// The local emulator's SDK configuration (`AWS_ENDPOINT_URL`, which the test command sets
 /// with METER_REQUIRE_MOTO), or `None` with a note where no emulator runs; with
 /// METER_REQUIRE_MOTO set, a missing emulator fails the test instead of skipping it.

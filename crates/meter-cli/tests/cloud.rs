@@ -5,8 +5,8 @@
 mod support;
 
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+use meter_aws_testing::unique;
 use serde_json::Value;
 use support::{examples, wide_sums};
 
@@ -22,16 +22,6 @@ fn moto() -> Option<String> {
             None
         }
     }
-}
-
-static N: AtomicUsize = AtomicUsize::new(0);
-
-fn unique(name: &str) -> String {
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 fn meter(dir: &std::path::Path, store: &str, args: &[&str]) -> Output {

@@ -18,19 +18,32 @@ use crate::reading::{Kind, MeasureName, MeterId, Reading, SourceName, Unit};
 
 type SeriesKey = (MeterId, MeasureName);
 
-/// A gauge reading of meter `m`, measure `x`, from source `t`: `value` (a count) at
-/// `epoch_seconds`, for tests that need readings and not their details.
-pub fn gauge(value: f64, epoch_seconds: i64) -> Reading {
+/// A reading from source `test`, for tests that build many.
+pub fn reading(
+    meter: &str,
+    measure: &str,
+    time: DateTime<Utc>,
+    value: f64,
+    kind: Kind,
+    unit: Unit,
+) -> Reading {
     Reading::new(
-        MeterId::new("m").expect("a valid id"),
-        MeasureName::new("x").expect("a valid measure"),
+        MeterId::new(meter).expect("a valid id"),
+        MeasureName::new(measure).expect("a valid measure"),
         value,
-        Unit::Count,
-        Kind::Gauge,
-        DateTime::from_timestamp(epoch_seconds, 0).expect("a time in range"),
-        SourceName::new("t").expect("a valid source"),
+        unit,
+        kind,
+        time,
+        SourceName::new("test").expect("a valid source"),
     )
     .expect("a valid reading")
+}
+
+/// A gauge reading of meter `m`, measure `x`: `value` (a count) at `epoch_seconds`, for tests
+/// that need readings and not their details.
+pub fn gauge(value: f64, epoch_seconds: i64) -> Reading {
+    let time = DateTime::from_timestamp(epoch_seconds, 0).expect("a time in range");
+    reading("m", "x", time, value, Kind::Gauge, Unit::Count)
 }
 
 #[derive(Debug, Default)]

@@ -1,8 +1,6 @@
 //! The DynamoDB adapters against the local AWS emulator (moto), started by the test command
 //! (`scripts/moto.sh`), which exports `AWS_ENDPOINT_URL`. Each test uses tables of its own.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -28,14 +26,8 @@ async fn client() -> Option<(Client, CountCalls)> {
     Some((Client::from_conf(conf), counter))
 }
 
-static N: AtomicUsize = AtomicUsize::new(0);
-
 fn prefix(test: &str) -> String {
-    format!(
-        "{test}-{}-{}-",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{}-", meter_aws_testing::unique(test))
 }
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -43,16 +35,7 @@ fn t(s: &str) -> DateTime<Utc> {
 }
 
 fn reading(meter: &str, measure: &str, time: DateTime<Utc>, v: f64, kind: Kind) -> Reading {
-    Reading::new(
-        MeterId::new(meter).unwrap(),
-        MeasureName::new(measure).unwrap(),
-        v,
-        Unit::Litre,
-        kind,
-        time,
-        SourceName::new("test").unwrap(),
-    )
-    .unwrap()
+    meter_core::testing::reading(meter, measure, time, v, kind, Unit::Litre)
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use meter_core::ports::{
     AddOutcome, CounterKey, Counters, MeterRegistry, RangeQuery, RangeReader, ReadingReader,
     ReadingWriter, RegistryEntry, RollupQuery,
 };
+use meter_core::testing::reading;
 use meter_core::time::{parse_date, TimeRange};
 use meter_core::{
     Granularity, Kind, MeasureName, MeterId, Reading, RollupRule, SourceName, Tags, Unit,
@@ -14,26 +15,6 @@ use meter_store_sqlite::SqliteStore;
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
-
-fn reading(
-    meter: &str,
-    measure: &str,
-    time: DateTime<Utc>,
-    v: f64,
-    kind: Kind,
-    unit: Unit,
-) -> Reading {
-    Reading::new(
-        MeterId::new(meter).unwrap(),
-        MeasureName::new(measure).unwrap(),
-        v,
-        unit,
-        kind,
-        time,
-        SourceName::new("test").unwrap(),
-    )
-    .unwrap()
 }
 
 fn volume(meter: &str, time: &str, v: f64) -> Reading {

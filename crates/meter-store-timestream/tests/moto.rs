@@ -3,10 +3,8 @@
 //! verbatim (readable at `/moto-api/data.json`) and answers queries only with results queued at
 //! `/moto-api/static/timestream/query-results`, so reads are tested with recorded answers.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
-use meter_aws_testing::{CountCalls, Fault};
+use meter_aws_testing::{unique, CountCalls, Fault};
 use meter_core::ports::{RangeQuery, RangeReader, ReadingWriter, StoreError};
 use meter_core::time::TimeRange;
 use meter_core::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
@@ -14,16 +12,6 @@ use meter_store_timestream::{
     create_table, Retention, TimestreamConfig, TimestreamReadings, WriteMode,
 };
 use serde_json::{json, Value};
-
-static N: AtomicUsize = AtomicUsize::new(0);
-
-fn unique(test: &str) -> String {
-    format!(
-        "{test}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// A store on a fresh table, counting requests; `extra` interceptors go on the write client.
 async fn make_store(
