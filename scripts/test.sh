@@ -38,20 +38,23 @@ on_exit() {
 }
 trap on_exit EXIT
 
+# Installs a Debian package that provides command $1 when it is missing (root and apt-get only).
+needs() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
+    echo "$1 is missing and cannot be installed here (needs root and apt-get)" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
+}
+
 step "toolchain"
 rustc --version
 cargo --version
 
 step "headless Chromium for the page test"
-if ! command -v chromium >/dev/null 2>&1; then
-  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  else
-    echo "chromium is missing and cannot be installed here (needs root and apt-get)" >&2
-    exit 1
-  fi
-fi
+needs chromium
 chromium --version
 # The page test must run, not skip, wherever this script runs.
 export METER_REQUIRE_CHROMIUM=1
@@ -66,15 +69,7 @@ fi
 "$venv/bin/cfn-lint" --version
 
 step "shellcheck"
-if ! command -v shellcheck >/dev/null 2>&1; then
-  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
-  else
-    echo "shellcheck is missing and cannot be installed here (needs root and apt-get)" >&2
-    exit 1
-  fi
-fi
+needs shellcheck
 shellcheck scripts/*.sh .ci/run
 echo "shellcheck ok"
 

@@ -28,15 +28,7 @@ async fn jobs_go_ten_to_a_batch_and_an_oversized_one_is_reported() {
     let mut url = String::new();
     let mut jobs: Vec<FetchJob> = Vec::new();
     for q in 0..5 {
-        url = client
-            .create_queue()
-            .queue_name(unique("jobs"))
-            .send()
-            .await
-            .unwrap()
-            .queue_url()
-            .unwrap()
-            .to_owned();
+        url = meter_aws_testing::queue(&client, &unique("jobs")).await;
         jobs = (0..2_000)
             .map(|i| FetchJob {
                 entries: vec![MeterId::new(&format!("id-{q}-{i}")).unwrap()],

@@ -21,6 +21,13 @@ pub fn unique(name: &str) -> String {
     format!("{name}-{}-{n}", std::process::id())
 }
 
+/// Creates an SQS queue named `name` in the emulator and answers its URL.
+pub async fn queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    let created = sqs.create_queue().queue_name(name).send().await;
+    let created = created.unwrap_or_else(|e| panic!("CreateQueue {name}: {e}"));
+    created.queue_url().unwrap_or_default().to_owned()
+}
+
 /// The local emulator's SDK configuration (`AWS_ENDPOINT_URL`, which the test command sets
 /// with METER_REQUIRE_MOTO), or `None` with a note where no emulator runs; with
 /// METER_REQUIRE_MOTO set, a missing emulator fails the test instead of skipping it.

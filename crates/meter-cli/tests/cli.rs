@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 mod support;
-use support::{examples, wide_sums};
+use support::{daily_sums, examples, wide_sums, EXAMPLE_DAYS};
 
 struct Env {
     dir: tempfile::TempDir,
@@ -62,29 +62,8 @@ fn importing_the_examples_stores_everything_and_daily_sums_match_the_rows() {
     assert_eq!(summary["readings_stored"], 288 + 72 + 1 + 2 + 2);
 
     for meter in ["EX00101", "EX00102"] {
-        let days = env.json(&[
-            "query",
-            "daily",
-            meter,
-            "--from",
-            "2024-03-01",
-            "--to",
-            "2024-03-03",
-            "--format",
-            "json",
-        ]);
-        let got: Vec<(String, f64)> = days
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| {
-                assert_eq!(d["rule"], "sum");
-                (
-                    d["date"].as_str().unwrap().to_owned(),
-                    d["value"].as_f64().unwrap(),
-                )
-            })
-            .collect();
+        let days = env.json(&[&["query", "daily", meter][..], &EXAMPLE_DAYS].concat());
+        let got = daily_sums(&days);
         assert_eq!(got, wide_sums(meter));
     }
 

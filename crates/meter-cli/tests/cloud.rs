@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use meter_aws_testing::unique;
 use serde_json::Value;
-use support::{examples, wide_sums};
+use support::{daily_sums, examples, wide_sums, EXAMPLE_DAYS};
 
 fn moto() -> Option<String> {
     match std::env::var("AWS_ENDPOINT_URL") {
@@ -75,32 +75,9 @@ fn a_dynamodb_history_store_is_initialised_backfilled_and_queried() {
     assert!(q.contains("\"line\":8"), "{q}");
 
     let query = |meter_id: &str| -> Vec<(String, f64)> {
-        let out = ok(&meter(
-            dir.path(),
-            &store,
-            &[
-                "query",
-                "daily",
-                meter_id,
-                "--from",
-                "2024-03-01",
-                "--to",
-                "2024-03-03",
-                "--format",
-                "json",
-            ],
-        ));
-        let days: Value = serde_json::from_str(&out).unwrap();
-        days.as_array()
-            .unwrap()
-            .iter()
-            .map(|d| {
-                (
-                    d["date"].as_str().unwrap().to_owned(),
-                    d["value"].as_f64().unwrap(),
-                )
-            })
-            .collect()
+        let args = [&["query", "daily", meter_id][..], &EXAMPLE_DAYS].concat();
+        let out = ok(&meter(dir.path(), &store, &args));
+        daily_sums(&serde_json::from_str(&out).unwrap())
     };
     for m in ["EX00101", "EX00102"] {
         assert_eq!(query(m), wide_sums(m));

@@ -52,6 +52,31 @@ pub(crate) fn partial_import(store: &Path, file: &Path) -> (Value, Vec<Value>) {
     (summary, lines)
 }
 
+/// `meter query daily METER` with these after it gives the example wide CSV's days as JSON.
+pub(crate) const EXAMPLE_DAYS: [&str; 6] = [
+    "--from",
+    "2024-03-01",
+    "--to",
+    "2024-03-03",
+    "--format",
+    "json",
+];
+
+/// The (date, value) pairs of `meter query daily --format json`, each day a sum.
+pub(crate) fn daily_sums(days: &Value) -> Vec<(String, f64)> {
+    days.as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            assert_eq!(d["rule"], "sum");
+            (
+                d["date"].as_str().unwrap().to_owned(),
+                d["value"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) lines: BufReader<ChildStdout>,

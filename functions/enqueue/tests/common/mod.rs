@@ -32,14 +32,7 @@ pub(crate) async fn registry_and_queue(
         .await
         .unwrap();
     assert!(put.is_complete());
-    let queue_url = aws_sdk_sqs::Client::new(sdk)
-        .create_queue()
-        .queue_name(format!("jobs-{tag}"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let queue_url = meter_aws_testing::queue(&sqs, &format!("jobs-{tag}")).await;
     (table, queue_url)
 }
