@@ -253,20 +253,11 @@ pub fn seed_record_bytes(r: &Reading) -> usize {
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
-    use meter_core::{Kind, MeasureName, MeterId, SourceName, Tags};
+    use meter_core::{Kind, Tags};
 
     fn reading(meter: &str, measure: &str, value: f64, unit: Unit, secs: i64) -> Reading {
-        Reading::new(
-            MeterId::new(meter).unwrap(),
-            MeasureName::new(measure).unwrap(),
-            value,
-            unit,
-            Kind::Cumulative,
-            Utc.timestamp_opt(secs, 0).unwrap(),
-            SourceName::new("sst-cloud").unwrap(),
-        )
-        .unwrap()
-        .with_tags(
+        let time = Utc.timestamp_opt(secs, 0).unwrap();
+        meter_core::testing::reading(meter, measure, time, value, Kind::Cumulative, unit).with_tags(
             Tags::new([
                 ("service", "water"),
                 ("location", "flat"),

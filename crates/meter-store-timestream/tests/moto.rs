@@ -56,17 +56,9 @@ async fn stored(db: &str) -> Vec<Value> {
 }
 
 fn counter(id: usize, value: f64, time: DateTime<Utc>, hot: bool) -> Reading {
-    Reading::new(
-        MeterId::new(&format!("counter-{id}")).unwrap(),
-        MeasureName::new("volume").unwrap(),
-        value,
-        Unit::Litre,
-        Kind::Cumulative,
-        time,
-        SourceName::new("sst-cloud").unwrap(),
-    )
-    .unwrap()
-    .with_tags(
+    let meter = format!("counter-{id}");
+    let kind = Kind::Cumulative;
+    meter_core::testing::reading(&meter, "volume", time, value, kind, Unit::Litre).with_tags(
         Tags::new([
             ("service", "water"),
             ("location", "flat"),
