@@ -12,6 +12,7 @@ pub mod batch;
 pub mod choice;
 pub mod collect;
 pub mod contract;
+pub mod counter;
 pub mod decode;
 pub mod ingest;
 pub mod ports;

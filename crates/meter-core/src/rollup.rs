@@ -13,6 +13,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::choice::{pick, UnknownName};
+use crate::counter::{CounterRules, Decided, Verdict};
 use crate::reading::{Kind, MeasureName, MeterId, Unit};
 use crate::time::{start_of_day, TimeRange};
 
@@ -61,7 +62,8 @@ pub enum RollupRule {
     /// Interval amounts: the sum of the bucket's readings.
     Sum,
     /// Cumulative counters: the increase over the bucket (its last reading minus the reading
-    /// before it), with counter resets counted as a restart from zero rather than a negative.
+    /// before it) under the counter rules of [`crate::counter`]: glitches, jitter and spikes add
+    /// nothing, resets count from zero, wraps count across the register's end.
     LastMinusFirst,
     /// Gauges: minimum, mean and maximum; `value` is the mean.
     MinMeanMax,
@@ -113,9 +115,26 @@ pub struct Bucket {
     pub max: Option<f64>,
     /// How many readings fell in the bucket.
     pub count: u64,
-    /// How many counter resets were seen in the bucket (cumulative only).
+    /// Counter readings the rules set aside as glitches (cumulative only; see
+    /// [`crate::counter`]).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub glitches: u32,
+    /// Counter readings set aside as jitter (small backward steps).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub jitters: u32,
+    /// Counter readings set aside as spikes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub spikes: u32,
+    /// Counter resets and replacements seen in the bucket.
     #[serde(skip_serializing_if = "is_zero")]
     pub resets: u32,
+    /// Register wraps seen in the bucket.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub wraps: u32,
+    /// Whether a reading of the bucket was decided without its full window of later readings
+    /// (the newest data): the value may still change as readings arrive.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub provisional: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -150,7 +169,8 @@ struct Acc {
     min: f64,
     max: f64,
     count: u64,
-    resets: u32,
+    verdicts: [u32; 6],
+    provisional: bool,
 }
 
 impl Default for Acc {
@@ -160,8 +180,15 @@ impl Default for Acc {
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
             count: 0,
-            resets: 0,
+            verdicts: [0; 6],
+            provisional: false,
         }
+    }
+}
+
+impl Acc {
+    fn verdicts(&self, v: Verdict) -> u32 {
+        self.verdicts[v as usize]
     }
 }
 
@@ -174,7 +201,10 @@ pub struct RollupBuilder {
     bounds: Vec<DateTime<Utc>>,
     accs: Vec<Acc>,
     cursor: usize,
-    prev: Option<(DateTime<Utc>, f64)>,
+    prev: Option<DateTime<Utc>>,
+    /// The counter rules, for cumulative series.
+    rules: Option<CounterRules>,
+    decided: Vec<Decided>,
 }
 
 impl RollupBuilder {
@@ -195,56 +225,83 @@ impl RollupBuilder {
             accs,
             cursor: 0,
             prev: None,
+            rules: (kind == Kind::Cumulative).then(CounterRules::new),
+            decided: Vec::new(),
         })
     }
 
-    /// Sets the last reading before the range, so a cumulative counter's first bucket counts
-    /// from it rather than from its own first reading. Call before the first push.
-    pub fn baseline(&mut self, time: DateTime<Utc>, value: f64) {
-        self.prev = Some((time, value));
+    /// The same for a counter whose register wraps at `size` (a 5-digit index: 100,000).
+    pub fn with_register(mut self, size: f64) -> Self {
+        if self.kind == Kind::Cumulative {
+            self.rules = Some(CounterRules::with_register(size));
+        }
+        self
     }
 
-    /// Adds a reading. Readings outside the range are ignored (apart from serving as the
-    /// baseline of the next one); readings must come in time order.
+    /// Adds a reading from before the range (a counter's level at the range's start comes from
+    /// the [`crate::counter::CONTEXT_BEFORE`] readings before it). Same as [`Self::push`].
+    pub fn baseline(&mut self, time: DateTime<Utc>, value: f64) {
+        // Context comes before every reading of the range, so it cannot be out of order.
+        let _ = self.push(time, value);
+    }
+
+    /// Adds a reading. Readings must come in time order; those outside the range only inform
+    /// the counter rules (the level before it, the window after it).
     pub fn push(&mut self, time: DateTime<Utc>, value: f64) -> Result<(), RollupError> {
-        if let Some((prev_time, _)) = self.prev {
-            if time < prev_time {
-                return Err(RollupError::OutOfOrder(time.to_rfc3339()));
+        if self.prev.is_some_and(|prev| time < prev) {
+            return Err(RollupError::OutOfOrder(time.to_rfc3339()));
+        }
+        self.prev = Some(time);
+        match &mut self.rules {
+            Some(rules) => {
+                rules.push(time, value, &mut self.decided);
+                self.attribute_decided();
             }
-        }
-        let prev = self.prev.replace((time, value));
-        let first = self.bounds[0];
-        let last = self.bounds[self.bounds.len() - 1];
-        if time < first || time >= last {
-            return Ok(());
-        }
-        while time >= self.bounds[self.cursor + 1] {
-            self.cursor += 1;
-        }
-        let acc = &mut self.accs[self.cursor];
-        acc.count += 1;
-        acc.min = acc.min.min(value);
-        acc.max = acc.max.max(value);
-        match self.kind {
-            Kind::Interval | Kind::Gauge => acc.sum += value,
-            Kind::Cumulative => {
-                if let Some((_, before)) = prev {
-                    if value >= before {
-                        acc.sum += value - before;
-                    } else {
-                        // A counter that went down was reset (or replaced): it restarted from
-                        // zero, so everything it shows now was used since.
-                        acc.sum += value;
-                        acc.resets += 1;
-                    }
+            None => {
+                if let Some(acc) = self.acc_at(time) {
+                    acc.count += 1;
+                    acc.min = acc.min.min(value);
+                    acc.max = acc.max.max(value);
+                    acc.sum += value;
                 }
             }
         }
         Ok(())
     }
 
+    /// The bucket of `time`, if it is in the range (times arrive in order).
+    fn acc_at(&mut self, time: DateTime<Utc>) -> Option<&mut Acc> {
+        let first = self.bounds[0];
+        let last = self.bounds[self.bounds.len() - 1];
+        if time < first || time >= last {
+            return None;
+        }
+        while time >= self.bounds[self.cursor + 1] {
+            self.cursor += 1;
+        }
+        Some(&mut self.accs[self.cursor])
+    }
+
+    fn attribute_decided(&mut self) {
+        let decided = std::mem::take(&mut self.decided);
+        for d in &decided {
+            if let Some(acc) = self.acc_at(d.time) {
+                acc.count += 1;
+                acc.sum += d.added;
+                acc.verdicts[d.verdict as usize] += 1;
+                acc.provisional |= d.provisional;
+            }
+        }
+        self.decided = decided;
+        self.decided.clear();
+    }
+
     /// Finishes the buckets.
-    pub fn finish(self) -> Vec<Bucket> {
+    pub fn finish(mut self) -> Vec<Bucket> {
+        if let Some(rules) = &mut self.rules {
+            rules.finish(&mut self.decided);
+            self.attribute_decided();
+        }
         let rule = RollupRule::for_kind(self.kind);
         self.accs
             .iter()
@@ -265,7 +322,12 @@ impl RollupBuilder {
                     min: gauge.then_some(acc.min),
                     max: gauge.then_some(acc.max),
                     count: acc.count,
-                    resets: acc.resets,
+                    glitches: acc.verdicts(Verdict::Glitch),
+                    jitters: acc.verdicts(Verdict::Jitter),
+                    spikes: acc.verdicts(Verdict::Spike),
+                    resets: acc.verdicts(Verdict::Reset),
+                    wraps: acc.verdicts(Verdict::Wrap),
+                    provisional: acc.provisional,
                 }
             })
             .collect()
