@@ -198,8 +198,19 @@ fn rollup_json(r: &Rollup) -> Value {
                 v["min"] = json!(b.min);
                 v["max"] = json!(b.max);
             }
-            if b.resets > 0 {
-                v["resets"] = json!(b.resets);
+            for (name, n) in [
+                ("glitches", b.glitches),
+                ("jitters", b.jitters),
+                ("spikes", b.spikes),
+                ("resets", b.resets),
+                ("wraps", b.wraps),
+            ] {
+                if n > 0 {
+                    v[name] = json!(n);
+                }
+            }
+            if b.provisional {
+                v["provisional"] = json!(true);
             }
             v
         }).collect::<Vec<_>>(),

@@ -113,7 +113,19 @@ struct BucketRow {
     max: Option<f64>,
     count: u64,
     #[serde(skip_serializing_if = "is_zero")]
+    glitches: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    jitters: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    spikes: u32,
+    #[serde(skip_serializing_if = "is_zero")]
     resets: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    wraps: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    provisional: bool,
+    #[serde(skip)]
+    notes: String,
     rule: &'static str,
     unit: String,
     meter: String,
@@ -129,7 +141,9 @@ fn is_zero(n: &u32) -> bool {
 
 impl Row for BucketRow {
     fn header() -> &'static [&'static str] {
-        &["period", "value", "min", "max", "count", "rule", "unit"]
+        &[
+            "period", "value", "min", "max", "count", "rule", "unit", "notes",
+        ]
     }
     fn cells(&self) -> Vec<String> {
         let opt = |v: Option<f64>| v.map_or(String::new(), number);
@@ -144,6 +158,7 @@ impl Row for BucketRow {
             self.count.to_string(),
             self.rule.to_owned(),
             self.unit.clone(),
+            self.notes.clone(),
         ]
     }
 }
@@ -163,7 +178,13 @@ fn bucket_rows(r: &Rollup) -> Vec<BucketRow> {
                 min: b.min,
                 max: b.max,
                 count: b.count,
+                glitches: b.glitches,
+                jitters: b.jitters,
+                spikes: b.spikes,
                 resets: b.resets,
+                wraps: b.wraps,
+                provisional: b.provisional,
+                notes: b.notes(),
                 rule: r.rule.as_str(),
                 unit: r.unit.to_string(),
                 meter: r.meter.to_string(),

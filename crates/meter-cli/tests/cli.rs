@@ -292,6 +292,6 @@ fn queries_fail_clearly() {
     ]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).lines().next(),
-        Some("period,value,min,max,count,rule,unit")
+        Some("period,value,min,max,count,rule,unit,notes")
     );
 }

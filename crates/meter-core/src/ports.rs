@@ -12,6 +12,7 @@ use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
+use crate::counter::{CONTEXT_BEFORE, WINDOW};
 use crate::reading::{Kind, MeasureName, MeterId, Reading, SourceName, Unit};
 use crate::rollup::{Granularity, Rollup, RollupBuilder, RollupError, RollupRule};
 use crate::time::TimeRange;
@@ -308,6 +309,12 @@ pub struct RollupQuery {
     pub zone: Tz,
 }
 
+/// Where a counter rollup looks for the readings after its range: up to a year after it.
+pub fn window_after(range: TimeRange) -> Result<TimeRange, StoreError> {
+    TimeRange::new(range.to(), range.to() + chrono::Duration::days(366))
+        .map_err(|e| StoreError::InvalidQuery(e.to_string()))
+}
+
 /// Page size used when a rollup walks the readings of a range.
 const ROLLUP_PAGE: usize = 5_000;
 
@@ -326,13 +333,14 @@ pub trait ReadingReader: RangeReader {
     /// The newest reading of each series, of one meter or of every meter.
     async fn latest(&self, meter: Option<&MeterId>) -> Result<Vec<Reading>, StoreError>;
 
-    /// The last reading of a series strictly before `t` (the baseline of a cumulative rollup).
+    /// The last `n` readings of a series strictly before `t`, oldest first (the context a
+    /// counter's rollup reads before its range).
     async fn before(
         &self,
-        meter: &MeterId,
-        measure: &MeasureName,
+        series: (&MeterId, &MeasureName),
         t: DateTime<Utc>,
-    ) -> Result<Option<Reading>, StoreError>;
+        n: usize,
+    ) -> Result<Vec<Reading>, StoreError>;
 
     /// Every meter with its series.
     async fn meters(&self) -> Result<Vec<MeterInfo>, StoreError>;
@@ -351,11 +359,10 @@ pub trait ReadingReader: RangeReader {
         let series = info.pick(query.measure.as_ref())?.clone();
         let mut builder =
             RollupBuilder::new(query.range, query.granularity, query.zone, series.kind)?;
-        if series.kind == Kind::Cumulative {
-            if let Some(b) = self
-                .before(&query.meter, &series.measure, query.range.from())
-                .await?
-            {
+        let counter = series.kind == Kind::Cumulative;
+        if counter {
+            let key = (&query.meter, &series.measure);
+            for b in self.before(key, query.range.from(), CONTEXT_BEFORE).await? {
                 builder.baseline(b.time(), b.value());
             }
         }
@@ -374,6 +381,15 @@ pub trait ReadingReader: RangeReader {
             match page.next {
                 Some(next) => page_query.after = Some(next),
                 None => break,
+            }
+        }
+        if counter {
+            // The counter rules decide the range's last readings with those after it.
+            page_query.range = window_after(query.range)?;
+            page_query.limit = WINDOW;
+            page_query.after = None;
+            for r in self.range(&page_query).await?.readings.iter().take(WINDOW) {
+                builder.push(r.time(), r.value())?;
             }
         }
         Ok(Rollup {

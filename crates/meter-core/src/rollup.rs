@@ -141,6 +141,28 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+impl Bucket {
+    /// What the counter rules did in the bucket, in words (`2 glitches, 1 reset, provisional`),
+    /// empty when nothing was set aside or restarted.
+    pub fn notes(&self) -> String {
+        let mut notes: Vec<String> = [
+            (self.glitches, "glitch", "glitches"),
+            (self.jitters, "jitter", "jitters"),
+            (self.spikes, "spike", "spikes"),
+            (self.resets, "reset", "resets"),
+            (self.wraps, "wrap", "wraps"),
+        ]
+        .iter()
+        .filter(|(n, _, _)| *n > 0)
+        .map(|(n, one, many)| format!("{n} {}", if *n == 1 { one } else { many }))
+        .collect();
+        if self.provisional {
+            notes.push("provisional".to_owned());
+        }
+        notes.join(", ")
+    }
+}
+
 /// A rollup: one measure of one meter, cut into buckets in a time zone.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rollup {

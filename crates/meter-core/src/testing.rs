@@ -184,15 +184,22 @@ impl ReadingReader for MemoryStore {
 
     async fn before(
         &self,
-        meter: &MeterId,
-        measure: &MeasureName,
+        (meter, measure): (&MeterId, &MeasureName),
         t: DateTime<Utc>,
-    ) -> Result<Option<Reading>, StoreError> {
+        n: usize,
+    ) -> Result<Vec<Reading>, StoreError> {
         let st = self.lock();
-        Ok(st
-            .readings
-            .get(&(meter.clone(), measure.clone()))
-            .and_then(|s| s.range(..t).next_back().map(|(_, r)| r.clone())))
+        let Some(series) = st.readings.get(&(meter.clone(), measure.clone())) else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<Reading> = series
+            .range(..t)
+            .rev()
+            .take(n)
+            .map(|(_, r)| r.clone())
+            .collect();
+        out.reverse();
+        Ok(out)
     }
 
     async fn meters(&self) -> Result<Vec<MeterInfo>, StoreError> {

@@ -525,7 +525,7 @@ impl SstClient {
 /// The `sst-cloud` source. A registry entry names a house (`params.house`); without one, every
 /// house of the account is read. Each counter's value is checked against the meter's previous
 /// reading: zero after non-zero, or more litres than `max_litres_per_hour` allows since then, is
-/// reported as rejected instead of stored.
+/// logged as implausible and stored as it came, for the counter rules to set aside.
 pub struct SstSource {
     client: SstClient,
     history: Arc<dyn ReadingReader>,
@@ -642,16 +642,12 @@ impl Source for SstSource {
                 .map_err(source_error)?;
             out.rejected.extend(rejected);
             for r in readings {
-                match self.implausible(&r).await? {
-                    None => out.readings.push(r),
-                    Some(reason) => {
-                        tracing::warn!(meter = %r.meter(), value = r.value(), reason = %reason, "Flagged a reading.");
-                        let file = Arc::from(format!("GET /houses/{house}/counters/"));
-                        let raw = serde_json::to_string(&r).unwrap_or_default();
-                        out.rejected
-                            .push(Rejection::decode(&file, 0, Some("value"), reason, &raw));
-                    }
+                // Stored as it came: the counter rules of every rollup set a glitch aside, and
+                // a value dropped here could not be judged with the readings after it.
+                if let Some(reason) = self.implausible(&r).await? {
+                    tracing::warn!(meter = %r.meter(), value = r.value(), reason = %reason, "An implausible counter value; stored for the counter rules to judge.");
                 }
+                out.readings.push(r);
             }
         }
         Ok(out)

@@ -441,20 +441,21 @@ impl ReadingReader for DynamoReadings {
 
     async fn before(
         &self,
-        meter: &MeterId,
-        measure: &MeasureName,
+        (meter, measure): (&MeterId, &MeasureName),
         t: DateTime<Utc>,
-    ) -> Result<Option<Reading>, StoreError> {
+        n: usize,
+    ) -> Result<Vec<Reading>, StoreError> {
         let wanted = series_key(meter, measure);
         for series in self.series(Some(meter)).await? {
             if get_s(&series, "name")? == wanted {
-                let (rs, _) = self
-                    .query_series(&series, 0, t.timestamp_millis() - 1, false, 1)
-                    .await?;
-                return Ok(rs.into_iter().next());
+                let limit = i32::try_from(n).unwrap_or(i32::MAX);
+                let to = t.timestamp_millis() - 1;
+                let (mut rs, _) = self.query_series(&series, 0, to, false, limit).await?;
+                rs.reverse();
+                return Ok(rs);
             }
         }
-        Ok(None)
+        Ok(Vec::new())
     }
 
     async fn meters(&self) -> Result<Vec<MeterInfo>, StoreError> {

@@ -18,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use meter_core::batch::SQLITE_MAX_BATCH;
+use meter_core::counter::{CONTEXT_BEFORE, WINDOW};
 use meter_core::ports::{
     AddOutcome, CounterKey, Counters, Cursor, ItemFailure, MeterInfo, MeterRegistry, Page,
     RangeQuery, RangeReader, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage,
@@ -440,32 +441,38 @@ impl SqliteStore {
     /// See [`ReadingReader::before`].
     pub fn before_sync(
         &self,
-        meter: &MeterId,
-        measure: &MeasureName,
+        (meter, measure): (&MeterId, &MeasureName),
         t: DateTime<Utc>,
-    ) -> Result<Option<Reading>, StoreError> {
+        n: usize,
+    ) -> Result<Vec<Reading>, StoreError> {
         self.read(|conn| {
             let Some((id, _, row)) = series_of(conn, meter)?
                 .into_iter()
                 .find(|(_, m, _)| m == measure)
             else {
-                return Ok(None);
+                return Ok(Vec::new());
             };
-            let found = conn
-                .query_row(
+            let mut stmt = conn
+                .prepare_cached(
                     "SELECT ts, value FROM readings WHERE series = ?1 AND ts < ?2
-                     ORDER BY ts DESC LIMIT 1",
-                    params![id, t.timestamp_millis()],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)),
+                     ORDER BY ts DESC LIMIT ?3",
                 )
-                .optional()
                 .map_err(store_err)?;
-            found
-                .map(|(ts, v)| build_reading(meter, measure, &row, ts, v))
-                .transpose()
+            let limit = i64::try_from(n).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map(params![id, t.timestamp_millis(), limit], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
+                })
+                .map_err(store_err)?;
+            let mut out = Vec::new();
+            for found in rows {
+                let (ts, v) = found.map_err(store_err)?;
+                out.push(build_reading(meter, measure, &row, ts, v)?);
+            }
+            out.reverse();
+            Ok(out)
         })
     }
-
     /// See [`ReadingReader::meters`]; with a meter, only that one.
     pub fn meters_sync(&self, only: Option<&MeterId>) -> Result<Vec<MeterInfo>, StoreError> {
         self.read(|conn| {
@@ -731,12 +738,12 @@ impl ReadingReader for SqliteStore {
 
     async fn before(
         &self,
-        meter: &MeterId,
-        measure: &MeasureName,
+        (meter, measure): (&MeterId, &MeasureName),
         t: DateTime<Utc>,
-    ) -> Result<Option<Reading>, StoreError> {
+        n: usize,
+    ) -> Result<Vec<Reading>, StoreError> {
         let (m, ms) = (meter.clone(), measure.clone());
-        self.blocking(move |s| s.before_sync(&m, &ms, t)).await
+        self.blocking(move |s| s.before_sync((&m, &ms), t, n)).await
     }
 
     async fn meters(&self) -> Result<Vec<MeterInfo>, StoreError> {
@@ -768,8 +775,10 @@ impl SqliteStore {
             })?;
         let series = info.pick(q.measure.as_ref())?.clone();
         let mut builder = RollupBuilder::new(q.range, q.granularity, q.zone, series.kind)?;
-        if series.kind == Kind::Cumulative {
-            if let Some(b) = self.before_sync(&q.meter, &series.measure, q.range.from())? {
+        let counter = series.kind == Kind::Cumulative;
+        if counter {
+            let key = (&q.meter, &series.measure);
+            for b in self.before_sync(key, q.range.from(), CONTEXT_BEFORE)? {
                 builder.baseline(b.time(), b.value());
             }
         }
@@ -787,16 +796,21 @@ impl SqliteStore {
                      ORDER BY ts",
                 )
                 .map_err(store_err)?;
+            // A counter's last readings are decided with the few after the range.
+            let (to, mut after) = (q.range.to().timestamp_millis(), 0);
+            let end = if counter { i64::MAX } else { to };
             let mut rows = stmt
-                .query(params![
-                    id,
-                    q.range.from().timestamp_millis(),
-                    q.range.to().timestamp_millis()
-                ])
+                .query(params![id, q.range.from().timestamp_millis(), end])
                 .map_err(store_err)?;
             while let Some(row) = rows.next().map_err(store_err)? {
                 let ts: i64 = row.get(0).map_err(store_err)?;
                 let value: f64 = row.get(1).map_err(store_err)?;
+                if ts >= to {
+                    if after == WINDOW {
+                        break;
+                    }
+                    after += 1;
+                }
                 builder.push(millis(ts)?, value)?;
             }
             Ok(())

@@ -237,16 +237,24 @@ async fn meters_latest_and_before() {
     assert_eq!(meters[0].series[1].count, Some(2));
     let a = MeterId::new("a").unwrap();
     assert_eq!(s.latest(Some(&a)).await.unwrap().len(), 2);
+    let volume = MeasureName::new("volume").unwrap();
     let before = s
-        .before(
-            &a,
-            &MeasureName::new("volume").unwrap(),
-            t("2024-05-02T00:00:00Z"),
-        )
+        .before((&a, &volume), t("2024-05-02T00:00:00Z"), 5)
         .await
-        .unwrap()
         .unwrap();
-    assert_eq!(before.value(), 1.0);
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].value(), 1.0);
+    let before = s
+        .before((&a, &volume), t("2024-05-02T00:00:01Z"), 5)
+        .await
+        .unwrap();
+    let values: Vec<f64> = before.iter().map(|r| r.value()).collect();
+    assert_eq!(values, [1.0, 2.0], "oldest first");
+    let last = s
+        .before((&a, &volume), t("2024-05-02T00:00:01Z"), 1)
+        .await
+        .unwrap();
+    assert_eq!(last[0].value(), 2.0, "the newest n");
     assert!(s
         .meter(&MeterId::new("zzz").unwrap())
         .await

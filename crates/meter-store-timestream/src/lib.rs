@@ -517,12 +517,14 @@ impl ReadingReader for TimestreamReadings {
 
     async fn before(
         &self,
-        meter: &MeterId,
-        measure: &MeasureName,
+        (meter, measure): (&MeterId, &MeasureName),
         t: DateTime<Utc>,
-    ) -> Result<Option<Reading>, StoreError> {
-        let sql = self.sql.before(meter, measure, t);
-        Ok(self.query(&sql).await?.readings()?.into_iter().next())
+        n: usize,
+    ) -> Result<Vec<Reading>, StoreError> {
+        let sql = self.sql.before(meter, measure, t, n);
+        let mut readings = self.query(&sql).await?.readings()?;
+        readings.reverse();
+        Ok(readings)
     }
 
     async fn meters(&self) -> Result<Vec<MeterInfo>, StoreError> {

@@ -96,18 +96,25 @@ impl Sql {
         )
     }
 
-    /// The last reading of a series strictly before `t`.
-    pub fn before(&self, meter: &MeterId, measure: &MeasureName, t: DateTime<Utc>) -> String {
+    /// The last `n` readings of a series strictly before `t`, newest first.
+    pub fn before(
+        &self,
+        meter: &MeterId,
+        measure: &MeasureName,
+        t: DateTime<Utc>,
+        n: usize,
+    ) -> String {
         format!(
             "SELECT * FROM {} WHERE {} = {} AND measure_name = {} AND time < {} AND time >= {} - {}d \
-             ORDER BY time DESC LIMIT 1",
+             ORDER BY time DESC LIMIT {}",
             self.table,
             ident(DIM_METER),
             literal(meter.as_str()),
             literal(measure.as_str()),
             at(t),
             at(t),
-            self.lookback_days
+            self.lookback_days,
+            n.max(1)
         )
     }
 
@@ -207,10 +214,10 @@ mod tests {
              WHERE rn = 1 ORDER BY \"meter\" ASC, measure_name ASC"
         );
         assert_eq!(
-            sql().before(&meter, &MeasureName::new("volume").unwrap(), t(1_700_000_000)),
+            sql().before(&meter, &MeasureName::new("volume").unwrap(), t(1_700_000_000), 9),
             "SELECT * FROM \"meterflow\".\"readings\" WHERE \"meter\" = 'x'' OR ''1''=''1' AND measure_name = 'volume' \
              AND time < from_milliseconds(1700000000000) AND time >= from_milliseconds(1700000000000) - 400d \
-             ORDER BY time DESC LIMIT 1"
+             ORDER BY time DESC LIMIT 9"
         );
         assert_eq!(
             sql().series(None),

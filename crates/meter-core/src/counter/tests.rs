@@ -6,6 +6,9 @@ use chrono::Duration;
 use chrono_tz::Tz;
 use proptest::prelude::*;
 
+/// Readings of one counter: time and value.
+type Series = Vec<(DateTime<Utc>, f64)>;
+
 fn at(minutes: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_714_521_600, 0).unwrap() + Duration::minutes(minutes)
 }
@@ -120,7 +123,7 @@ impl Lcg {
 
 /// Ten days of 10-minute readings of a ~12,000 L water counter using ~350 L a day, more by day
 /// than by night.
-fn water_counter(seed: u64) -> Vec<(DateTime<Utc>, f64)> {
+fn water_counter(seed: u64) -> Series {
     let mut rng = Lcg(seed);
     let mut value = 12_000.0;
     (0..10 * 144)
@@ -164,7 +167,7 @@ fn inject(
     clean: &[(DateTime<Utc>, f64)],
     positions: &[usize],
     fault: impl Fn(f64, f64, usize) -> f64,
-) -> (Vec<(DateTime<Utc>, f64)>, Vec<(DateTime<Utc>, f64)>) {
+) -> (Series, Series) {
     let mut faulted = clean.to_vec();
     for &i in positions {
         faulted[i].1 = fault(clean[i - 1].1, clean[i].1, i);
@@ -209,7 +212,10 @@ fn the_issue_corpus_gives_the_true_daily_use() {
     // One absurd value for one sample, then back.
     let (faulted, truth) = inject(&clean, &[700], |before, _, _| before + 10_000_000.0);
     assert_days_match(&faulted, &truth);
-    assert_eq!(daily(&faulted, 0, 10).iter().map(|b| b.spikes).sum::<u32>(), 1);
+    assert_eq!(
+        daily(&faulted, 0, 10).iter().map(|b| b.spikes).sum::<u32>(),
+        1
+    );
 
     // A clean counter is unchanged to the last digit: last minus first, day by day.
     let days = daily(&clean, 0, 10);
@@ -223,7 +229,12 @@ fn the_issue_corpus_gives_the_true_daily_use() {
         };
         assert_eq!(bucket.value, Some(clean[day_end - 1].1 - before), "day {d}");
         assert_eq!(
-            (bucket.glitches, bucket.jitters, bucket.spikes, bucket.resets),
+            (
+                bucket.glitches,
+                bucket.jitters,
+                bucket.spikes,
+                bucket.resets
+            ),
             (0, 0, 0, 0)
         );
     }
@@ -286,7 +297,7 @@ fn resets_and_wraps_count_the_use_across_them() {
 }
 
 /// A monotone series with faults at spaced positions, and the series without them.
-fn faulted_series() -> impl Strategy<Value = (Vec<(DateTime<Utc>, f64)>, Vec<usize>, Vec<u8>)> {
+fn faulted_series() -> impl Strategy<Value = (Series, Vec<usize>, Vec<u8>)> {
     (
         1_000.0..100_000.0f64,
         prop::collection::vec(0u32..40, 100..400),
@@ -294,7 +305,7 @@ fn faulted_series() -> impl Strategy<Value = (Vec<(DateTime<Utc>, f64)>, Vec<usi
     )
         .prop_map(|(start, steps, faults)| {
             let mut value = start;
-            let readings: Vec<(DateTime<Utc>, f64)> = steps
+            let readings: Series = steps
                 .iter()
                 .enumerate()
                 .map(|(i, s)| {
