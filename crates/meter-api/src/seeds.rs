@@ -193,7 +193,11 @@ pub(crate) async fn time_series(
         .map_err(|e| ApiError::bad_request("bad_parameter", format!("'identifier': {e}")))?;
     let (start, end) = (millis(&p, "startDate")?, millis(&p, "endDate")?);
     // The seed's bounds were inclusive (BETWEEN); our ranges are half-open.
-    let end_excl = end + Duration::milliseconds(1);
+    let end_excl = end
+        .checked_add_signed(Duration::milliseconds(1))
+        .ok_or_else(|| {
+            ApiError::bad_request("bad_parameter", "'endDate' is past the last supported time")
+        })?;
     crate::params::range(start, end_excl, Duration::days(MAX_SERIES_DAYS))?;
     let now = state.now();
     let mut historical = Vec::new();

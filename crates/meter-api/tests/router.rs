@@ -615,6 +615,15 @@ async fn seed_003_serves_288_past_and_288_future_rows() {
         .body(Body::empty())
         .unwrap();
     assert_eq!(app.send(bad).await.0, StatusCode::BAD_REQUEST);
+    // The last instant the date type holds: one millisecond more must not overflow.
+    let last = Request::get("/timeSeries-data?identifier=x&startDate=0&endDate=8210266876799999")
+        .header("x-security-token", SEED003)
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = app.send(last).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["code"], "bad_parameter", "{v}");
 }
 
 #[tokio::test]

@@ -133,7 +133,7 @@ pub(crate) struct ServeArgs {
     pub(crate) collect_every: String,
     /// The zone of days and hours when a request and the registry name none (default: METER_TZ,
     /// else UTC).
-    #[arg(long, value_name = "ZONE")]
+    #[arg(long, value_name = "ZONE", value_parser = zone_name)]
     pub(crate) tz: Option<String>,
 }
 
@@ -168,8 +168,9 @@ pub(crate) struct ImportArgs {
     #[arg(long)]
     pub(crate) dry_run: bool,
 
-    /// The IANA zone of times written without an offset (CSV dates and slots).
-    #[arg(long, value_name = "ZONE", default_value = "UTC")]
+    /// The IANA zone of times written without an offset (CSV dates and slots); default
+    /// METER_TZ, else UTC, as on every other path.
+    #[arg(long, value_name = "ZONE", env = contract::ENV_TZ, default_value = "UTC", value_parser = zone_name)]
     pub(crate) tz: String,
 
     /// How long-CSV time columns are written: auto, rfc3339, local, epoch-s, epoch-ms.
@@ -256,7 +257,7 @@ pub(crate) struct ReadingsArgs {
     #[arg(long)]
     pub(crate) measure: Option<String>,
     /// The zone for dates and for local times in the output.
-    #[arg(long, value_name = "ZONE")]
+    #[arg(long, value_name = "ZONE", value_parser = zone_name)]
     pub(crate) tz: Option<String>,
     /// The most readings to print.
     #[arg(long, default_value_t = 100_000)]
@@ -287,7 +288,7 @@ pub(crate) struct RollupArgs {
     pub(crate) to: String,
     /// The IANA zone days and hours are cut in (default: the meter's zone in the registry,
     /// else METER_TZ, else UTC).
-    #[arg(long, value_name = "ZONE")]
+    #[arg(long, value_name = "ZONE", value_parser = zone_name)]
     pub(crate) tz: Option<String>,
     /// The measure (needed when the meter has several).
     #[arg(long)]
@@ -295,4 +296,9 @@ pub(crate) struct RollupArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) format: OutFormat,
+}
+
+/// `--tz`: an IANA zone name, checked while parsing so a bad one is a usage error (exit 2).
+fn zone_name(text: &str) -> Result<String, meter_core::time::TimeError> {
+    meter_core::time::parse_zone(text).map(|_| text.to_owned())
 }

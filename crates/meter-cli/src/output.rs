@@ -58,12 +58,29 @@ pub(crate) fn print<R: Row>(rows: &[R], format: OutFormat) -> anyhow::Result<()>
     Ok(())
 }
 
-/// A number as people expect to read it: no trailing `.0` on whole numbers.
+/// A number as people expect to read it: the shortest decimal text that reads back to the same
+/// number (no rounding, no exponent, no trailing `.0` on whole numbers).
 pub(crate) fn number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.0}")
-    } else {
-        let s = format!("{v:.6}");
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number;
+    use proptest::prelude::*;
+
+    #[test]
+    fn numbers_print_in_full_and_whole_ones_plainly() {
+        assert_eq!(number(1.23456789), "1.23456789");
+        assert_eq!(number(1e-7), "0.0000001");
+        assert_eq!(number(48210.0), "48210");
+        assert_eq!(number(-2.5), "-2.5");
+    }
+
+    proptest! {
+        #[test]
+        fn every_printed_number_reads_back_the_same(v in proptest::num::f64::NORMAL | proptest::num::f64::SUBNORMAL | proptest::num::f64::ZERO) {
+            prop_assert_eq!(number(v).parse::<f64>().unwrap(), v);
+        }
     }
 }

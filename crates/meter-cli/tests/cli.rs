@@ -171,6 +171,46 @@ fn a_file_of_only_bad_rows_fails_and_a_missing_path_is_reported() {
 }
 
 #[test]
+fn a_bad_zone_is_a_usage_error_and_meter_tz_is_the_default_everywhere() {
+    let env = Env::new();
+    let file = env.write("local.csv", "meter,time,value\nz,2024-07-01 12:00,1\n");
+    let path = file.to_str().unwrap();
+    for args in [
+        vec!["import", "--tz", "Mars/Olympus", path],
+        vec!["query", "daily", "z", "--tz", "Mars/Olympus"],
+    ] {
+        let out = env.meter(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Mars/Olympus"));
+    }
+    // The drop folder and queries read METER_TZ; `meter import` does too, so a file lands at
+    // the same instants whichever path takes it.
+    let out = Command::new(env!("CARGO_BIN_EXE_meter"))
+        .args(["import", path])
+        .env("METER_STORE", env.store())
+        .env("METER_TZ", "Europe/London")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let readings = env.json(&[
+        "query",
+        "readings",
+        "z",
+        "--from",
+        "2024-07-01T00:00:00Z",
+        "--to",
+        "2024-07-02T00:00:00Z",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(readings[0]["time"], "2024-07-01T11:00:00Z", "{readings}");
+}
+
+#[test]
 fn dry_run_validates_without_creating_a_store() {
     let env = Env::new();
     let file = env.write(

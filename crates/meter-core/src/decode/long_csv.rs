@@ -261,8 +261,12 @@ impl<R: BufRead> LongCsvDecoder<R> {
         }
     }
 
+    fn record_line(&self) -> u64 {
+        super::record_line(&self.record, &self.reader)
+    }
+
     fn reject(&self, col: Option<usize>, reason: impl std::fmt::Display) -> Rejection {
-        let line = self.record.position().map_or(0, |p| p.line());
+        let line = self.record_line();
         let field = col.and_then(|i| self.columns.as_ref().map(|c| c.names[i].as_str()));
         Rejection::decode(
             &self.options.file,
@@ -385,7 +389,7 @@ impl<R: BufRead> LongCsvDecoder<R> {
 
 impl<R: BufRead + Send> super::Decoder for LongCsvDecoder<R> {
     fn line(&self) -> u64 {
-        self.record.position().map_or(0, |p| p.line())
+        self.record_line()
     }
 }
 
@@ -550,6 +554,16 @@ mod tests {
             assert!(e.reason.contains(reason), "{line}: {}", e.reason);
             assert_eq!(e.raw, line);
         }
+    }
+
+    #[test]
+    fn rejections_name_the_row_after_blank_lines() {
+        let (ok, bad) = decode(
+            "meter,time,value\n\n\nB,2024-01-01T00:00:00Z,abc\n\nB,2024-01-01T01:00:00Z,1\nB,x,2\n",
+        );
+        assert_eq!(ok.len(), 1);
+        let lines: Vec<u64> = bad.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [4, 7]);
     }
 
     #[test]

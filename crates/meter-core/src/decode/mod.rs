@@ -284,6 +284,19 @@ pub fn decoder<'a, R: BufRead + Send + 'a>(
 
 /// Reads a whole JSON document of at most [`MAX_JSON_BYTES`], so a hostile body cannot exhaust
 /// memory. Errors are worded for a rejection.
+/// The line a CSV record is on. The csv reader places a record at the first blank line before
+/// it, so the line is also counted back from where the record ended (less the line breaks inside
+/// its quoted fields), and the later of the two is the record's.
+pub(crate) fn record_line<R: Read>(record: &csv::ByteRecord, reader: &csv::Reader<R>) -> u64 {
+    let start = record.position().map_or(0, |p| p.line());
+    let inside: usize = record
+        .iter()
+        .map(|field| field.iter().filter(|b| **b == b'\n').count())
+        .sum();
+    let end = reader.position().line();
+    start.max(end.saturating_sub(1 + inside as u64))
+}
+
 pub(crate) fn read_bounded_json<R: Read>(reader: R) -> Result<serde_json::Value, String> {
     let mut limited = reader.take(MAX_JSON_BYTES + 1);
     let mut buf = Vec::new();

@@ -157,7 +157,7 @@ impl<R: BufRead> WideCsvDecoder<R> {
     fn decode_row(&mut self) {
         let Some(layout) = &self.layout else { return };
         let file = &self.options.file;
-        let line = self.record.position().map_or(0, |p| p.line());
+        let line = super::record_line(&self.record, &self.reader);
         let record = &self.record;
         let reject = |field: Option<&str>, reason: String| {
             Err(Rejection::decode(
@@ -237,7 +237,7 @@ impl<R: BufRead> WideCsvDecoder<R> {
 
 impl<R: BufRead + Send> super::Decoder for WideCsvDecoder<R> {
     fn line(&self) -> u64 {
-        self.record.position().map_or(0, |p| p.line())
+        super::record_line(&self.record, &self.reader)
     }
 }
 
