@@ -207,7 +207,10 @@ fn a_bad_zone_is_a_usage_error_and_meter_tz_is_the_default_everywhere() {
         "--format",
         "json",
     ]);
-    assert_eq!(readings[0]["time"], "2024-07-01T11:00:00+00:00", "{readings}");
+    assert_eq!(
+        readings[0]["time"], "2024-07-01T11:00:00+00:00",
+        "{readings}"
+    );
 }
 
 #[test]

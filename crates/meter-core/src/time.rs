@@ -26,6 +26,18 @@ pub enum TimeError {
         /// The zone.
         zone: String,
     },
+    /// A local time a daylight-saving change repeats, where the file's order does not say
+    /// which of the two it is.
+    #[error(
+        "{time} occurs twice in {zone} (the clocks went back) and the rows' order does not say \
+         which: write it with an offset"
+    )]
+    AmbiguousLocal {
+        /// The local time.
+        time: String,
+        /// The zone.
+        zone: String,
+    },
     /// An epoch number too large or small to be a time.
     #[error("{0} is out of range for epoch {1}")]
     EpochOutOfRange(i64, &'static str),
@@ -167,12 +179,26 @@ fn civil_in_zone(civil: Civil, zone: Tz, text: &[u8]) -> Result<DateTime<Utc>, T
 /// Parses a column of instants, remembering the last calendar date seen: rows of one file
 /// usually share a date (48 half-hours a day), so most rows only parse a time of day. Results
 /// are identical to [`parse_instant_bytes`].
+///
+/// A local time of the hour a fall-back night repeats is read in row order, per series: the
+/// first occurrence until the series goes back in time within that hour, the second after it
+/// (as pandas' `ambiguous="infer"` does); a series that goes back twice is refused with
+/// [`TimeError::AmbiguousLocal`].
 #[derive(Debug, Clone)]
 pub struct InstantParser {
     format: TimeFormat,
     zone: Tz,
     last_date: [u8; 10],
     last_day: Option<NaiveDate>,
+    /// Per series, where it is in a repeated hour: only rows of such hours touch this.
+    repeats: std::collections::HashMap<Vec<u8>, Repeat>,
+}
+
+/// A series' walk through a repeated hour: the last local time seen, and whether it went back.
+#[derive(Debug, Clone, Copy)]
+struct Repeat {
+    last: NaiveDateTime,
+    second: bool,
 }
 
 impl InstantParser {
@@ -183,7 +209,53 @@ impl InstantParser {
             zone,
             last_date: [0; 10],
             last_day: None,
+            repeats: std::collections::HashMap::new(),
         }
+    }
+
+    /// Parses one cell of the series `series` (the meter cell, say), resolving a repeated local
+    /// hour by the series' row order.
+    pub fn parse_in_series(
+        &mut self,
+        bytes: &[u8],
+        series: &[u8],
+    ) -> Result<DateTime<Utc>, TimeError> {
+        let t = self.parse(bytes)?;
+        if self.zone == Tz::UTC || !zone_less(bytes.trim_ascii(), self.format) {
+            return Ok(t);
+        }
+        let naive = t.with_timezone(&self.zone).naive_local();
+        let LocalResult::Ambiguous(first, second) = self.zone.from_local_datetime(&naive) else {
+            return Ok(t);
+        };
+        let (first, second) = (first.with_timezone(&Utc), second.with_timezone(&Utc));
+        let state = self.repeats.get(series).copied();
+        let next = match state {
+            Some(r) if r.last.date() == naive.date() && (naive - r.last).num_hours().abs() < 2 => {
+                if !r.second && naive > r.last {
+                    Repeat {
+                        last: naive,
+                        second: false,
+                    }
+                } else if !r.second || naive >= r.last {
+                    Repeat {
+                        last: naive,
+                        second: true,
+                    }
+                } else {
+                    return Err(TimeError::AmbiguousLocal {
+                        time: naive.to_string(),
+                        zone: self.zone.name().to_owned(),
+                    });
+                }
+            }
+            _ => Repeat {
+                last: naive,
+                second: false,
+            },
+        };
+        self.repeats.insert(series.to_vec(), next);
+        Ok(if next.second { second } else { first })
     }
 
     /// Parses one cell.
@@ -242,6 +314,20 @@ impl InstantParser {
         } else {
             utc.checked_sub_signed(chrono::Duration::seconds(offset))
         }
+    }
+}
+
+/// Whether a cell read with `format` is a local time without an offset.
+fn zone_less(b: &[u8], format: TimeFormat) -> bool {
+    match format {
+        TimeFormat::Local => true,
+        TimeFormat::Auto => {
+            b.len() >= 10
+                && b[4] == b'-'
+                && !matches!(b.last(), Some(b'Z' | b'z'))
+                && !b[10..].iter().any(|c| matches!(c, b'+' | b'-'))
+        }
+        _ => false,
     }
 }
 

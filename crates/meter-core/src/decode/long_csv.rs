@@ -299,7 +299,7 @@ impl<R: BufRead> LongCsvDecoder<R> {
             Ok(m) => m,
             Err(e) => return Some(Err(self.reject(Some(mc), e))),
         };
-        let time = match self.times.parse(&rec[tc]) {
+        let time = match self.times.parse_in_series(&rec[tc], &rec[mc]) {
             Ok(t) => t,
             Err(e) => return Some(Err(self.reject(Some(tc), e))),
         };
@@ -554,6 +554,54 @@ mod tests {
             assert!(e.reason.contains(reason), "{line}: {}", e.reason);
             assert_eq!(e.raw, line);
         }
+    }
+
+    fn london(text: &str) -> (Vec<String>, Vec<Rejection>) {
+        let mut opts = DecodeOptions::new("l.csv");
+        opts.zone = Tz::Europe__London;
+        let (ok, bad) = decode_with(text, opts);
+        let times = ok
+            .iter()
+            .map(|r| format!("{} {}", r.meter(), r.time().format("%H:%M")))
+            .collect();
+        (times, bad)
+    }
+
+    #[test]
+    fn a_repeated_local_hour_is_read_in_row_order_per_meter() {
+        let (times, bad) =
+            london("meter,time,value\nD,2024-10-27 01:30,16\nD,2024-10-27 01:30,32\n");
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(times, ["D 00:30", "D 01:30"]);
+        // Two meters interleaved, a row each half hour through the repeated hour.
+        let text = "meter,time,value\n\
+            A,2024-10-27 00:30,1\nB,2024-10-27 00:30,1\n\
+            A,2024-10-27 01:00,2\nB,2024-10-27 01:00,2\nA,2024-10-27 01:30,3\nB,2024-10-27 01:30,3\n\
+            A,2024-10-27 01:00,4\nB,2024-10-27 01:00,4\nA,2024-10-27 01:30,5\nB,2024-10-27 01:30,5\n\
+            A,2024-10-27 02:00,6\n";
+        let (times, bad) = london(text);
+        assert!(bad.is_empty(), "{bad:?}");
+        let a: Vec<&str> = times
+            .iter()
+            .filter(|t| t.starts_with('A'))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            a,
+            ["A 23:30", "A 00:00", "A 00:30", "A 01:00", "A 01:30", "A 02:00"]
+        );
+        // Going back a second time cannot be placed: refused, naming the ambiguity.
+        let (_, bad) = london("meter,time,value\nD,2024-10-27 01:30,1\nD,2024-10-27 01:00,2\nD,2024-10-27 01:45,3\nD,2024-10-27 01:15,4\n");
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].line, 5);
+        assert!(bad[0].reason.contains("occurs twice"), "{}", bad[0].reason);
+        // A local time the clocks skip is still refused.
+        let (_, bad) = london("meter,time,value\nD,2024-03-31 01:30,1\n");
+        assert!(
+            bad[0].reason.contains("does not exist"),
+            "{}",
+            bad[0].reason
+        );
     }
 
     #[test]
