@@ -384,6 +384,7 @@ impl ObjectStore for S3Objects {
             .map_err(|e| Self::get_error(bucket, key, what, e))?;
         let size = out.content_length().and_then(|n| u64::try_from(n).ok());
         let version = out.e_tag().map(str::to_owned);
+        let content_type = out.content_type().map(str::to_owned);
         let mut body = out.body;
         let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
         tokio::spawn(async move {
@@ -410,6 +411,7 @@ impl ObjectStore for S3Objects {
             }),
             size,
             version,
+            content_type,
         })
     }
 

@@ -135,6 +135,10 @@ pub(crate) struct ServeArgs {
     /// else UTC).
     #[arg(long, value_name = "ZONE", value_parser = zone_name)]
     pub(crate) tz: Option<String>,
+    /// The text encoding of dropped files: utf-8 (the default; other bytes are refused row by
+    /// row), latin1 or windows-1252.
+    #[arg(long, value_name = "ENCODING", value_parser = encoding)]
+    pub(crate) encoding: Option<&'static encoding_rs::Encoding>,
 }
 
 /// Input formats, as named on the command line.
@@ -176,6 +180,11 @@ pub(crate) struct ImportArgs {
     /// How long-CSV time columns are written: auto, rfc3339, local, epoch-s, epoch-ms.
     #[arg(long, value_name = "FORMAT", default_value = "auto")]
     pub(crate) time_format: String,
+
+    /// The files' text encoding: utf-8 (the default; other bytes are refused row by row),
+    /// latin1 or windows-1252.
+    #[arg(long, value_name = "ENCODING", value_parser = encoding)]
+    pub(crate) encoding: Option<&'static encoding_rs::Encoding>,
 
     /// The meter of every reading (for files that do not name one).
     #[arg(long, value_name = "ID")]
@@ -301,4 +310,9 @@ pub(crate) struct RollupArgs {
 /// `--tz`: an IANA zone name, checked while parsing so a bad one is a usage error (exit 2).
 fn zone_name(text: &str) -> Result<String, meter_core::time::TimeError> {
     meter_core::time::parse_zone(text).map(|_| text.to_owned())
+}
+
+/// `--encoding`: a text encoding by name, checked while parsing (exit 2 on an unknown one).
+fn encoding(name: &str) -> Result<&'static encoding_rs::Encoding, meter_core::choice::UnknownName> {
+    meter_core::decode::encoding_named(name)
 }

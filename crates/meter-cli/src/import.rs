@@ -115,6 +115,7 @@ impl<R: Read> Read for Counting<R> {
 pub(crate) fn base_options(args: &ImportArgs) -> anyhow::Result<DecodeOptions> {
     let mut o = DecodeOptions::new("");
     o.zone = parse_zone(&args.tz)?;
+    o.encoding = args.encoding;
     o.time_format = args.time_format.parse().context("--time-format")?;
     o.meter = args
         .meter

@@ -135,6 +135,7 @@ pub(crate) async fn run(store_path: &Path, args: ServeArgs) -> anyhow::Result<Ou
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut base = DecodeOptions::new("");
     base.zone = zone;
+    base.encoding = args.encoding;
     let dropper = tokio::spawn(drop_loop(
         store.clone(),
         drop_dir,

@@ -214,6 +214,40 @@ fn a_bad_zone_is_a_usage_error_and_meter_tz_is_the_default_everywhere() {
 }
 
 #[test]
+fn latin1_files_are_refused_until_their_encoding_is_named() {
+    let env = Env::new();
+    let file = env.dir.path().join("latin1.csv");
+    let bytes =
+        b"meter,time,value\nZ\xe4hler,2024-01-01T00:00:00Z,1\nZ\xf6hler,2024-01-01T00:00:00Z,2\n";
+    std::fs::write(&file, bytes).unwrap();
+    let path = file.to_str().unwrap();
+    let out = env.meter(&["import", "--json", path]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "nothing may land as a merged meter"
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["rows_rejected"], 2);
+    assert_eq!(
+        env.meter(&["import", "--encoding", "ebcdic", path])
+            .status
+            .code(),
+        Some(2)
+    );
+    let summary = env.json(&["import", "--json", "--encoding", "latin1", path]);
+    assert_eq!(summary["readings_stored"], 2);
+    let meters = env.json(&["query", "meters", "--format", "json"]);
+    let ids: Vec<&str> = meters
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["meter"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["Zähler", "Zöhler"]);
+}
+
+#[test]
 fn dry_run_validates_without_creating_a_store() {
     let env = Env::new();
     let file = env.write(

@@ -566,6 +566,21 @@ pub struct ObjectBody {
     pub size: Option<u64>,
     /// The object's version (an ETag).
     pub version: Option<String>,
+    /// The object's `Content-Type`, when it has one (its charset names a text encoding).
+    pub content_type: Option<String>,
+}
+
+impl ObjectBody {
+    /// The charset of the content type (`text/csv; charset=iso-8859-1` -> `iso-8859-1`).
+    pub fn charset(&self) -> Option<&str> {
+        let ct = self.content_type.as_deref()?;
+        ct.split(';').skip(1).find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("charset")
+                .then(|| v.trim().trim_matches('"'))
+        })
+    }
 }
 
 /// Why an object operation failed.

@@ -302,8 +302,8 @@ impl MetricPublisher for MemoryStore {
     }
 }
 
-/// An object's bytes and version, by bucket and key.
-type Objects = BTreeMap<(String, String), (Vec<u8>, String)>;
+/// An object's bytes, version and content type, by bucket and key.
+type Objects = BTreeMap<(String, String), (Vec<u8>, String, String)>;
 
 /// Objects in memory, versioned like S3: each put makes a new version (its ETag).
 #[derive(Debug, Default)]
@@ -326,7 +326,7 @@ impl MemoryObjects {
 
     /// The bytes of an object, if it exists.
     pub fn bytes(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
-        self.find(bucket, key).ok().map(|(bytes, _)| bytes)
+        self.find(bucket, key).ok().map(|(bytes, _, _)| bytes)
     }
 
     /// Every key of a bucket.
@@ -339,7 +339,7 @@ impl MemoryObjects {
             .collect()
     }
 
-    fn find(&self, bucket: &str, key: &str) -> Result<(Vec<u8>, String), ObjectError> {
+    fn find(&self, bucket: &str, key: &str) -> Result<(Vec<u8>, String, String), ObjectError> {
         self.lock()
             .0
             .get(&(bucket.to_owned(), key.to_owned()))
@@ -359,7 +359,7 @@ impl ObjectStore for MemoryObjects {
         key: &str,
         what: &GetObject,
     ) -> Result<ObjectBody, ObjectError> {
-        let (bytes, version) = self.find(bucket, key)?;
+        let (bytes, version, content_type) = self.find(bucket, key)?;
         if let Some(want) = &what.if_version {
             if want != &version {
                 return Err(ObjectError::VersionChanged {
@@ -377,11 +377,12 @@ impl ObjectStore for MemoryObjects {
             size: Some(part.len() as u64),
             body: Box::new(std::io::Cursor::new(part)),
             version: Some(version),
+            content_type: Some(content_type),
         })
     }
 
     async fn get_bytes(&self, bucket: &str, key: &str, max: usize) -> Result<Vec<u8>, ObjectError> {
-        let (bytes, _) = self.find(bucket, key)?;
+        let (bytes, _, _) = self.find(bucket, key)?;
         if bytes.len() > max {
             return Err(ObjectError::TooLarge {
                 bucket: bucket.to_owned(),
@@ -397,14 +398,15 @@ impl ObjectStore for MemoryObjects {
         bucket: &str,
         key: &str,
         body: Vec<u8>,
-        _content_type: &str,
+        content_type: &str,
     ) -> Result<(), ObjectError> {
         let mut state = self.lock();
         state.1 += 1;
         let version = format!("\"v{}\"", state.1);
-        state
-            .0
-            .insert((bucket.to_owned(), key.to_owned()), (body, version));
+        state.0.insert(
+            (bucket.to_owned(), key.to_owned()),
+            (body, version, content_type.to_owned()),
+        );
         Ok(())
     }
 

@@ -329,6 +329,7 @@ async fn import_object(
         Err(e) => return Err(e.into()),
     };
     let etag = object.version.clone();
+    let charset = object.charset().map(str::to_owned);
 
     // Decoding and batching on a blocking thread; writing here, two batches apart.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(2);
@@ -339,6 +340,11 @@ async fn import_object(
         let input = std::io::BufReader::with_capacity(256 * 1024, object.body);
         let mut options = DecodeOptions::new(&file);
         options.received_at = chrono::Utc::now();
+        // A charset the decoders do not know reads as UTF-8, whose rules refuse (not replace)
+        // bytes that are not UTF-8, row by row.
+        options.encoding = charset
+            .as_deref()
+            .and_then(|c| decode::encoding_named(c).ok());
         // The writer hangs up at a resume point: then the rest is left for the next run.
         let mut emit = |batch: Batch| tx.blocking_send(batch).map_err(drop);
         let fed = match decode::open(input, None, options) {

@@ -279,3 +279,32 @@ async fn a_marker_that_is_not_ours_is_a_permanent_error() {
     assert!(matches!(err, ImportError::Event(_)), "{err}");
     assert!(!err.is_retryable());
 }
+
+#[tokio::test]
+async fn an_objects_charset_names_its_encoding_and_other_bytes_are_refused() {
+    let latin1 =
+        b"meter,time,value\nZ\xe4hler,2024-01-01T00:00:00Z,1\nZ\xf6hler,2024-01-01T00:00:00Z,2\n";
+    let objects = Arc::new(MemoryObjects::new());
+    let put = |key: &'static str, content_type: &'static str| {
+        let objects = objects.clone();
+        async move {
+            objects
+                .put(BUCKET, key, latin1.to_vec(), content_type)
+                .await
+                .unwrap();
+        }
+    };
+    put("latin.csv", "text/csv; charset=ISO-8859-1").await;
+    put("unsaid.csv", "text/csv").await;
+    let store = Arc::new(MemoryStore::new());
+    let import = Import::with_parts(objects.clone(), store.clone());
+    let report = run(&import, "latin.csv").await.unwrap();
+    assert_eq!((report.readings, report.rejected), (2, 0));
+    let meters: Vec<String> = store.all().iter().map(|r| r.meter().to_string()).collect();
+    assert_eq!(meters, ["Zähler", "Zöhler"]);
+    // Without a charset the bytes are not UTF-8: refused row by row, never merged.
+    let report = run(&import, "unsaid.csv").await.unwrap();
+    assert_eq!((report.readings, report.rejected), (0, 2));
+    let q = quarantine(&objects, "quarantine/unsaid.csv.errors.json");
+    assert!(q.rejections.iter().all(|r| r.reason.contains("not UTF-8")));
+}

@@ -160,14 +160,18 @@ impl<T: Clone> Cache<T> {
         }
     }
 
-    fn get<E>(&mut self, cell: &[u8], parse: impl FnOnce(&str) -> Result<T, E>) -> Result<T, E> {
+    fn get<E: std::fmt::Display>(
+        &mut self,
+        cell: &[u8],
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<T, String> {
         if let Some(v) = &self.value {
             if self.bytes == cell {
                 return Ok(v.clone());
             }
         }
-        let text = String::from_utf8_lossy(cell);
-        let v = parse(&text)?;
+        let text = super::utf8_cell(cell)?;
+        let v = parse(text).map_err(|e| e.to_string())?;
         self.bytes.clear();
         self.bytes.extend_from_slice(cell);
         self.value = Some(v.clone());
@@ -351,7 +355,7 @@ impl<R: BufRead> LongCsvDecoder<R> {
     }
 
     /// Refreshes `self.tags` from the tag columns when their bytes changed since the last row.
-    fn row_tags(&mut self) -> Result<(), (usize, crate::reading::ReadingError)> {
+    fn row_tags(&mut self) -> Result<(), (usize, String)> {
         let Some(cols) = &self.columns else {
             return Ok(());
         };
@@ -377,9 +381,8 @@ impl<R: BufRead> LongCsvDecoder<R> {
             self.tag_bytes.extend_from_slice(cell);
             self.tag_bytes.push(0);
             if !cell.is_empty() {
-                tags = tags
-                    .with(key, &String::from_utf8_lossy(cell))
-                    .map_err(|e| (*i, e))?;
+                let text = super::utf8_cell(cell).map_err(|e| (*i, e))?;
+                tags = tags.with(key, text).map_err(|e| (*i, e.to_string()))?;
             }
         }
         self.tags = tags;
@@ -602,6 +605,30 @@ mod tests {
             "{}",
             bad[0].reason
         );
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_refused_and_an_encoding_reads_them() {
+        let latin1: &[u8] = b"meter,time,value\nZ\xe4hler,2024-01-01T00:00:00Z,1\nZ\xf6hler,2024-01-01T00:00:00Z,2\n";
+        let run = |options: DecodeOptions| {
+            let (_, decoder) =
+                crate::decode::open(latin1, Some(crate::decode::Format::LongCsv), options).unwrap();
+            decoder.collect::<Vec<Decoded>>()
+        };
+        let items = run(DecodeOptions::new("l.csv"));
+        assert_eq!(items.len(), 2);
+        for (item, line) in items.iter().zip([2, 3]) {
+            let e = item.as_ref().unwrap_err();
+            assert_eq!((e.line, e.field.as_deref()), (line, Some("meter")));
+            assert!(e.reason.contains("not UTF-8"), "{}", e.reason);
+        }
+        let mut options = DecodeOptions::new("l.csv");
+        options.encoding = Some(crate::decode::encoding_named("latin1").unwrap());
+        let meters: Vec<String> = run(options)
+            .into_iter()
+            .map(|r| r.unwrap().meter().to_string())
+            .collect();
+        assert_eq!(meters, ["Zähler", "Zöhler"]);
     }
 
     #[test]

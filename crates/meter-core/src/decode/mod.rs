@@ -26,7 +26,9 @@ use crate::choice::{pick, UnknownName};
 pub use crate::ingest::{Decoder, Rejection};
 use crate::reading::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
 use crate::time::TimeFormat;
+pub use encoding::{encoding_named, Utf8Reader};
 
+pub mod encoding;
 pub mod long_csv;
 pub mod mbed;
 pub mod pi_json;
@@ -76,6 +78,8 @@ pub struct DecodeOptions {
     pub tags: Tags,
     /// When the data was received: the time of readings whose format carries none (SST, mbed).
     pub received_at: DateTime<Utc>,
+    /// The text encoding, when not UTF-8 (`--encoding`, an object's `Content-Type` charset).
+    pub encoding: Option<&'static encoding_rs::Encoding>,
 }
 
 impl DecodeOptions {
@@ -92,6 +96,7 @@ impl DecodeOptions {
             source: None,
             tags: Tags::empty(),
             received_at: Utc::now(),
+            encoding: None,
         }
     }
 
@@ -237,6 +242,17 @@ pub fn detect(name: &str, head: &[u8]) -> Result<Format, DetectError> {
 /// The decoder for an input: of `format` when the caller forces one, else of the format its
 /// first bytes show. `options.file` names the input in rejections and errors.
 pub fn open<'a, R: BufRead + Send + 'a>(
+    reader: R,
+    format: Option<Format>,
+    options: DecodeOptions,
+) -> Result<(Format, Box<dyn Decoder + 'a>), DetectError> {
+    match options.encoding.filter(|e| *e != encoding_rs::UTF_8) {
+        Some(encoding) => open_utf8(Utf8Reader::new(reader, encoding), format, options),
+        None => open_utf8(reader, format, options),
+    }
+}
+
+fn open_utf8<'a, R: BufRead + Send + 'a>(
     mut reader: R,
     format: Option<Format>,
     options: DecodeOptions,
@@ -284,6 +300,20 @@ pub fn decoder<'a, R: BufRead + Send + 'a>(
 
 /// Reads a whole JSON document of at most [`MAX_JSON_BYTES`], so a hostile body cannot exhaust
 /// memory. Errors are worded for a rejection.
+/// A cell's text, or why it is not text: bytes that are not UTF-8 are refused, never replaced
+/// (two meters spelt in Latin-1 would otherwise become one).
+pub(crate) fn utf8_cell(cell: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(cell).map_err(|e| {
+        let at = e.valid_up_to();
+        format!(
+            "the text is not UTF-8 (byte 0x{:02X} at position {}); name the file's encoding \
+             (--encoding latin1, or a charset in the object's Content-Type)",
+            cell[at],
+            at + 1
+        )
+    })
+}
+
 /// The line a CSV record is on. The csv reader places a record at the first blank line before
 /// it, so the line is also counted back from where the record ended (less the line breaks inside
 /// its quoted fields), and the later of the two is the record's.

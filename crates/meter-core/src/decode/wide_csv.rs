@@ -182,7 +182,13 @@ impl<R: BufRead> WideCsvDecoder<R> {
             ));
             return;
         }
-        let meter_text = String::from_utf8_lossy(&record[layout.meter]);
+        let meter_text = match super::utf8_cell(&record[layout.meter]) {
+            Ok(text) => text,
+            Err(reason) => {
+                self.pending.push_back(reject(Some("Meter"), reason));
+                return;
+            }
+        };
         let meter = match MeterId::new(meter_text.trim()) {
             Ok(m) => m,
             Err(e) => {
