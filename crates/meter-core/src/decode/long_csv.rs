@@ -200,6 +200,9 @@ pub struct LongCsvDecoder<R> {
     kinds: Cache<Kind>,
     tag_bytes: Vec<u8>,
     tags: Tags,
+    /// Each series' tags, from its first row (kept only when the file has tag columns): a row
+    /// with other tags is refused, never merged into the series under the last row's labels.
+    series_tags: std::collections::HashMap<(MeterId, MeasureName), Tags>,
     times: InstantParser,
 }
 
@@ -230,6 +233,7 @@ impl<R: BufRead> LongCsvDecoder<R> {
             measures: Cache::new(),
             kinds: Cache::new(),
             tag_bytes: Vec::new(),
+            series_tags: std::collections::HashMap::new(),
         };
         if let Err(e) = bom {
             me.set_fatal(1, format!("could not read the input: {e}"));
@@ -343,6 +347,23 @@ impl<R: BufRead> LongCsvDecoder<R> {
             if let Err((i, e)) = self.row_tags() {
                 return Some(Err(self.reject(Some(i), e)));
             }
+            let first = self
+                .series_tags
+                .entry((meter.clone(), measure.clone()))
+                .or_insert_with(|| self.tags.clone());
+            if *first != self.tags {
+                let reason = format!(
+                    "series {meter}/{measure} has tags {} in this file; this row has {}: a \
+                     different tag is a different series (give it its own meter or measure)",
+                    tags_text(first),
+                    tags_text(&self.tags)
+                );
+                let col = self
+                    .columns
+                    .as_ref()
+                    .and_then(|c| c.tags.first().map(|(i, _)| *i));
+                return Some(Err(self.reject(col, reason)));
+            }
         }
         let reading = Reading::new(meter, measure, value, unit, kind, time, self.source.clone());
         Some(match reading {
@@ -388,6 +409,11 @@ impl<R: BufRead> LongCsvDecoder<R> {
         self.tags = tags;
         Ok(())
     }
+}
+
+fn tags_text(tags: &Tags) -> String {
+    let pairs: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{{{}}}", pairs.join(", "))
 }
 
 impl<R: BufRead + Send> super::Decoder for LongCsvDecoder<R> {
@@ -629,6 +655,40 @@ mod tests {
             .map(|r| r.unwrap().meter().to_string())
             .collect();
         assert_eq!(meters, ["Zähler", "Zöhler"]);
+    }
+
+    #[test]
+    fn a_row_whose_tags_differ_from_its_series_is_refused_not_relabelled() {
+        let (ok, bad) = decode(
+            "meter,time,value,location\n\
+             a,2024-01-01T00:00:00Z,1,flat\n\
+             b,2024-01-01T00:00:00Z,1,garage\n\
+             a,2024-01-01T01:00:00Z,2,garage\n\
+             a,2024-01-01T02:00:00Z,3,flat\n",
+        );
+        let landed: Vec<(String, String)> = ok
+            .iter()
+            .map(|r| {
+                (
+                    r.meter().to_string(),
+                    r.tags().get("location").unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            landed,
+            [
+                ("a".into(), "flat".into()),
+                ("b".into(), "garage".into()),
+                ("a".into(), "flat".into())
+            ]
+        );
+        assert_eq!(bad.len(), 1);
+        assert_eq!(
+            (bad[0].line, bad[0].field.as_deref()),
+            (4, Some("location"))
+        );
+        assert!(bad[0].reason.contains("location=flat"), "{}", bad[0].reason);
     }
 
     #[test]
