@@ -72,19 +72,26 @@ impl<R: BufRead> PiJsonDecoder<R> {
         let Some(obj) = v.as_object() else {
             return Err(self.reject(line, None, "expected a JSON object"));
         };
-        let number =
-            |key: &str| -> Result<Option<f64>, Rejection> {
-                match obj.get(key) {
-                    None | Some(Value::Null) => Ok(None),
-                    Some(Value::Number(n)) => Ok(n.as_f64()),
-                    Some(Value::String(s)) => s.trim().parse::<f64>().map(Some).map_err(|_| {
+        let number = |key: &str| -> Result<Option<f64>, Rejection> {
+            let value = match obj.get(key) {
+                None | Some(Value::Null) => return Ok(None),
+                Some(Value::Number(n)) => n.as_f64(),
+                Some(Value::String(s)) => {
+                    Some(s.trim().parse::<f64>().map_err(|_| {
                         self.reject(line, Some(key), format!("{s:?} is not a number"))
-                    }),
-                    Some(other) => {
-                        Err(self.reject(line, Some(key), format!("{other} is not a number")))
-                    }
+                    })?)
+                }
+                Some(other) => {
+                    return Err(self.reject(line, Some(key), format!("{other} is not a number")))
                 }
             };
+            match value {
+                Some(v) if !v.is_finite() => {
+                    Err(self.reject(line, Some(key), format!("{v} is not a finite number")))
+                }
+                v => Ok(v),
+            }
+        };
         let time = match obj.get("timestamp") {
             None | Some(Value::Null) => {
                 return Err(self.reject(line, Some("timestamp"), "the timestamp is missing"))
@@ -156,7 +163,13 @@ impl<R: BufRead> PiJsonDecoder<R> {
             self.options.source_or(DEFAULT_SOURCE),
         )
         .map(|r| r.with_tags(self.options.tags.clone()))
-        .map_err(|e| self.reject(line, Some("timestamp"), e))
+        .map_err(|e| {
+            let field = match e {
+                crate::reading::ReadingError::TimeOutOfRange(_) => Some("timestamp"),
+                _ => None,
+            };
+            self.reject(line, field, e)
+        })
     }
 }
 
@@ -266,6 +279,17 @@ mod tests {
         assert_eq!(r.unit(), &Unit::Celsius);
         assert_eq!(r.kind(), Kind::Gauge);
         assert_eq!(r.time().timestamp(), 1_593_733_500);
+    }
+
+    #[test]
+    fn a_nan_temperature_is_refused_under_its_own_field() {
+        let items = decode(
+            "pool/2020/07/02/235500.json",
+            "{\"timestamp\": 1593733500, \"celcius\": \"NaN\"}\n",
+        );
+        let e = items[0].as_ref().unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("celcius"));
+        assert!(e.reason.contains("not a finite number"), "{}", e.reason);
     }
 
     #[test]
