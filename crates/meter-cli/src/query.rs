@@ -304,16 +304,27 @@ pub(crate) async fn run(spec: &StoreSpec, args: QueryArgs) -> anyhow::Result<Out
                 after: None,
             };
             let mut rows = Vec::new();
-            while rows.len() < a.limit {
+            let mut more = false;
+            while rows.len() <= a.limit {
                 let page = store.readings.range(&q).await?;
                 rows.extend(page.readings.iter().map(|r| ReadingRow::new(r, zone)));
+                more = page.next.is_some();
                 match page.next {
                     Some(c) => q.after = Some(c),
                     None => break,
                 }
             }
+            let cut = more || rows.len() > a.limit;
             rows.truncate(a.limit);
             print(&rows, a.format)?;
+            if cut {
+                // Said on stderr so the printed rows stay what the format promises.
+                eprintln!(
+                    "meter: the range holds more than {} readings; these are the first (raise \
+                     --limit or shorten the range)",
+                    a.limit
+                );
+            }
             Ok(Outcome::Success)
         }
         QueryArgs::Latest(a) => {

@@ -248,6 +248,43 @@ fn latin1_files_are_refused_until_their_encoding_is_named() {
 }
 
 #[test]
+fn a_readings_query_cut_at_its_limit_says_so() {
+    let env = Env::new();
+    let mut text = String::from("meter,time,value\n");
+    for h in 0..5 {
+        text.push_str(&format!("c,2024-01-01T0{h}:00:00Z,{h}\n"));
+    }
+    let file = env.write("c.csv", &text);
+    env.json(&["import", "--json", file.to_str().unwrap()]);
+    let query = |limit: &str| {
+        env.meter(&[
+            "query",
+            "readings",
+            "c",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-01",
+            "--limit",
+            limit,
+            "--format",
+            "csv",
+        ])
+    };
+    let out = query("3");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 4);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("more than 3 readings"));
+    let out = query("5");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn dry_run_validates_without_creating_a_store() {
     let env = Env::new();
     let file = env.write(
