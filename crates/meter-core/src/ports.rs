@@ -400,7 +400,7 @@ pub trait ReadingReader: RangeReader {
             rule: RollupRule::for_kind(series.kind),
             zone: query.zone.name().to_owned(),
             granularity: query.granularity,
-            buckets: builder.finish(),
+            buckets: builder.finish_checked()?,
         })
     }
 }

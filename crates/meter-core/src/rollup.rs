@@ -30,6 +30,10 @@ pub enum RollupError {
     /// Readings were pushed out of time order.
     #[error("readings must be pushed in time order ({0} came after a later reading)")]
     OutOfOrder(String),
+    /// A bucket's value is too large for a number (its readings add up past f64's range);
+    /// answered as an error, since a missing value means "no readings".
+    #[error("the value of bucket {0} overflows: its readings add up past the largest number")]
+    Overflow(String),
 }
 
 /// The width of a bucket.
@@ -318,6 +322,18 @@ impl RollupBuilder {
         self.decided.clear();
     }
 
+    /// Finishes the buckets, refusing a bucket whose value overflowed.
+    pub fn finish_checked(self) -> Result<Vec<Bucket>, RollupError> {
+        let buckets = self.finish();
+        match buckets
+            .iter()
+            .find(|b| b.value.is_some_and(|v| !v.is_finite()))
+        {
+            Some(b) => Err(RollupError::Overflow(b.label.clone())),
+            None => Ok(buckets),
+        }
+    }
+
     /// Finishes the buckets.
     pub fn finish(mut self) -> Vec<Bucket> {
         if let Some(rules) = &mut self.rules {
@@ -509,6 +525,17 @@ mod tests {
         b.push(utc("2024-05-03T12:00:00Z"), 600.0).unwrap();
         let v: Vec<Option<f64>> = b.finish().iter().map(|b| b.value).collect();
         assert_eq!(v, vec![Some(20.0), None, Some(80.0)]);
+    }
+
+    #[test]
+    fn a_sum_past_the_largest_number_is_an_error_not_a_missing_value() {
+        let zone = Tz::UTC;
+        let range = days("2024-05-01", "2024-05-01", zone);
+        let mut b = RollupBuilder::new(range, Granularity::Day, zone, Kind::Interval).unwrap();
+        b.push(utc("2024-05-01T01:00:00Z"), f64::MAX).unwrap();
+        b.push(utc("2024-05-01T02:00:00Z"), f64::MAX).unwrap();
+        let err = b.finish_checked().unwrap_err();
+        assert_eq!(err, RollupError::Overflow("2024-05-01".into()));
     }
 
     #[test]

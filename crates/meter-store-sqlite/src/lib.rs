@@ -823,7 +823,7 @@ impl SqliteStore {
             rule: RollupRule::for_kind(series.kind),
             zone: q.zone.name().to_owned(),
             granularity: q.granularity,
-            buckets: builder.finish(),
+            buckets: builder.finish_checked()?,
         })
     }
 }
