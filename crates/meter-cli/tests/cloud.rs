@@ -153,3 +153,108 @@ fn local_only_commands_refuse_a_cloud_store_by_name() {
     let out = meter(dir.path(), "timestream:only-a-db", &["query", "meters"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("timestream:DATABASE/TABLE"));
 }
+
+/// `meter --store dynamodb:T import` of 50,000 rows over 1,000 meters (in the order collectors
+/// write them: every meter at t, then t+5 min) with 20% of AWS requests faulted: every reading
+/// is stored on the first run or on a re-run of the same command, and the command's count
+/// agrees with the table.
+#[test]
+fn a_backfill_of_many_series_through_faults_stores_every_reading() {
+    use meter_standins::fault_proxy::{FaultPlan, FaultProxy};
+    const METERS: usize = 1_000;
+    const TIMES: usize = 50;
+    let Some(endpoint) = moto() else { return };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let plan = FaultPlan {
+        share: 0.2,
+        seed: 29,
+    };
+    let proxy = runtime.block_on(FaultProxy::start(&endpoint, plan));
+    let dir = tempfile::tempdir().unwrap();
+    let table = unique("backfill");
+    let store = format!("dynamodb:{table}");
+    ok(&meter(dir.path(), &store, &["store", "init"]));
+    let mut csv = String::from("meter,time,value,unit,measure,kind\n");
+    for t in 0..TIMES {
+        let time = 1_700_000_000 + 300 * t as i64;
+        for m in 0..METERS {
+            csv.push_str(&format!(
+                "m{m:04},{time},{},L,volume,cumulative\n",
+                t * 10 + m
+            ));
+        }
+    }
+    let file = dir.path().join("backfill.csv");
+    std::fs::write(&file, csv).unwrap();
+
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let out = Command::new(env!("CARGO_BIN_EXE_meter"))
+            .current_dir(dir.path())
+            .args(["--store", &store, "import", "--json", "--no-progress"])
+            .arg(&file)
+            .env("AWS_ENDPOINT_URL", proxy.url())
+            .env_remove("METER_TZ")
+            .output()
+            .unwrap();
+        let summary: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let done = out.status.success();
+        runs.push((out.status.code(), summary));
+        if done {
+            break;
+        }
+    }
+    let (code, summary) = runs.last().unwrap();
+    assert_eq!(*code, Some(0), "{runs:?}");
+    assert_eq!(summary["readings_stored"], METERS * TIMES, "{summary}");
+    assert!(proxy.counts().total() > 100, "the proxy faulted requests");
+
+    // The table holds exactly those readings, with their values.
+    let items = runtime.block_on(async {
+        let sdk = meter_aws_testing::emulator().await.unwrap();
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let page = ddb
+                .scan()
+                .table_name(&table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            items.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break items,
+            }
+        }
+    });
+    let mut readings = std::collections::BTreeMap::new();
+    for item in &items {
+        let series = item["series"].as_s().unwrap();
+        if series == meter_store_dynamodb::SERIES_PARTITION {
+            continue;
+        }
+        let ts: i64 = item["ts"].as_n().unwrap().parse().unwrap();
+        let v: f64 = item["v"].as_n().unwrap().parse().unwrap();
+        assert!(readings.insert((series.clone(), ts), v).is_none());
+    }
+    assert_eq!(readings.len(), METERS * TIMES);
+    for ((series, ts), v) in &readings {
+        let m: usize = series[1..5].parse().unwrap();
+        let t = ((ts / 1000 - 1_700_000_000) / 300) as usize;
+        assert_eq!(*v, (t * 10 + m) as f64, "{series} at {ts}");
+    }
+    eprintln!(
+        "backfill: {} readings over {METERS} series, {} runs, {} requests through the proxy, {} faulted",
+        readings.len(),
+        runs.len(),
+        proxy.counts().requests(),
+        proxy.counts().total()
+    );
+}
