@@ -148,6 +148,30 @@ where
     }
 }
 
+/// [`AwsSecrets`] built on the first secret asked for: a process that never needs one (a
+/// `meter serve` with no secret named) never loads an AWS configuration, so it neither probes
+/// the instance metadata endpoint for a region nor warns that it found none.
+#[derive(Debug, Default)]
+pub struct LazySecrets(tokio::sync::OnceCell<AwsSecrets>);
+
+impl LazySecrets {
+    /// Nothing loaded yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl SecretStore for LazySecrets {
+    async fn secret(&self, id: &str) -> Result<String, StoreError> {
+        let secrets = self
+            .0
+            .get_or_init(|| async { AwsSecrets::new(&sdk_config().await) })
+            .await;
+        secrets.secret(id).await
+    }
+}
+
 /// Secrets from Secrets Manager (names or ARNs) and SSM (`ssm:/path` or `/path`), fetched once
 /// per process and cached.
 pub struct AwsSecrets {

@@ -25,9 +25,8 @@ fn env(name: &str) -> Option<String> {
 
 /// The sources this process can run, with a note for each it cannot (missing settings).
 pub(crate) async fn sources(store: &SqliteStore) -> (meter_sources::Sources, Vec<String>) {
-    // Secrets Manager is only reached when a setting names a secret.
-    let secrets: Arc<dyn meter_core::ports::SecretStore> =
-        Arc::new(meter_aws::AwsSecrets::new(&meter_aws::sdk_config().await));
+    // Secrets Manager (and the AWS configuration) is only reached when a setting names a secret.
+    let secrets: Arc<dyn meter_core::ports::SecretStore> = Arc::new(meter_aws::LazySecrets::new());
     meter_sources::from_env(Arc::new(env), Arc::new(store.clone()), || {
         Some(secrets.clone())
     })

@@ -2,7 +2,7 @@
 //! (meter-api's router), the webhook counting into SQLite, a drop folder instead of S3, and a
 //! timer instead of EventBridge for collecting registry entries from their sources.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -206,16 +206,29 @@ async fn drop_loop(
     // A file is imported once its size and modification time were the same on two scans, so a
     // file still being copied in is not read half-way.
     let mut seen: HashMap<PathBuf, (u64, SystemTime)> = HashMap::new();
+    // Folders that could not be read, said once each (until they can be read again).
+    let mut unreadable: HashSet<PathBuf> = HashSet::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(scan) => {}
             _ = stop.changed() => return,
         }
         let mut entries = Vec::new();
-        if let Err(e) = walk_drop(&dir, &dir, 0, &mut entries) {
+        let mut skipped = Vec::new();
+        if let Err(e) = walk_drop(&dir, &dir, 0, &mut entries, &mut skipped) {
             tracing::warn!(dir = %dir.display(), error = %e, "Cannot list the drop folder.");
             continue;
         }
+        let now_unreadable: HashSet<PathBuf> = skipped.iter().map(|(p, _)| p.clone()).collect();
+        for (path, e) in skipped {
+            if !unreadable.contains(&path) {
+                say(&format!(
+                    "meter serve: skipping {}: {e} (the rest of the drop folder is imported)",
+                    path.display()
+                ));
+            }
+        }
+        unreadable = now_unreadable;
         entries.sort();
         let mut still_there = HashMap::new();
         for path in entries {
@@ -258,10 +271,32 @@ async fn drop_loop(
 }
 
 /// The files under the drop folder, subfolders included (an uploader may keep S3-style keys
-/// such as `pool/2024/06/01/120000.json`), except `done/` and `quarantine/`.
-fn walk_drop(root: &Path, dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
+/// such as `pool/2024/06/01/120000.json`), except `done/` and `quarantine/`. A subfolder that
+/// cannot be read goes to `skipped` with its error; only the drop folder itself failing is an
+/// error.
+fn walk_drop(
+    root: &Path,
+    dir: &Path,
+    depth: usize,
+    out: &mut Vec<PathBuf>,
+    skipped: &mut Vec<(PathBuf, std::io::Error)>,
+) -> std::io::Result<()> {
+    let listing = match std::fs::read_dir(dir) {
+        Ok(listing) => listing,
+        Err(e) if dir != root => {
+            skipped.push((dir.to_path_buf(), e));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    for entry in listing {
+        let path = match entry {
+            Ok(entry) => entry.path(),
+            Err(e) => {
+                skipped.push((dir.to_path_buf(), e));
+                continue;
+            }
+        };
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -273,7 +308,7 @@ fn walk_drop(root: &Path, dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> s
             let reserved = dir == root
                 && (name == contract::DROP_DONE_DIR || name == contract::DROP_QUARANTINE_DIR);
             if !reserved && depth < 8 {
-                walk_drop(root, &path, depth + 1, out)?;
+                walk_drop(root, &path, depth + 1, out, skipped)?;
             }
         } else {
             out.push(path);

@@ -175,3 +175,43 @@ fn the_page_renders_every_chart_in_headless_chromium() {
     }
     server.stop();
 }
+
+#[test]
+fn an_unreadable_subfolder_is_skipped_with_one_warning_and_the_rest_imports() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut server = Server::start_unprivileged();
+    let locked = server.drop.join("locked");
+    std::fs::create_dir_all(&locked).unwrap();
+    std::fs::write(
+        locked.join("kept.csv"),
+        "meter,time,value\nk,2024-01-01T00:00:00Z,1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let file = server.dir.path().join("a.csv");
+    std::fs::write(&file, "meter,time,value\na,2024-01-01T00:00:00Z,1\n").unwrap();
+    server.drop_file(&file, Path::new("a.csv"));
+    let mut lines = Vec::new();
+    let read_until = |server: &mut Server, prefix: &str, lines: &mut Vec<String>| loop {
+        let line = support::read_line(&mut server.lines);
+        lines.push(line.clone());
+        if line.starts_with(prefix) {
+            break;
+        }
+    };
+    read_until(&mut server, "imported a.csv", &mut lines);
+    // A second file a later scan imports: by then the locked folder was seen again.
+    server.drop_file(&file, Path::new("b.csv"));
+    read_until(&mut server, "imported b.csv", &mut lines);
+    let warnings = lines.iter().filter(|l| l.contains("skipping")).count();
+    assert_eq!(warnings, 1, "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("locked") && l.contains("ermission")),
+        "{lines:#?}"
+    );
+    // Let the temporary folder be removed.
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    server.stop();
+}

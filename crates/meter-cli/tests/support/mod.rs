@@ -100,9 +100,29 @@ impl Server {
 
     /// Starts on a given store with extra environment variables.
     pub(crate) fn start_with(auth: bool, store: Option<&Path>, env: &[(&str, &str)]) -> Self {
+        Self::launch(auth, store, env, false)
+    }
+
+    /// Starts as the unprivileged user `nobody` when the tests run as root (as CI does), so
+    /// file permissions apply to the server as they do on a user's machine.
+    pub(crate) fn start_unprivileged() -> Self {
+        Self::launch(false, None, &[], true)
+    }
+
+    fn launch(auth: bool, store: Option<&Path>, env: &[(&str, &str)], unprivileged: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let drop = dir.path().join("drop");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_meter"));
+        let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+        let mut cmd = if unprivileged && root {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_meter"));
+            c
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_meter"))
+        };
         let store = store.map_or_else(|| dir.path().join("meter.db"), Path::to_path_buf);
         for (k, v) in env {
             cmd.env(k, v);
