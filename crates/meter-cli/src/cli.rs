@@ -128,6 +128,10 @@ pub(crate) struct ServeArgs {
     /// How often the drop folder is scanned (a file is imported once it is unchanged for one scan).
     #[arg(long, default_value = "1s", value_name = "DURATION")]
     pub(crate) scan_every: String,
+    /// Where the kernel cannot say when a dropped file's writer closed it (not Linux), how long
+    /// a file must stay unchanged before it is imported.
+    #[arg(long, default_value = "2s", value_name = "DURATION")]
+    pub(crate) settle: String,
     /// How often registry entries are collected from their sources.
     #[arg(long, default_value = "10m", value_name = "DURATION")]
     pub(crate) collect_every: String,

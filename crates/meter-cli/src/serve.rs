@@ -99,6 +99,7 @@ pub(crate) async fn run(store_path: &Path, args: ServeArgs) -> anyhow::Result<Ou
         None => Tz::UTC,
     };
     let scan = duration(&args.scan_every, "scan-every")?;
+    let settle = duration(&args.settle, "settle")?;
     let every = duration(&args.collect_every, "collect-every")?;
     let store = SqliteStore::open(store_path)?;
     let drop_dir = args.drop.clone().unwrap_or_else(|| {
@@ -140,7 +141,7 @@ pub(crate) async fn run(store_path: &Path, args: ServeArgs) -> anyhow::Result<Ou
         store.clone(),
         drop_dir,
         base,
-        scan,
+        (scan, settle),
         stop_rx.clone(),
     ));
     let (sources, notes) = crate::registry::sources(&store).await;
@@ -196,16 +197,68 @@ fn ignored(name: &str) -> bool {
         || name.ends_with('~')
 }
 
+/// Files a writer has open, from the kernel's events: written to and not yet closed.
+#[derive(Clone, Default)]
+struct OpenWrites(Arc<std::sync::Mutex<HashSet<PathBuf>>>);
+
+impl OpenWrites {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Watches `dir` (inotify on Linux); `None` where the platform gives no close-write events.
+    fn watch(dir: &Path) -> Option<(Self, notify::RecommendedWatcher)> {
+        use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+        use notify::Watcher;
+        if !cfg!(target_os = "linux") {
+            return None;
+        }
+        let open = Self::default();
+        let seen = open.clone();
+        let mut watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
+            let Ok(e) = e else { return };
+            let mut open = seen.lock();
+            for path in e.paths {
+                match e.kind {
+                    EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_)) => {
+                        open.insert(path);
+                    }
+                    EventKind::Access(AccessKind::Close(AccessMode::Write))
+                    | EventKind::Remove(_)
+                    | EventKind::Modify(ModifyKind::Name(_)) => {
+                        open.remove(&path);
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .ok()?;
+        watcher.watch(dir, notify::RecursiveMode::Recursive).ok()?;
+        Some((open, watcher))
+    }
+}
+
 async fn drop_loop(
     store: SqliteStore,
     dir: PathBuf,
     base: DecodeOptions,
-    scan: Duration,
+    (scan, settle): (Duration, Duration),
     mut stop: watch::Receiver<bool>,
 ) {
-    // A file is imported once its size and modification time were the same on two scans, so a
-    // file still being copied in is not read half-way.
-    let mut seen: HashMap<PathBuf, (u64, SystemTime)> = HashMap::new();
+    // A file is imported once its writer has closed it (the kernel says so on Linux), or, where
+    // it cannot say, once it has stayed unchanged for `settle`; and in both cases only once its
+    // size and modification time were the same on two scans.
+    let kernel = OpenWrites::watch(&dir);
+    let open = kernel.as_ref().map(|(open, _)| open.clone());
+    let settle = if kernel.is_some() {
+        Duration::ZERO
+    } else {
+        settle
+    };
+    let mut seen: HashMap<PathBuf, ((u64, SystemTime), std::time::Instant)> = HashMap::new();
+    let mut waiting: HashSet<PathBuf> = HashSet::new();
     // Folders that could not be read, said once each (until they can be read again).
     let mut unreadable: HashSet<PathBuf> = HashSet::new();
     loop {
@@ -249,19 +302,38 @@ async fn drop_loop(
                 meta.len(),
                 meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
             );
-            if seen.get(&path) != Some(&stamp) {
-                still_there.insert(path, stamp);
+            let since = match seen.get(&path) {
+                Some((s, since)) if *s == stamp => *since,
+                _ => {
+                    still_there.insert(path, (stamp, std::time::Instant::now()));
+                    continue;
+                }
+            };
+            if open.as_ref().is_some_and(|o| o.lock().contains(&path)) {
+                if waiting.insert(path.clone()) {
+                    say(&format!(
+                        "meter serve: waiting for the writer of {} to close it",
+                        path.strip_prefix(&dir).unwrap_or(&path).display()
+                    ));
+                }
+                still_there.insert(path, (stamp, since));
                 continue;
             }
+            if since.elapsed() < settle {
+                still_there.insert(path, (stamp, since));
+                continue;
+            }
+            waiting.remove(&path);
             let (s, b, p, d) = (store.clone(), base.clone(), path.clone(), dir.clone());
-            match tokio::task::spawn_blocking(move || import_dropped(&s, &p, &d, &b)).await {
+            let read = (stamp, since);
+            match tokio::task::spawn_blocking(move || import_dropped(&s, &p, &d, &b, stamp)).await {
                 Ok(Ok(line)) => say(&line),
                 Ok(Err(e)) => {
                     say(&format!(
                         "meter serve: could not import {}: {e:#}",
                         path.display()
                     ));
-                    still_there.insert(path, stamp);
+                    still_there.insert(path, read);
                 }
                 Err(e) => tracing::error!(error = %e, "The import task failed."),
             }
@@ -324,6 +396,7 @@ fn import_dropped(
     path: &Path,
     dir: &Path,
     base: &DecodeOptions,
+    stamp: (u64, SystemTime),
 ) -> anyhow::Result<String> {
     let mut writer = Writer::new(Some(Sink::Local(store.clone())));
     let mut report = Report::listing(MAX_LISTED);
@@ -340,6 +413,13 @@ fn import_dropped(
         .per_file
         .pop()
         .context("the pipeline reported no file")?;
+    // A file that changed while it was read stays where it is and is read again whole later
+    // (readings are idempotent), rather than being moved away with its end missing.
+    let after =
+        std::fs::metadata(path).map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
+    if after.ok() != Some(stamp) {
+        anyhow::bail!("it changed while it was read; it will be read again whole");
+    }
     let clean = fs.is_clean();
     let sub = if clean {
         contract::DROP_DONE_DIR

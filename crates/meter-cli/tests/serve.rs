@@ -215,3 +215,24 @@ fn an_unreadable_subfolder_is_skipped_with_one_warning_and_the_rest_imports() {
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
     server.stop();
 }
+
+#[test]
+fn a_file_still_open_for_writing_waits_for_its_writer_to_close_it() {
+    use std::io::Write;
+    let mut server = Server::start(false);
+    let path = server.drop.join("slow.csv");
+    let mut writer = std::fs::File::create(&path).unwrap();
+    writer
+        .write_all(b"meter,time,value\ns,2024-01-01T00:00:00Z,1\ns,2024-01-01T01:00:00Z,2\n")
+        .unwrap();
+    writer.flush().unwrap();
+    // The writer pauses with the file open: the server must not take the half it has.
+    server.wait_for("meter serve: waiting for the writer of slow.csv to close it");
+    writer
+        .write_all(b"s,2024-01-01T02:00:00Z,3\ns,2024-01-01T03:00:00Z,4\n")
+        .unwrap();
+    drop(writer);
+    let line = server.wait_for("imported slow.csv");
+    assert!(line.contains(": 4 stored, 0 rejected"), "{line}");
+    server.stop();
+}
