@@ -259,6 +259,8 @@ async fn drop_loop(
     };
     let mut seen: HashMap<PathBuf, ((u64, SystemTime), std::time::Instant)> = HashMap::new();
     let mut waiting: HashSet<PathBuf> = HashSet::new();
+    // Files imported but not movable to done/ or quarantine/: not read again until they change.
+    let mut stuck: HashMap<PathBuf, (u64, SystemTime)> = HashMap::new();
     // Folders that could not be read, said once each (until they can be read again).
     let mut unreadable: HashSet<PathBuf> = HashSet::new();
     loop {
@@ -319,7 +321,7 @@ async fn drop_loop(
                 still_there.insert(path, (stamp, since));
                 continue;
             }
-            if since.elapsed() < settle {
+            if since.elapsed() < settle || stuck.get(&path) == Some(&stamp) {
                 still_there.insert(path, (stamp, since));
                 continue;
             }
@@ -327,7 +329,12 @@ async fn drop_loop(
             let (s, b, p, d) = (store.clone(), base.clone(), path.clone(), dir.clone());
             let read = (stamp, since);
             match tokio::task::spawn_blocking(move || import_dropped(&s, &p, &d, &b, stamp)).await {
-                Ok(Ok(line)) => say(&line),
+                Ok(Ok(Dropped::Moved(line))) => say(&line),
+                Ok(Ok(Dropped::Stuck(line))) => {
+                    say(&line);
+                    stuck.insert(path.clone(), stamp);
+                    still_there.insert(path, read);
+                }
                 Ok(Err(e)) => {
                     say(&format!(
                         "meter serve: could not import {}: {e:#}",
@@ -338,6 +345,7 @@ async fn drop_loop(
                 Err(e) => tracing::error!(error = %e, "The import task failed."),
             }
         }
+        stuck.retain(|p, _| still_there.contains_key(p));
         seen = still_there;
     }
 }
@@ -389,15 +397,23 @@ fn walk_drop(
     Ok(())
 }
 
+/// What became of a dropped file that was read whole.
+enum Dropped {
+    /// Moved to `done/` or `quarantine/`; the line to print.
+    Moved(String),
+    /// Imported, but it could not be moved; the line to print.
+    Stuck(String),
+}
+
 /// Imports one dropped file and moves it to `done/`, or to `quarantine/` with a report of what
-/// was rejected, keeping its path below the drop folder. Returns the line to print.
+/// was rejected, keeping its path below the drop folder.
 fn import_dropped(
     store: &SqliteStore,
     path: &Path,
     dir: &Path,
     base: &DecodeOptions,
     stamp: (u64, SystemTime),
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Dropped> {
     let mut writer = Writer::new(Some(Sink::Local(store.clone())));
     let mut report = Report::listing(MAX_LISTED);
     let mut pipeline = Pipeline::new(SQLITE_MAX_BATCH);
@@ -446,15 +462,21 @@ fn import_dropped(
         std::fs::write(&report_path, serde_json::to_vec_pretty(&fs)?)
             .with_context(|| format!("cannot write {}", PathBuf::from(&report_path).display()))?;
     }
-    std::fs::rename(path, &target)
-        .with_context(|| format!("cannot move {} to {}", path.display(), target.display()))?;
-    Ok(format!(
+    if let Err(e) = std::fs::rename(path, &target) {
+        return Ok(Dropped::Stuck(format!(
+            "imported {name}: {} stored, but it cannot be moved to {}: {e}; it is left in place \
+             and read again only if it changes",
+            fs.stored,
+            target.strip_prefix(dir).unwrap_or(&target).display()
+        )));
+    }
+    Ok(Dropped::Moved(format!(
         "imported {name}: {} stored, {} rejected, {} not stored -> {}",
         fs.stored,
         fs.rejected,
         fs.not_stored,
         target.strip_prefix(dir).unwrap_or(&target).display()
-    ))
+    )))
 }
 
 async fn collect_loop(

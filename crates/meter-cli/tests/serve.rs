@@ -236,3 +236,33 @@ fn a_file_still_open_for_writing_waits_for_its_writer_to_close_it() {
     assert!(line.contains(": 4 stored, 0 rejected"), "{line}");
     server.stop();
 }
+
+#[test]
+fn a_file_that_cannot_be_moved_is_imported_once_not_on_every_scan() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut server = Server::start_unprivileged();
+    let done = server.drop.join("done");
+    std::fs::set_permissions(&done, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let file = server.dir.path().join("x.csv");
+    std::fs::write(&file, "meter,time,value\nx,2024-01-01T00:00:00Z,1\n").unwrap();
+    server.drop_file(&file, Path::new("a.csv"));
+    let mut lines = vec![server.wait_for("imported a.csv")];
+    assert!(lines[0].contains("cannot be moved"), "{}", lines[0]);
+    // Later scans (one imports b.csv) leave a.csv alone.
+    server.drop_file(&file, Path::new("b.csv"));
+    loop {
+        let line = support::read_line(&mut server.lines);
+        let done = line.starts_with("imported b.csv");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let a = lines
+        .iter()
+        .filter(|l| l.starts_with("imported a.csv"))
+        .count();
+    assert_eq!(a, 1, "{lines:#?}");
+    std::fs::set_permissions(&done, std::fs::Permissions::from_mode(0o755)).unwrap();
+    server.stop();
+}
