@@ -298,8 +298,6 @@ pub fn decoder<'a, R: BufRead + Send + 'a>(
     }
 }
 
-/// Reads a whole JSON document of at most [`MAX_JSON_BYTES`], so a hostile body cannot exhaust
-/// memory. Errors are worded for a rejection.
 /// A cell's text, or why it is not text: bytes that are not UTF-8 are refused, never replaced
 /// (two meters spelt in Latin-1 would otherwise become one).
 pub(crate) fn utf8_cell(cell: &[u8]) -> Result<&str, String> {
@@ -327,6 +325,8 @@ pub(crate) fn record_line<R: Read>(record: &csv::ByteRecord, reader: &csv::Reade
     start.max(end.saturating_sub(1 + inside as u64))
 }
 
+/// Reads a whole JSON document of at most [`MAX_JSON_BYTES`], so a hostile body cannot exhaust
+/// memory. Errors are worded for a rejection.
 pub(crate) fn read_bounded_json<R: Read>(reader: R) -> Result<serde_json::Value, String> {
     let mut limited = reader.take(MAX_JSON_BYTES + 1);
     let mut buf = Vec::new();
