@@ -9,7 +9,7 @@ use meter_core::ports::{MeterRegistry, RangeQuery, ReadingReader, RollupQuery};
 use meter_core::time::{
     parse_date, parse_instant, parse_zone, start_of_day, TimeFormat, TimeRange,
 };
-use meter_core::{contract, Granularity, MeasureName, MeterId, Reading, Rollup};
+use meter_core::{contract, Granularity, Kind, MeasureName, MeterId, Reading, Rollup};
 use meter_store_sqlite::SqliteStore;
 use serde::Serialize;
 
@@ -30,6 +30,10 @@ struct ReadingRow {
     source: String,
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     tags: std::collections::BTreeMap<String, String>,
+    /// What the counter rules made of a cumulative reading they set aside or restarted at
+    /// (`glitch`, `jitter`, `spike`, `reset`, `wrap`); absent when it counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counter: Option<&'static str>,
 }
 
 impl ReadingRow {
@@ -47,6 +51,7 @@ impl ReadingRow {
                 .iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
+            counter: None,
         }
     }
 }
@@ -54,7 +59,7 @@ impl ReadingRow {
 impl Row for ReadingRow {
     fn header() -> &'static [&'static str] {
         &[
-            "meter", "measure", "time", "value", "unit", "kind", "source",
+            "meter", "measure", "time", "value", "unit", "kind", "source", "counter",
         ]
     }
     fn cells(&self) -> Vec<String> {
@@ -66,8 +71,56 @@ impl Row for ReadingRow {
             self.unit.clone(),
             self.kind.clone(),
             self.source.clone(),
+            self.counter.unwrap_or_default().to_owned(),
         ]
     }
+}
+
+/// Marks the cumulative readings among `rows` that the counter rules set aside or restarted
+/// at, deciding each as a rollup does (with the readings around them).
+async fn mark_counter_readings(
+    store: &dyn ReadingReader,
+    info: &meter_core::ports::MeterInfo,
+    readings: &[Reading],
+    rows: &mut [ReadingRow],
+) -> anyhow::Result<()> {
+    use meter_core::counter::{decide, CONTEXT_BEFORE, WINDOW};
+    let pair = |r: &Reading| (r.time(), r.value());
+    for series in info.series.iter().filter(|s| s.kind == Kind::Cumulative) {
+        let idx: Vec<usize> = (0..readings.len())
+            .filter(|&i| readings[i].measure() == &series.measure)
+            .collect();
+        let (Some(&first), Some(&last)) = (idx.first(), idx.last()) else {
+            continue;
+        };
+        let key = (&info.meter, &series.measure);
+        let before = store
+            .before(key, readings[first].time(), CONTEXT_BEFORE)
+            .await?;
+        let after_from = readings[last].time() + chrono::Duration::milliseconds(1);
+        let after = store
+            .range(&RangeQuery {
+                meter: info.meter.clone(),
+                measure: Some(series.measure.clone()),
+                range: TimeRange::new(after_from, after_from + chrono::Duration::days(366))?,
+                limit: WINDOW,
+                after: None,
+            })
+            .await?
+            .readings;
+        let in_range: Vec<_> = idx.iter().map(|&i| pair(&readings[i])).collect();
+        let decided = decide(
+            &before.iter().map(pair).collect::<Vec<_>>(),
+            &in_range,
+            &after.iter().take(WINDOW).map(pair).collect::<Vec<_>>(),
+        );
+        for (&i, d) in idx.iter().zip(decided) {
+            if d.verdict != meter_core::counter::Verdict::Counted {
+                rows[i].counter = Some(d.verdict.as_str());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A meter's series as printed.
@@ -293,9 +346,9 @@ pub(crate) async fn run(spec: &StoreSpec, args: QueryArgs) -> anyhow::Result<Out
                 instant_or_date(&a.from, zone, false).context("--from")?,
                 instant_or_date(&a.to, zone, true).context("--to")?,
             )?;
-            if store.readings.meter(&meter).await?.is_none() {
+            let Some(info) = store.readings.meter(&meter).await? else {
                 bail!("no readings are stored for meter {meter}");
-            }
+            };
             let mut q = RangeQuery {
                 meter,
                 measure: a.measure.as_deref().map(MeasureName::new).transpose()?,
@@ -303,19 +356,22 @@ pub(crate) async fn run(spec: &StoreSpec, args: QueryArgs) -> anyhow::Result<Out
                 limit: a.limit.min(10_000),
                 after: None,
             };
-            let mut rows = Vec::new();
+            let mut readings = Vec::new();
             let mut more = false;
-            while rows.len() <= a.limit {
+            while readings.len() <= a.limit {
                 let page = store.readings.range(&q).await?;
-                rows.extend(page.readings.iter().map(|r| ReadingRow::new(r, zone)));
+                readings.extend(page.readings);
                 more = page.next.is_some();
                 match page.next {
                     Some(c) => q.after = Some(c),
                     None => break,
                 }
             }
-            let cut = more || rows.len() > a.limit;
-            rows.truncate(a.limit);
+            let cut = more || readings.len() > a.limit;
+            readings.truncate(a.limit);
+            let mut rows: Vec<ReadingRow> =
+                readings.iter().map(|r| ReadingRow::new(r, zone)).collect();
+            mark_counter_readings(&*store.readings, &info, &readings, &mut rows).await?;
             print(&rows, a.format)?;
             if cut {
                 // Said on stderr so the printed rows stay what the format promises.

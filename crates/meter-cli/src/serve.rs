@@ -113,6 +113,10 @@ pub(crate) async fn run(store_path: &Path, args: ServeArgs) -> anyhow::Result<Ou
         std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
     }
 
+    // Watching starts before the server says it listens, so no file dropped after that line
+    // escapes the close-write events.
+    let writes = Writes::watch(&drop_dir);
+
     let shared = Arc::new(store.clone());
     let state = ApiState {
         readings: shared.clone(),
@@ -142,6 +146,7 @@ pub(crate) async fn run(store_path: &Path, args: ServeArgs) -> anyhow::Result<Ou
         drop_dir,
         base,
         (scan, settle),
+        writes,
         stop_rx.clone(),
     ));
     let (sources, notes) = crate::registry::sources(&store).await;
@@ -197,12 +202,21 @@ fn ignored(name: &str) -> bool {
         || name.ends_with('~')
 }
 
-/// Files a writer has open, from the kernel's events: written to and not yet closed.
+/// What the kernel said about the drop folder's files since the server started watching:
+/// those written to and not closed yet, and those whose writer closed them (or that were renamed
+/// into place). A file in neither has an unknown history (it was there, or being written,
+/// before the watch began) and waits for `--settle` like on a platform without the events.
 #[derive(Clone, Default)]
-struct OpenWrites(Arc<std::sync::Mutex<HashSet<PathBuf>>>);
+struct Writes(Arc<std::sync::Mutex<WriteState>>);
 
-impl OpenWrites {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
+#[derive(Default)]
+struct WriteState {
+    open: HashSet<PathBuf>,
+    closed: HashSet<PathBuf>,
+}
+
+impl Writes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WriteState> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -215,20 +229,28 @@ impl OpenWrites {
         if !cfg!(target_os = "linux") {
             return None;
         }
-        let open = Self::default();
-        let seen = open.clone();
+        let writes = Self::default();
+        let seen = writes.clone();
         let mut watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
             let Ok(e) = e else { return };
-            let mut open = seen.lock();
+            let mut state = seen.lock();
             for path in e.paths {
                 match e.kind {
                     EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_)) => {
-                        open.insert(path);
+                        state.closed.remove(&path);
+                        state.open.insert(path);
                     }
-                    EventKind::Access(AccessKind::Close(AccessMode::Write))
-                    | EventKind::Remove(_)
-                    | EventKind::Modify(ModifyKind::Name(_)) => {
-                        open.remove(&path);
+                    EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
+                        state.open.remove(&path);
+                        state.closed.insert(path);
+                    }
+                    EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => {
+                        state.open.remove(&path);
+                        if path.exists() {
+                            state.closed.insert(path);
+                        } else {
+                            state.closed.remove(&path);
+                        }
                     }
                     _ => {}
                 }
@@ -236,7 +258,7 @@ impl OpenWrites {
         })
         .ok()?;
         watcher.watch(dir, notify::RecursiveMode::Recursive).ok()?;
-        Some((open, watcher))
+        Some((writes, watcher))
     }
 }
 
@@ -245,18 +267,14 @@ async fn drop_loop(
     dir: PathBuf,
     base: DecodeOptions,
     (scan, settle): (Duration, Duration),
+    kernel: Option<(Writes, notify::RecommendedWatcher)>,
     mut stop: watch::Receiver<bool>,
 ) {
     // A file is imported once its writer has closed it (the kernel says so on Linux), or, where
     // it cannot say, once it has stayed unchanged for `settle`; and in both cases only once its
-    // size and modification time were the same on two scans.
-    let kernel = OpenWrites::watch(&dir);
-    let open = kernel.as_ref().map(|(open, _)| open.clone());
-    let settle = if kernel.is_some() {
-        Duration::ZERO
-    } else {
-        settle
-    };
+    // size and modification time were the same on two scans. The watcher lives as long as the
+    // loop.
+    let writes = kernel.as_ref().map(|(w, _)| w.clone());
     let mut seen: HashMap<PathBuf, ((u64, SystemTime), std::time::Instant)> = HashMap::new();
     let mut waiting: HashSet<PathBuf> = HashSet::new();
     // Files imported but not movable to done/ or quarantine/: not read again until they change.
@@ -311,7 +329,11 @@ async fn drop_loop(
                     continue;
                 }
             };
-            if open.as_ref().is_some_and(|o| o.lock().contains(&path)) {
+            let (open, closed) = writes.as_ref().map_or((false, false), |w| {
+                let state = w.lock();
+                (state.open.contains(&path), state.closed.contains(&path))
+            });
+            if open {
                 if waiting.insert(path.clone()) {
                     say(&format!(
                         "meter serve: waiting for the writer of {} to close it",
@@ -321,7 +343,8 @@ async fn drop_loop(
                 still_there.insert(path, (stamp, since));
                 continue;
             }
-            if since.elapsed() < settle || stuck.get(&path) == Some(&stamp) {
+            let wait = if closed { Duration::ZERO } else { settle };
+            if since.elapsed() < wait || stuck.get(&path) == Some(&stamp) {
                 still_there.insert(path, (stamp, since));
                 continue;
             }

@@ -285,6 +285,66 @@ fn a_readings_query_cut_at_its_limit_says_so() {
 }
 
 #[test]
+fn a_counter_glitch_adds_nothing_and_is_marked_where_it_is() {
+    let env = Env::new();
+    let mut text = String::from("meter,time,value,unit,measure,kind\n");
+    for (h, v) in [12000.0, 12010.0, 0.0, 12030.0, 12040.0, 12050.0, 12060.0]
+        .iter()
+        .enumerate()
+    {
+        text.push_str(&format!(
+            "w,2024-01-01T0{h}:00:00Z,{v},L,volume,cumulative\n"
+        ));
+    }
+    let file = env.write("w.csv", &text);
+    env.json(&["import", "--json", file.to_str().unwrap()]);
+    let days = env.json(&[
+        "query",
+        "daily",
+        "w",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-01",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(days[0]["value"], 60.0, "{days}");
+    assert_eq!(days[0]["glitches"], 1, "{days}");
+    let readings = env.json(&[
+        "query",
+        "readings",
+        "w",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-01",
+        "--format",
+        "json",
+    ]);
+    let marks: Vec<Option<&str>> = readings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["counter"].as_str())
+        .collect();
+    assert_eq!(marks, [None, None, Some("glitch"), None, None, None, None]);
+    let out = env.meter(&[
+        "query",
+        "daily",
+        "w",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-01",
+        "--format",
+        "csv",
+    ]);
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(csv.lines().nth(1).unwrap().contains("1 glitch"), "{csv}");
+}
+
+#[test]
 fn dry_run_validates_without_creating_a_store() {
     let env = Env::new();
     let file = env.write(

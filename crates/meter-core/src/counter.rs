@@ -62,6 +62,18 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The name used in outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Counted => "counted",
+            Self::Glitch => "glitch",
+            Self::Jitter => "jitter",
+            Self::Spike => "spike",
+            Self::Reset => "reset",
+            Self::Wrap => "wrap",
+        }
+    }
+
     /// Whether the reading's own value was set aside (it added nothing and moved no level).
     pub fn set_aside(self) -> bool {
         matches!(self, Self::Glitch | Self::Jitter | Self::Spike)
@@ -192,6 +204,25 @@ impl CounterRules {
             (Verdict::Reset, 0.0)
         }
     }
+}
+
+/// The decisions about `readings` (one counter series in time order), made with up to
+/// [`CONTEXT_BEFORE`] readings before them and [`WINDOW`] after, as a rollup makes them.
+pub fn decide(
+    before: &[(DateTime<Utc>, f64)],
+    readings: &[(DateTime<Utc>, f64)],
+    after: &[(DateTime<Utc>, f64)],
+) -> Vec<Decided> {
+    let mut rules = CounterRules::new();
+    let mut out = Vec::with_capacity(before.len() + readings.len() + after.len());
+    for (t, v) in before.iter().chain(readings).chain(after) {
+        rules.push(*t, *v, &mut out);
+    }
+    rules.finish(&mut out);
+    out.into_iter()
+        .skip(before.len())
+        .take(readings.len())
+        .collect()
 }
 
 /// The median increase between consecutive neighbours (those before, those after), zero when
