@@ -362,3 +362,71 @@ proptest! {
         prop_assert!((total - (clean[clean.len() - 1].1 - clean[0].1)).abs() < 1e-6);
     }
 }
+
+/// Daily buckets in a zone, fed with the context a store reads around the range.
+fn local_days(readings: &[(DateTime<Utc>, f64)], first: &str, last: &str, zone: Tz) -> Vec<Bucket> {
+    let range = TimeRange::local_days(
+        crate::time::parse_date(first).unwrap(),
+        crate::time::parse_date(last).unwrap(),
+        zone,
+    )
+    .unwrap();
+    let mut b = RollupBuilder::new(range, Granularity::Day, zone, Kind::Cumulative).unwrap();
+    let start = readings.partition_point(|(t, _)| *t < range.from());
+    let end = readings.partition_point(|(t, _)| *t < range.to());
+    let lo = start.saturating_sub(CONTEXT_BEFORE);
+    let hi = (end + WINDOW).min(readings.len());
+    for (t, v) in &readings[lo..hi] {
+        b.push(*t, *v).unwrap();
+    }
+    b.finish()
+}
+
+#[test]
+fn faults_at_a_days_edge_and_on_dst_days_give_the_true_local_days() {
+    let zone = Tz::Europe__London;
+    // 10-minute readings from 2024-10-25 to 2024-10-29 (the clocks go back on the 27th).
+    let start = DateTime::parse_from_rfc3339("2024-10-25T00:00:00+01:00")
+        .unwrap()
+        .with_timezone(&Utc);
+    let mut value = 5_000.0;
+    let clean: Series = (0..4 * 144 + 6)
+        .map(|i| {
+            value += 1.0 + (i % 3) as f64;
+            (start + Duration::minutes(i * 10), value)
+        })
+        .collect();
+    // Faults on each side of a local midnight, and in the repeated hour of the 27th.
+    let near = |t: &str| {
+        let t = DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+        clean.partition_point(|(x, _)| *x < t)
+    };
+    let positions = vec![
+        near("2024-10-25T23:50:00+01:00"),
+        near("2024-10-26T00:00:00+01:00") + 4,
+        near("2024-10-27T01:30:00+01:00"),
+        near("2024-10-27T01:30:00+00:00"),
+        near("2024-10-28T00:00:00+00:00"),
+    ];
+    let (faulted, truth) = inject(&clean, &positions, |before, _, i| {
+        if i % 2 == 0 {
+            0.0
+        } else {
+            before * 1_000.0
+        }
+    });
+    let got = local_days(&faulted, "2024-10-25", "2024-10-28", zone);
+    let want = local_days(&truth, "2024-10-25", "2024-10-28", zone);
+    assert_eq!(got.len(), 4);
+    assert_eq!(
+        got[2].end - got[2].start,
+        Duration::hours(25),
+        "the 27th is 25 hours"
+    );
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.value, w.value, "{}", g.label);
+        assert!(g.value.unwrap() > 0.0);
+    }
+    let set_aside: u32 = got.iter().map(|b| b.glitches + b.spikes).sum();
+    assert_eq!(set_aside as usize, positions.len());
+}
