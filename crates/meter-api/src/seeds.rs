@@ -83,6 +83,7 @@ pub(crate) async fn daily_sum(
             range,
             granularity: Granularity::Day,
             zone,
+            register: None,
         })
         .await?;
     Ok(body(

@@ -248,6 +248,11 @@ async fn rollup(
     let info = known_meter(&state, &meter).await?;
     let measure = p.measure()?;
     info.pick(measure.as_ref())?;
+    // A registered register size decides wraps instead of the inference.
+    let register = match &state.registry {
+        Some(r) => r.entry(&meter).await?.and_then(|e| e.register_size()),
+        None => None,
+    };
     let r = state
         .readings
         .rollup(&RollupQuery {
@@ -256,6 +261,7 @@ async fn rollup(
             range,
             granularity,
             zone,
+            register,
         })
         .await?;
     Ok(Json(rollup_json(&r)))

@@ -324,12 +324,17 @@ async fn rollup(
     let to = parse_date(&args.to).context("--to")?;
     let range = TimeRange::local_days(from, to, zone).context("--from must not be after --to")?;
     let measure = args.measure.as_deref().map(MeasureName::new).transpose()?;
+    let register = match &store.registry {
+        Some(r) => r.entry(&meter).await?.and_then(|e| e.register_size()),
+        None => None,
+    };
     let query = RollupQuery {
         meter,
         measure,
         range,
         granularity,
         zone,
+        register,
     };
     let r = store.readings.rollup(&query).await?;
     print(&bucket_rows(&r), args.format)?;

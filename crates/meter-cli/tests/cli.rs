@@ -345,6 +345,58 @@ fn a_counter_glitch_adds_nothing_and_is_marked_where_it_is() {
 }
 
 #[test]
+fn a_registered_register_size_counts_a_wrap_the_inference_would_call_a_reset() {
+    let env = Env::new();
+    let mut text = String::from("meter,time,value,unit,measure,kind\n");
+    for (h, v) in [8970.0, 8980.0, 8990.0, 5.0, 15.0, 25.0, 35.0]
+        .iter()
+        .enumerate()
+    {
+        text.push_str(&format!(
+            "r,2024-01-01T0{h}:00:00Z,{v},L,volume,cumulative\n"
+        ));
+    }
+    let file = env.write("r.csv", &text);
+    env.json(&["import", "--json", file.to_str().unwrap()]);
+    let day = || {
+        env.json(&[
+            "query",
+            "daily",
+            "r",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-01",
+            "--format",
+            "json",
+        ])
+    };
+    // Unregistered: 8,990 is not just under a power of ten, so the drop is a reset.
+    let days = day();
+    assert_eq!(
+        (days[0]["value"].as_f64(), days[0]["resets"].as_u64()),
+        (Some(20.0 + 5.0 + 30.0), Some(1))
+    );
+    let out = env.meter(&[
+        "registry",
+        "add",
+        "r",
+        "--source",
+        "csv",
+        "--param",
+        "register_digits=4",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let days = day();
+    assert_eq!(days[0]["value"], 20.0 + 1_015.0 + 30.0, "{days}");
+    assert_eq!(days[0]["wraps"], 1, "{days}");
+}
+
+#[test]
 fn dry_run_validates_without_creating_a_store() {
     let env = Env::new();
     let file = env.write(

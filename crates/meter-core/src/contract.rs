@@ -5,6 +5,8 @@
 pub const ENV_STORE: &str = "METER_STORE";
 /// The default IANA zone for days and hours when a command names none.
 pub const ENV_TZ: &str = "METER_TZ";
+/// Registry param: the digits of a meter's counter register (its index wraps at 10^digits).
+pub const PARAM_REGISTER_DIGITS: &str = "register_digits";
 /// The log filter of the `meter` binary (tracing's `EnvFilter` syntax).
 pub const ENV_LOG: &str = "METER_LOG";
 

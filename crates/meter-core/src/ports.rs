@@ -307,6 +307,9 @@ pub struct RollupQuery {
     pub granularity: Granularity,
     /// The zone buckets are cut in.
     pub zone: Tz,
+    /// The size of a counter's register when known (it wraps there; see
+    /// [`RegistryEntry::register_size`]); `None` infers it from the wraps.
+    pub register: Option<f64>,
 }
 
 /// Where a counter rollup looks for the readings after its range: up to a year after it.
@@ -359,6 +362,9 @@ pub trait ReadingReader: RangeReader {
         let series = info.pick(query.measure.as_ref())?.clone();
         let mut builder =
             RollupBuilder::new(query.range, query.granularity, query.zone, series.kind)?;
+        if let Some(size) = query.register {
+            builder = builder.with_register(size);
+        }
         let counter = series.kind == Kind::Cumulative;
         if counter {
             let key = (&query.meter, &series.measure);
@@ -421,6 +427,20 @@ pub struct RegistryEntry {
     /// Whether the scheduler polls it.
     #[serde(default = "enabled_default")]
     pub enabled: bool,
+}
+
+impl RegistryEntry {
+    /// The size of the meter's counter register, from its `register_digits` param (a 5-digit
+    /// index wraps at 100,000), when the param names one.
+    pub fn register_size(&self) -> Option<f64> {
+        let digits: i32 = self
+            .params
+            .get(crate::contract::PARAM_REGISTER_DIGITS)?
+            .trim()
+            .parse()
+            .ok()?;
+        (1..=15).contains(&digits).then(|| 10f64.powi(digits))
+    }
 }
 
 fn enabled_default() -> bool {
@@ -671,6 +691,17 @@ pub trait ObjectStore: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_registry_entry_names_its_register_size_in_digits() {
+        let mut e: RegistryEntry =
+            serde_json::from_value(serde_json::json!({"id": "m", "source": "csv"})).unwrap();
+        assert_eq!(e.register_size(), None);
+        e.params.insert("register_digits".into(), "5".into());
+        assert_eq!(e.register_size(), Some(100_000.0));
+        e.params.insert("register_digits".into(), "lots".into());
+        assert_eq!(e.register_size(), None);
+    }
 
     #[test]
     fn counter_keys_truncate_to_the_hour_in_seed_format() {

@@ -506,6 +506,7 @@ mod tests {
             range: TimeRange::local_days(d, d, Tz::UTC).unwrap(),
             granularity: Granularity::Day,
             zone: Tz::UTC,
+            register: None,
         };
         let roll = s.rollup(&q).await.unwrap();
         assert_eq!(roll.rule, RollupRule::LastMinusFirst);

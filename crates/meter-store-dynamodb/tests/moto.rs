@@ -116,6 +116,7 @@ async fn readings_land_once_page_back_and_roll_up() {
             range: TimeRange::local_days(d, d, Tz::UTC).unwrap(),
             granularity: Granularity::Day,
             zone: Tz::UTC,
+            register: None,
         })
         .await
         .unwrap();

@@ -775,6 +775,9 @@ impl SqliteStore {
             })?;
         let series = info.pick(q.measure.as_ref())?.clone();
         let mut builder = RollupBuilder::new(q.range, q.granularity, q.zone, series.kind)?;
+        if let Some(size) = q.register {
+            builder = builder.with_register(size);
+        }
         let counter = series.kind == Kind::Cumulative;
         if counter {
             let key = (&q.meter, &series.measure);

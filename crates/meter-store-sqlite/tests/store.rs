@@ -201,6 +201,7 @@ async fn daily_rollup_of_a_counter_across_dst_with_a_reset() {
         .unwrap(),
         granularity: Granularity::Day,
         zone,
+        register: None,
     };
     let r = s.rollup(&q).await.unwrap();
     assert_eq!(r.rule, RollupRule::LastMinusFirst);
@@ -445,6 +446,7 @@ async fn the_sqlite_rollup_agrees_with_the_ports_default() {
                 .unwrap(),
                 granularity,
                 zone,
+                register: None,
             };
             let ours = s.rollup(&q).await.unwrap();
             let default = memory.rollup(&q).await.unwrap();
