@@ -135,6 +135,7 @@ pub fn webhook_router(state: WebhookState) -> Router {
         .route("/webhook", put(webhook::notify).post(webhook::notify))
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::map_response(error::json_errors))
         .with_state(state)
 }
 
@@ -163,5 +164,6 @@ pub fn router(state: ApiState) -> Router {
         .merge(open)
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::map_response(error::json_errors))
         .with_state(state)
 }

@@ -400,10 +400,25 @@ async fn readings_errors_are_clear_4xx() {
             "unknown_meter",
         ),
         ("/v1/nothing".to_owned(), StatusCode::NOT_FOUND, "not_found"),
+        // axum's own rejections come in the one shape too.
+        (
+            "/v1/meters/%FF/daily?from=2024-06-01&to=2024-06-01".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
     ];
     for (uri, status, code) in cases {
         assert_eq!(app.error(&uri).await, (status, code.to_owned()), "{uri}");
     }
+    let big = Request::put("/webhook")
+        .header("content-type", "application/json")
+        .body(Body::from(vec![b' '; meter_api::MAX_BODY_BYTES + 1]))
+        .unwrap();
+    let (status, headers, body) = app.send(big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(headers["content-type"], "application/json");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["code"], "body_too_large", "{v}");
 }
 
 #[tokio::test]
