@@ -42,6 +42,31 @@ impl Env {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// Imports hourly readings of a cumulative water counter from 2024-01-01T00:00Z.
+    fn import_counter(&self, meter: &str, values: &[f64]) {
+        let mut text = String::from("meter,time,value,unit,measure,kind\n");
+        for (h, v) in values.iter().enumerate() {
+            text.push_str(&format!(
+                "{meter},2024-01-01T0{h}:00:00Z,{v},L,volume,cumulative\n"
+            ));
+        }
+        let file = self.write(&format!("{meter}.csv"), &text);
+        self.json(&["import", "--json", file.to_str().unwrap()]);
+    }
+
+    /// `meter query KIND METER` over 2024-01-01 as JSON.
+    fn on_new_years_day(&self, kind: &str, meter: &str) -> Value {
+        let day = [
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-01",
+            "--format",
+            "json",
+        ];
+        self.json(&[&["query", kind, meter][..], &day].concat())
+    }
+
     fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir.path().join(name);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -287,41 +312,14 @@ fn a_readings_query_cut_at_its_limit_says_so() {
 #[test]
 fn a_counter_glitch_adds_nothing_and_is_marked_where_it_is() {
     let env = Env::new();
-    let mut text = String::from("meter,time,value,unit,measure,kind\n");
-    for (h, v) in [12000.0, 12010.0, 0.0, 12030.0, 12040.0, 12050.0, 12060.0]
-        .iter()
-        .enumerate()
-    {
-        text.push_str(&format!(
-            "w,2024-01-01T0{h}:00:00Z,{v},L,volume,cumulative\n"
-        ));
-    }
-    let file = env.write("w.csv", &text);
-    env.json(&["import", "--json", file.to_str().unwrap()]);
-    let days = env.json(&[
-        "query",
-        "daily",
+    env.import_counter(
         "w",
-        "--from",
-        "2024-01-01",
-        "--to",
-        "2024-01-01",
-        "--format",
-        "json",
-    ]);
+        &[12000.0, 12010.0, 0.0, 12030.0, 12040.0, 12050.0, 12060.0],
+    );
+    let days = env.on_new_years_day("daily", "w");
     assert_eq!(days[0]["value"], 60.0, "{days}");
     assert_eq!(days[0]["glitches"], 1, "{days}");
-    let readings = env.json(&[
-        "query",
-        "readings",
-        "w",
-        "--from",
-        "2024-01-01",
-        "--to",
-        "2024-01-01",
-        "--format",
-        "json",
-    ]);
+    let readings = env.on_new_years_day("readings", "w");
     let marks: Vec<Option<&str>> = readings
         .as_array()
         .unwrap()
@@ -347,36 +345,11 @@ fn a_counter_glitch_adds_nothing_and_is_marked_where_it_is() {
 #[test]
 fn a_registered_register_size_counts_a_wrap_the_inference_would_call_a_reset() {
     let env = Env::new();
-    let mut text = String::from("meter,time,value,unit,measure,kind\n");
-    for (h, v) in [8970.0, 8980.0, 8990.0, 5.0, 15.0, 25.0, 35.0]
-        .iter()
-        .enumerate()
-    {
-        text.push_str(&format!(
-            "r,2024-01-01T0{h}:00:00Z,{v},L,volume,cumulative\n"
-        ));
-    }
-    let file = env.write("r.csv", &text);
-    env.json(&["import", "--json", file.to_str().unwrap()]);
-    let day = || {
-        env.json(&[
-            "query",
-            "daily",
-            "r",
-            "--from",
-            "2024-01-01",
-            "--to",
-            "2024-01-01",
-            "--format",
-            "json",
-        ])
-    };
+    env.import_counter("r", &[8970.0, 8980.0, 8990.0, 5.0, 15.0, 25.0, 35.0]);
     // Unregistered: 8,990 is not just under a power of ten, so the drop is a reset.
-    let days = day();
-    assert_eq!(
-        (days[0]["value"].as_f64(), days[0]["resets"].as_u64()),
-        (Some(20.0 + 5.0 + 30.0), Some(1))
-    );
+    let days = env.on_new_years_day("daily", "r");
+    assert_eq!(days[0]["value"], 20.0 + 5.0 + 30.0, "{days}");
+    assert_eq!(days[0]["resets"], 1, "{days}");
     let out = env.meter(&[
         "registry",
         "add",
@@ -391,7 +364,7 @@ fn a_registered_register_size_counts_a_wrap_the_inference_would_call_a_reset() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let days = day();
+    let days = env.on_new_years_day("daily", "r");
     assert_eq!(days[0]["value"], 20.0 + 1_015.0 + 30.0, "{days}");
     assert_eq!(days[0]["wraps"], 1, "{days}");
 }
