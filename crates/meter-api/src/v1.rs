@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
-use meter_core::ports::{Cursor, MeterInfo, RangeQuery, RollupQuery};
+use meter_core::ports::{registered_register, Cursor, MeterInfo, RangeQuery, RollupQuery};
 use meter_core::time::TimeRange;
 use meter_core::{Granularity, Kind, MeasureName, MeterId, Reading, Rollup};
 use serde_json::{json, Value};
@@ -249,10 +249,7 @@ async fn rollup(
     let measure = p.measure()?;
     info.pick(measure.as_ref())?;
     // A registered register size decides wraps instead of the inference.
-    let register = match &state.registry {
-        Some(r) => r.entry(&meter).await?.and_then(|e| e.register_size()),
-        None => None,
-    };
+    let register = registered_register(state.registry.as_deref(), &meter).await?;
     let r = state
         .readings
         .rollup(&RollupQuery {

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use meter_core::ports::{MeterRegistry, RangeQuery, ReadingReader, RollupQuery};
+use meter_core::ports::{
+    registered_register, MeterRegistry, RangeQuery, ReadingReader, RollupQuery,
+};
 use meter_core::time::{
     parse_date, parse_instant, parse_zone, start_of_day, TimeFormat, TimeRange,
 };
@@ -324,10 +326,7 @@ async fn rollup(
     let to = parse_date(&args.to).context("--to")?;
     let range = TimeRange::local_days(from, to, zone).context("--from must not be after --to")?;
     let measure = args.measure.as_deref().map(MeasureName::new).transpose()?;
-    let register = match &store.registry {
-        Some(r) => r.entry(&meter).await?.and_then(|e| e.register_size()),
-        None => None,
-    };
+    let register = registered_register(store.registry.as_deref(), &meter).await?;
     let query = RollupQuery {
         meter,
         measure,

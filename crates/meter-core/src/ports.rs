@@ -312,6 +312,28 @@ pub struct RollupQuery {
     pub register: Option<f64>,
 }
 
+impl RollupBuilder {
+    /// A builder for `query` over a series of `kind`, with the query's register size.
+    pub fn for_query(query: &RollupQuery, kind: Kind) -> Result<Self, RollupError> {
+        let builder = Self::new(query.range, query.granularity, query.zone, kind)?;
+        Ok(match query.register {
+            Some(size) => builder.with_register(size),
+            None => builder,
+        })
+    }
+}
+
+/// The register size the registry gives a meter, when there is a registry and it names one.
+pub async fn registered_register(
+    registry: Option<&dyn MeterRegistry>,
+    meter: &MeterId,
+) -> Result<Option<f64>, StoreError> {
+    match registry {
+        Some(r) => Ok(r.entry(meter).await?.and_then(|e| e.register_size())),
+        None => Ok(None),
+    }
+}
+
 /// Where a counter rollup looks for the readings after its range: up to a year after it.
 pub fn window_after(range: TimeRange) -> Result<TimeRange, StoreError> {
     TimeRange::new(range.to(), range.to() + chrono::Duration::days(366))
@@ -360,11 +382,7 @@ pub trait ReadingReader: RangeReader {
             StoreError::InvalidQuery(format!("no readings are stored for meter {}", query.meter))
         })?;
         let series = info.pick(query.measure.as_ref())?.clone();
-        let mut builder =
-            RollupBuilder::new(query.range, query.granularity, query.zone, series.kind)?;
-        if let Some(size) = query.register {
-            builder = builder.with_register(size);
-        }
+        let mut builder = RollupBuilder::for_query(query, series.kind)?;
         let counter = series.kind == Kind::Cumulative;
         if counter {
             let key = (&query.meter, &series.measure);

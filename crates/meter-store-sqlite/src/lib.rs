@@ -774,10 +774,7 @@ impl SqliteStore {
                 StoreError::InvalidQuery(format!("no readings are stored for meter {}", q.meter))
             })?;
         let series = info.pick(q.measure.as_ref())?.clone();
-        let mut builder = RollupBuilder::new(q.range, q.granularity, q.zone, series.kind)?;
-        if let Some(size) = q.register {
-            builder = builder.with_register(size);
-        }
+        let mut builder = RollupBuilder::for_query(q, series.kind)?;
         let counter = series.kind == Kind::Cumulative;
         if counter {
             let key = (&q.meter, &series.measure);

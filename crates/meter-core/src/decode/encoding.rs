@@ -6,24 +6,16 @@ use std::io::{self, BufRead, Read};
 
 use encoding_rs::{CoderResult, Decoder, Encoding};
 
-/// The encodings a file may be read from, by the names people use for them.
+/// The encodings a file may be read from (UTF-8, and Latin-1 / Windows-1252, which WHATWG reads
+/// alike), by any of their WHATWG labels (`utf-8`, `latin1`, `iso-8859-1`, `cp1252`, ...).
 pub fn encoding_named(name: &str) -> Result<&'static Encoding, crate::choice::UnknownName> {
-    let aliases = [
-        ("utf-8", encoding_rs::UTF_8),
-        ("utf8", encoding_rs::UTF_8),
-        // WHATWG reads latin1 as windows-1252, which agrees on every printable character.
-        ("latin1", encoding_rs::WINDOWS_1252),
-        ("iso-8859-1", encoding_rs::WINDOWS_1252),
-        ("windows-1252", encoding_rs::WINDOWS_1252),
-        ("cp1252", encoding_rs::WINDOWS_1252),
-    ];
-    let lower = name.trim().to_ascii_lowercase();
-    crate::choice::pick(
-        &lower,
-        &aliases,
-        "encoding",
-        "utf-8, latin1 or windows-1252",
-    )
+    Encoding::for_label(name.trim().as_bytes())
+        .filter(|e| *e == encoding_rs::UTF_8 || *e == encoding_rs::WINDOWS_1252)
+        .ok_or_else(|| crate::choice::UnknownName {
+            what: "encoding",
+            given: name.to_owned(),
+            expected: "utf-8, latin1 or windows-1252",
+        })
 }
 
 /// Reads `inner` in `encoding` and yields UTF-8.
