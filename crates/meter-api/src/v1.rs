@@ -252,14 +252,7 @@ async fn rollup(
     let register = registered_register(state.registry.as_deref(), &meter).await?;
     let r = state
         .readings
-        .rollup(&RollupQuery {
-            meter,
-            measure,
-            range,
-            granularity,
-            zone,
-            register,
-        })
+        .rollup(&RollupQuery::new(meter, measure, range, granularity, zone).with_register(register))
         .await?;
     Ok(Json(rollup_json(&r)))
 }

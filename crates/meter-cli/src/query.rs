@@ -327,14 +327,7 @@ async fn rollup(
     let range = TimeRange::local_days(from, to, zone).context("--from must not be after --to")?;
     let measure = args.measure.as_deref().map(MeasureName::new).transpose()?;
     let register = registered_register(store.registry.as_deref(), &meter).await?;
-    let query = RollupQuery {
-        meter,
-        measure,
-        range,
-        granularity,
-        zone,
-        register,
-    };
+    let query = RollupQuery::new(meter, measure, range, granularity, zone).with_register(register);
     let r = store.readings.rollup(&query).await?;
     print(&bucket_rows(&r), args.format)?;
     Ok(Outcome::Success)

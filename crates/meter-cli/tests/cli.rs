@@ -216,11 +216,7 @@ fn a_bad_zone_is_a_usage_error_and_meter_tz_is_the_default_everywhere() {
         .env("METER_TZ", "Europe/London")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_ok(&out);
     let readings = env.json(&[
         "query",
         "readings",
@@ -359,11 +355,7 @@ fn a_registered_register_size_counts_a_wrap_the_inference_would_call_a_reset() {
         "--param",
         "register_digits=4",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_ok(&out);
     let days = env.on_new_years_day("daily", "r");
     assert_eq!(days[0]["value"], 20.0 + 1_015.0 + 30.0, "{days}");
     assert_eq!(days[0]["wraps"], 1, "{days}");

@@ -158,11 +158,7 @@ fn the_page_renders_every_chart_in_headless_chromium() {
         .arg(format!("http://{}/ui", server.addr))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_ok(&out);
     let dom = String::from_utf8(out.stdout).unwrap();
     let sections: Vec<&str> = dom.split("<section class=\"meter\"").skip(1).collect();
     assert_eq!(sections.len(), 4, "one section per meter");

@@ -13,6 +13,17 @@ pub struct UnknownName {
     pub expected: &'static str,
 }
 
+impl UnknownName {
+    /// `given` is no `what`; `expected` lists the accepted names.
+    pub fn new(what: &'static str, given: &str, expected: &'static str) -> Self {
+        Self {
+            what,
+            given: given.to_owned(),
+            expected,
+        }
+    }
+}
+
 /// The value whose alias `given` is, from `(alias, value)` pairs.
 pub(crate) fn pick<T: Copy>(
     given: &str,

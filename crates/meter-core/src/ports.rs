@@ -312,6 +312,31 @@ pub struct RollupQuery {
     pub register: Option<f64>,
 }
 
+impl RollupQuery {
+    /// A query with no register size (wraps inferred).
+    pub fn new(
+        meter: MeterId,
+        measure: Option<MeasureName>,
+        range: TimeRange,
+        granularity: Granularity,
+        zone: Tz,
+    ) -> Self {
+        Self {
+            meter,
+            measure,
+            range,
+            granularity,
+            zone,
+            register: None,
+        }
+    }
+
+    /// The same for a counter whose register wraps at `size`.
+    pub fn with_register(self, register: Option<f64>) -> Self {
+        Self { register, ..self }
+    }
+}
+
 impl RollupBuilder {
     /// A builder for `query` over a series of `kind`, with the query's register size.
     pub fn for_query(query: &RollupQuery, kind: Kind) -> Result<Self, RollupError> {

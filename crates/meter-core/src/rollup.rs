@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::choice::{pick, UnknownName};
+use crate::choice::UnknownName;
 use crate::counter::{CounterRules, Decided, Verdict};
 use crate::reading::{Kind, MeasureName, MeterId, Unit};
 use crate::time::{start_of_day, TimeRange};
@@ -49,13 +49,11 @@ pub enum Granularity {
 impl FromStr for Granularity {
     type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let aliases = [
-            ("hour", Self::Hour),
-            ("hourly", Self::Hour),
-            ("day", Self::Day),
-            ("daily", Self::Day),
-        ];
-        pick(s, &aliases, "granularity", "hour or day")
+        match s {
+            "hour" | "hourly" => Ok(Self::Hour),
+            "day" | "daily" => Ok(Self::Day),
+            _ => Err(UnknownName::new("granularity", s, "hour or day")),
+        }
     }
 }
 

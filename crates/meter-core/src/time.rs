@@ -6,7 +6,7 @@ use std::str::FromStr;
 use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use crate::choice::{pick, UnknownName};
+use crate::choice::UnknownName;
 
 /// Why a time could not be parsed or a range built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,21 +83,17 @@ pub enum TimeFormat {
 impl FromStr for TimeFormat {
     type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let aliases = [
-            ("auto", Self::Auto),
-            ("rfc3339", Self::Rfc3339),
-            ("iso8601", Self::Rfc3339),
-            ("local", Self::Local),
-            ("epoch", Self::EpochSeconds),
-            ("epoch-s", Self::EpochSeconds),
-            ("epoch-seconds", Self::EpochSeconds),
-            ("unix", Self::EpochSeconds),
-            ("epoch-ms", Self::EpochMillis),
-            ("epoch-millis", Self::EpochMillis),
-            ("unix-ms", Self::EpochMillis),
-        ];
-        let expected = "auto, rfc3339, local, epoch-s or epoch-ms";
-        pick(s, &aliases, "time format", expected)
+        Ok(match s {
+            "auto" => Self::Auto,
+            "rfc3339" | "iso8601" => Self::Rfc3339,
+            "local" => Self::Local,
+            "epoch" | "epoch-s" | "epoch-seconds" | "unix" => Self::EpochSeconds,
+            "epoch-ms" | "epoch-millis" | "unix-ms" => Self::EpochMillis,
+            _ => {
+                let expected = "auto, rfc3339, local, epoch-s or epoch-ms";
+                return Err(UnknownName::new("time format", s, expected));
+            }
+        })
     }
 }
 

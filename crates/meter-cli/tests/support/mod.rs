@@ -30,6 +30,15 @@ pub(crate) fn wide_sums(meter: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// Asserts a command succeeded, showing what it wrote to stderr when it did not.
+pub(crate) fn assert_ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `meter import --json FILE` into `store` where some rows are rejected: asserts the partial
 /// exit code (3) and answers the summary and the quarantine's lines.
 pub(crate) fn partial_import(store: &Path, file: &Path) -> (Value, Vec<Value>) {

@@ -59,38 +59,27 @@ fn jitter_adds_nothing_and_is_not_counted_twice() {
     assert_eq!(added(&values, CounterRules::new()), 8.0);
 }
 
+/// One series each: the values, the verdict of the reading at `at`, and the use they add.
 #[test]
-fn a_spike_adds_nothing() {
-    let values = [100.0, 102.0, 10_000_102.0, 104.0, 106.0, 108.0];
-    assert_eq!(kinds(&values)[2], Spike);
-    assert_eq!(added(&values, CounterRules::new()), 8.0);
-    // A real burst of use keeps rising: not a spike.
-    let values = [100.0, 102.0, 1_102.0, 1_104.0, 1_106.0, 1_108.0];
-    assert_eq!(kinds(&values)[2], Counted);
-    assert_eq!(added(&values, CounterRules::new()), 1_008.0);
-}
-
-#[test]
-fn a_reset_counts_from_zero_and_a_replacement_elsewhere_rebases() {
-    let values = [1_000.0, 1_010.0, 1_020.0, 3.0, 8.0, 13.0, 18.0];
-    assert_eq!(kinds(&values)[3], Reset);
-    assert_eq!(added(&values, CounterRules::new()), 20.0 + 3.0 + 15.0);
-    // A new meter that starts at 600: nothing is invented for the swap.
-    let values = [1_000.0, 1_010.0, 1_020.0, 600.0, 610.0, 620.0, 630.0];
-    assert_eq!(kinds(&values)[3], Reset);
-    assert_eq!(added(&values, CounterRules::new()), 20.0 + 30.0);
-}
-
-#[test]
-fn a_register_wrap_counts_in_full_inferred_or_given() {
-    let values = [99_980.0, 99_990.0, 99_998.0, 7.0, 17.0, 27.0, 37.0];
-    assert_eq!(kinds(&values)[3], Wrap);
-    assert_eq!(added(&values, CounterRules::new()), 18.0 + 9.0 + 30.0);
-    // A 4-digit register: 8,990 is not "just under" 10,000 for the inference (a reset), but
-    // the given size says it wraps.
-    let values = [8_970.0, 8_980.0, 8_990.0, 5.0, 15.0, 25.0, 35.0];
-    assert_eq!(kinds(&values)[3], Reset);
+fn spikes_resets_replacements_and_wraps() {
+    #[rustfmt::skip]
+    let cases: [(&str, &[f64], usize, Verdict, f64); 6] = [
+        ("a spike adds nothing", &[100.0, 102.0, 10_000_102.0, 104.0, 106.0, 108.0], 2, Spike, 8.0),
+        ("a burst of use keeps rising", &[100.0, 102.0, 1_102.0, 1_104.0, 1_106.0, 1_108.0], 2, Counted, 1_008.0),
+        ("a reset counts from zero", &[1_000.0, 1_010.0, 1_020.0, 3.0, 8.0, 13.0, 18.0], 3, Reset, 20.0 + 3.0 + 15.0),
+        // A new meter that starts at 600: nothing is invented for the swap.
+        ("a replacement rebases", &[1_000.0, 1_010.0, 1_020.0, 600.0, 610.0, 620.0, 630.0], 3, Reset, 20.0 + 30.0),
+        ("a 5-digit register wraps", &[99_980.0, 99_990.0, 99_998.0, 7.0, 17.0, 27.0, 37.0], 3, Wrap, 18.0 + 9.0 + 30.0),
+        // 8,990 is not "just under" 10,000 for the inference.
+        ("a drop from 8,990 is a reset", &[8_970.0, 8_980.0, 8_990.0, 5.0, 15.0, 25.0, 35.0], 3, Reset, 20.0 + 5.0 + 30.0),
+    ];
+    for (what, values, at, verdict, total) in cases {
+        assert_eq!(kinds(values)[at], verdict, "{what}");
+        assert_eq!(added(values, CounterRules::new()), total, "{what}");
+    }
+    // A register of a known size wraps wherever it drops.
     let given = CounterRules::with_register(10_000.0);
+    let values = [8_970.0, 8_980.0, 8_990.0, 5.0, 15.0, 25.0, 35.0];
     assert_eq!(added(&values, given), 20.0 + 1_015.0 + 30.0);
 }
 
@@ -145,7 +134,16 @@ fn daily(readings: &[(DateTime<Utc>, f64)], first_day: i64, days: i64) -> Vec<Bu
 }
 
 fn rollup(readings: &[(DateTime<Utc>, f64)], range: TimeRange, g: Granularity) -> Vec<Bucket> {
-    let mut b = RollupBuilder::new(range, g, Tz::UTC, Kind::Cumulative).unwrap();
+    rollup_in(readings, range, g, Tz::UTC)
+}
+
+fn rollup_in(
+    readings: &[(DateTime<Utc>, f64)],
+    range: TimeRange,
+    g: Granularity,
+    zone: Tz,
+) -> Vec<Bucket> {
+    let mut b = RollupBuilder::new(range, g, zone, Kind::Cumulative).unwrap();
     let start = readings.partition_point(|(t, _)| *t < range.from());
     let end = readings.partition_point(|(t, _)| *t < range.to());
     let lo = start.saturating_sub(CONTEXT_BEFORE);
@@ -371,15 +369,7 @@ fn local_days(readings: &[(DateTime<Utc>, f64)], first: &str, last: &str, zone: 
         zone,
     )
     .unwrap();
-    let mut b = RollupBuilder::new(range, Granularity::Day, zone, Kind::Cumulative).unwrap();
-    let start = readings.partition_point(|(t, _)| *t < range.from());
-    let end = readings.partition_point(|(t, _)| *t < range.to());
-    let lo = start.saturating_sub(CONTEXT_BEFORE);
-    let hi = (end + WINDOW).min(readings.len());
-    for (t, v) in &readings[lo..hi] {
-        b.push(*t, *v).unwrap();
-    }
-    b.finish()
+    rollup_in(readings, range, Granularity::Day, zone)
 }
 
 #[test]

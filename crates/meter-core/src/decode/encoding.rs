@@ -11,10 +11,8 @@ use encoding_rs::{CoderResult, Decoder, Encoding};
 pub fn encoding_named(name: &str) -> Result<&'static Encoding, crate::choice::UnknownName> {
     Encoding::for_label(name.trim().as_bytes())
         .filter(|e| *e == encoding_rs::UTF_8 || *e == encoding_rs::WINDOWS_1252)
-        .ok_or_else(|| crate::choice::UnknownName {
-            what: "encoding",
-            given: name.to_owned(),
-            expected: "utf-8, latin1 or windows-1252",
+        .ok_or_else(|| {
+            crate::choice::UnknownName::new("encoding", name, "utf-8, latin1 or windows-1252")
         })
 }
 
