@@ -12,6 +12,7 @@
 
 use std::io::BufRead;
 
+use super::lines::{BoundedLines, LongLines, MAX_LINE_BYTES};
 use super::{parse_number, record_text, skip_bom, DecodeOptions, Decoded, Rejection};
 use crate::reading::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
 use crate::time::InstantParser;
@@ -184,7 +185,10 @@ impl<T: Clone> Cache<T> {
 /// file lacks.
 #[derive(Debug)]
 pub struct LongCsvDecoder<R> {
-    reader: csv::Reader<R>,
+    reader: csv::Reader<BoundedLines<R>>,
+    /// Lines dropped for their length, to report.
+    long: LongLines,
+    long_queue: std::collections::VecDeque<u64>,
     options: DecodeOptions,
     columns: Option<Columns>,
     record: csv::ByteRecord,
@@ -210,6 +214,7 @@ impl<R: BufRead> LongCsvDecoder<R> {
     /// Starts decoding; nothing is read until the first item is asked for.
     pub fn new(mut reader: R, options: DecodeOptions) -> Self {
         let bom = skip_bom(&mut reader);
+        let (reader, long) = BoundedLines::new(reader, MAX_LINE_BYTES);
         let csv = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -217,6 +222,8 @@ impl<R: BufRead> LongCsvDecoder<R> {
             .from_reader(reader);
         let mut me = Self {
             reader: csv,
+            long,
+            long_queue: std::collections::VecDeque::new(),
             measure: options.measure_or(DEFAULT_MEASURE),
             unit: options.unit.clone().unwrap_or(Unit::Dimensionless),
             kind: options.kind.unwrap_or(Kind::Interval),
@@ -427,6 +434,10 @@ impl<R: BufRead> Iterator for LongCsvDecoder<R> {
 
     fn next(&mut self) -> Option<Decoded> {
         loop {
+            self.long_queue.extend(self.long.take());
+            if let Some(line) = self.long_queue.pop_front() {
+                return Some(Err(super::lines::too_long(&self.options.file, line)));
+            }
             if let Some(f) = self.fatal.take() {
                 return Some(Err(f));
             }
@@ -689,6 +700,19 @@ mod tests {
             (4, Some("location"))
         );
         assert!(bad[0].reason.contains("location=flat"), "{}", bad[0].reason);
+    }
+
+    #[test]
+    fn a_line_past_the_bound_is_refused_without_being_held_and_the_rest_lands() {
+        let long = "9".repeat(MAX_LINE_BYTES + 10);
+        let text = format!(
+            "meter,time,value\nm,2024-01-01T00:00:00Z,1\nm,2024-01-01T01:00:00Z,{long}\nm,2024-01-01T02:00:00Z,3\n"
+        );
+        let (ok, bad) = decode(&text);
+        assert_eq!(ok.iter().map(|r| r.value()).collect::<Vec<_>>(), [1.0, 3.0]);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].line, 3);
+        assert!(bad[0].reason.contains("longer than"), "{}", bad[0].reason);
     }
 
     #[test]

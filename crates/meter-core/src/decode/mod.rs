@@ -29,6 +29,7 @@ use crate::time::TimeFormat;
 pub use encoding::{encoding_named, Utf8Reader};
 
 pub mod encoding;
+pub mod lines;
 pub mod long_csv;
 pub mod mbed;
 pub mod pi_json;

@@ -12,6 +12,7 @@ use std::io::BufRead;
 
 use chrono::{NaiveDate, NaiveTime};
 
+use super::lines::{BoundedLines, LongLines, MAX_LINE_BYTES};
 use super::{parse_number, record_text, skip_bom, DecodeOptions, Decoded, Rejection};
 use crate::reading::{Kind, MeasureName, MeterId, Reading, SourceName, Unit};
 use crate::time::{local_to_utc, parse_date};
@@ -54,7 +55,9 @@ struct Layout {
 /// none), `measure`, `kind` (default interval), `source` and `tags` from the options.
 #[derive(Debug)]
 pub struct WideCsvDecoder<R> {
-    reader: csv::Reader<R>,
+    reader: csv::Reader<BoundedLines<R>>,
+    /// Lines dropped for their length, to report.
+    long: LongLines,
     options: DecodeOptions,
     measure: MeasureName,
     unit: Unit,
@@ -70,12 +73,14 @@ impl<R: BufRead> WideCsvDecoder<R> {
     /// Starts decoding; nothing is read until the first item is asked for.
     pub fn new(mut reader: R, options: DecodeOptions) -> Self {
         let bom = skip_bom(&mut reader);
+        let (reader, long) = BoundedLines::new(reader, MAX_LINE_BYTES);
         let csv = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .from_reader(reader);
         let mut me = Self {
             reader: csv,
+            long,
             measure: options.measure_or(DEFAULT_MEASURE),
             unit: options.unit.clone().unwrap_or(Unit::Dimensionless),
             kind: options.kind.unwrap_or(Kind::Interval),
@@ -252,6 +257,10 @@ impl<R: BufRead> Iterator for WideCsvDecoder<R> {
 
     fn next(&mut self) -> Option<Decoded> {
         loop {
+            for line in self.long.take() {
+                let rejection = super::lines::too_long(&self.options.file, line);
+                self.pending.push_back(Err(rejection));
+            }
             if let Some(item) = self.pending.pop_front() {
                 return Some(item);
             }
