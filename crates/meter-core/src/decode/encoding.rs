@@ -51,11 +51,7 @@ impl<R: BufRead> Utf8Reader<R> {
 
 impl<R: BufRead> Read for Utf8Reader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
+        super::lines::read_buffered(self, buf)
     }
 }
 
