@@ -41,7 +41,7 @@ fn deeply_nested_json_is_rejected_without_recursing_away() {
 }
 
 #[test]
-fn a_huge_cell_rejects_its_line_and_the_next_line_lands() {
+fn a_huge_line_is_rejected_without_being_held_and_the_next_line_lands() {
     let cell = "9".repeat(32 * 1024 * 1024);
     let long =
         format!("meter,time,value\nm1,2024-01-01T00:00:00Z,{cell}\nm1,2024-01-01T01:00:00Z,2\n");
@@ -49,11 +49,10 @@ fn a_huge_cell_rejects_its_line_and_the_next_line_lands() {
     assert_eq!(ok, 1);
     assert_eq!(rejected.len(), 1);
     let first = &rejected[0];
-    assert!(first.starts_with("hostile:2 [value]"), "{}", &first[..100]);
+    assert!(first.starts_with("hostile:2"), "{first}");
     assert!(
-        first.len() < 2048,
-        "the reason quotes a bounded part of the cell: {} bytes",
-        first.len()
+        first.contains("longer than") && first.len() < 2048,
+        "{first}"
     );
 
     let mut header = String::from("Meter,Date");
@@ -66,21 +65,9 @@ fn a_huge_cell_rejects_its_line_and_the_next_line_lands() {
         ",1".repeat(48)
     );
     let (ok, rejected) = run(Format::WideCsv, wide.as_bytes());
-    assert_eq!(
-        ok,
-        48 + 47,
-        "the good day and the other cells of the bad one land"
-    );
-    assert!(
-        rejected
-            .iter()
-            .all(|r| r.starts_with("hostile:2") && r.len() < 2048),
-        "{:?}",
-        rejected
-            .iter()
-            .map(|r| &r[..r.len().min(100)])
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(ok, 48, "the good day lands");
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(rejected[0].starts_with("hostile:2") && rejected[0].len() < 2048);
 }
 
 #[test]
