@@ -231,10 +231,18 @@ impl Writes {
         }
         let writes = Self::default();
         let seen = writes.clone();
+        // The server's own moves and reports land in done/ and quarantine/: not imports.
+        let own = [
+            dir.join(contract::DROP_DONE_DIR),
+            dir.join(contract::DROP_QUARANTINE_DIR),
+        ];
         let mut watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
             let Ok(e) = e else { return };
             let mut state = seen.lock();
             for path in e.paths {
+                if own.iter().any(|d| path.starts_with(d)) {
+                    continue;
+                }
                 match e.kind {
                     EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_)) => {
                         state.closed.remove(&path);
@@ -369,6 +377,10 @@ async fn drop_loop(
             }
         }
         stuck.retain(|p, _| still_there.contains_key(p));
+        // Closed files that are gone (imported and moved) need no more remembering.
+        if let Some(w) = &writes {
+            w.lock().closed.retain(|p| still_there.contains_key(p));
+        }
         seen = still_there;
     }
 }

@@ -138,9 +138,15 @@ impl CounterRules {
 
     fn decide_front(&mut self, short: bool) -> Decided {
         let (time, value) = self.pending[0];
-        let after: Vec<f64> = self.pending.iter().skip(1).map(|(_, v)| *v).collect();
-        let typical = typical_step(&self.before, &after);
-        let (verdict, added) = self.judge(value, &after, typical);
+        // At most WINDOW readings follow: kept on the stack, as rollups decide every reading.
+        let mut window = [0.0; WINDOW];
+        let n = self.pending.len() - 1;
+        for (slot, (_, v)) in window.iter_mut().zip(self.pending.iter().skip(1)) {
+            *slot = *v;
+        }
+        let after = &window[..n];
+        let typical = typical_step(&self.before, after);
+        let (verdict, added) = self.judge(value, after, typical);
         if self.before.len() == WINDOW {
             self.before.pop_front();
         }
@@ -228,15 +234,22 @@ pub fn decide(
 /// The median increase between consecutive neighbours (those before, those after), zero when
 /// there is none.
 fn typical_step(before: &VecDeque<f64>, after: &[f64]) -> f64 {
-    let mut steps: Vec<f64> = Vec::with_capacity(2 * WINDOW);
-    for run in [before.iter().copied().collect::<Vec<f64>>(), after.to_vec()] {
-        steps.extend(run.windows(2).map(|w| w[1] - w[0]).filter(|d| *d > 0.0));
+    let mut steps = [0.0; 2 * WINDOW];
+    let mut n = 0;
+    let before_steps = before.iter().zip(before.iter().skip(1));
+    let after_steps = after.iter().zip(after.iter().skip(1));
+    for (a, b) in before_steps.chain(after_steps) {
+        if b - a > 0.0 {
+            steps[n] = b - a;
+            n += 1;
+        }
     }
-    if steps.is_empty() {
+    if n == 0 {
         return 0.0;
     }
+    let steps = &mut steps[..n];
     steps.sort_by(f64::total_cmp);
-    steps[steps.len() / 2]
+    steps[n / 2]
 }
 
 /// How far a value may step back and still be jitter: twice the typical step, at least 0.1% of

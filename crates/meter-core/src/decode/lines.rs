@@ -161,6 +161,11 @@ impl<R: BufRead> BufRead for BoundedLines<R> {
 
 /// The length of the run of complete lines of at most `max` bytes that `chunk` starts with.
 fn complete_lines(chunk: &[u8], max: usize) -> Option<usize> {
+    // A chunk no longer than the bound holds no line past it: only its last break matters
+    // (the common case, read buffers being smaller than the bound).
+    if chunk.len() <= max {
+        return chunk.iter().rposition(|b| *b == b'\n').map(|i| i + 1);
+    }
     let mut start = 0;
     let mut end = None;
     for (i, b) in chunk.iter().enumerate() {
