@@ -57,7 +57,7 @@ run() {
 DROP="$DATA/api-drop"
 if [ "$IMPORT_ROWS" -gt 0 ]; then
   BIG="$DATA/load-$IMPORT_ROWS.csv"
-  [ -s "$BIG" ] || "$BIN/meter-bench" gen "$IMPORT_ROWS" "$BIG" >&2
+  [ -s "$BIG" ] || "$BIN/meter-bench" gen "$IMPORT_ROWS" "$BIG" time >&2
   rm -rf "$DROP/done" "$DROP/quarantine"
   name="load-$(date +%s).csv"
   # Written under a name the watcher skips, then renamed: the import never sees half a file.

@@ -696,12 +696,18 @@ async fn hook_shard(
             }
         }
     }
+    // The presses are stamped with the hour they landed in: a run that crosses an hour's end
+    // has metrics in both, so the sum reads up to the hour now.
+    let last_hour = Utc::now()
+        .with_minute(0)
+        .and_then(|t| t.with_second(0))
+        .context("hour")?;
     in_metrics += e2e::hourly_sum(
         &cw,
         names::DEFAULT_METRIC_NAMESPACE,
         &ep,
         hour - chrono::Duration::hours(1),
-        hour,
+        last_hour,
     )
     .await?;
     Ok((counted, over, resent, stream_retries, in_metrics))

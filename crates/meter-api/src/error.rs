@@ -139,6 +139,27 @@ pub(crate) async fn json_errors(response: Response) -> Response {
     answer
 }
 
+/// Refuses a request target longer than [`crate::MAX_URI_BYTES`] before any route parses it.
+pub(crate) async fn limit_uri(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let uri = request.uri();
+    let len = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    if len > crate::MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!(
+                "the request target is {len} bytes; at most {} are served",
+                crate::MAX_URI_BYTES
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
 /// Any route not served.
 pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::new(

@@ -43,6 +43,10 @@ pub const SEED003_TOKEN_HEADER: &str = "x-security-token";
 pub const TOKEN_COOKIE: &str = "meter_token";
 /// The largest request body accepted (webhook notifications are a few hundred bytes).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The longest request target (path and query) served. Every route's parameters fit in a few
+/// hundred bytes; the bound sits far below the HTTP server's own (64 KiB, answered by it before
+/// any route runs, with a bare status), so a long URI gets the API's JSON error instead.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// A secret value: never printed, compared in constant time.
 #[derive(Clone)]
@@ -135,6 +139,7 @@ pub fn webhook_router(state: WebhookState) -> Router {
         .route("/webhook", put(webhook::notify).post(webhook::notify))
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(error::limit_uri))
         .layer(middleware::map_response(error::json_errors))
         .with_state(state)
 }
@@ -164,6 +169,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(open)
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(error::limit_uri))
         .layer(middleware::map_response(error::json_errors))
         .with_state(state)
 }

@@ -406,6 +406,15 @@ async fn readings_errors_are_clear_4xx() {
             StatusCode::BAD_REQUEST,
             "bad_request",
         ),
+        // Far below the HTTP server's own 64 KiB bound, which would answer with a bare status.
+        (
+            format!(
+                "/v1/meters/m/readings?from=2024-06-01&pad={}",
+                "a".repeat(9000)
+            ),
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+        ),
     ];
     for (uri, status, code) in cases {
         assert_eq!(app.error(&uri).await, (status, code.to_owned()), "{uri}");

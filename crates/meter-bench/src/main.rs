@@ -13,7 +13,10 @@ use meter_core::decode::long_csv::LongCsvDecoder;
 use meter_core::decode::DecodeOptions;
 
 fn usage() -> anyhow::Result<()> {
-    bail!("usage: meter-bench gen ROWS PATH | decode PATH | raw PATH | fill STORE METERS DAYS")
+    bail!(
+        "usage: meter-bench gen ROWS PATH time|meter | decode PATH | raw PATH \
+         | fill STORE METERS DAYS"
+    )
 }
 
 /// Fills a store with `meters` temperature sensors read every 5 minutes for `days` days up to
@@ -71,35 +74,56 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// A utility-style export: 1,000 meters, each a run of half-hourly interval readings.
-fn generate(rows: u64, path: &str) -> anyhow::Result<()> {
-    let meters = 1000u64;
-    let per_meter = rows.div_ceil(meters);
+/// How a generated file orders its rows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Order {
+    /// All meters at t, then all at t+5 min: how collectors and most exports write.
+    Time,
+    /// Each meter's whole run, then the next meter's.
+    Meter,
+}
+
+/// A long CSV of 1,000 meters read every 5 minutes. Both orders hold exactly the same rows
+/// (row `k` is meter `k % 1000` at step `k / 1000`), so they compare like for like.
+fn generate(rows: u64, path: &str, order: Order) -> anyhow::Result<()> {
+    const METERS: u64 = 1000;
+    let steps = rows.div_ceil(METERS);
     let mut out = BufWriter::with_capacity(
         1 << 20,
         File::create(path).with_context(|| path.to_owned())?,
     );
     writeln!(out, "meter,time,value,unit")?;
     let start = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")?.timestamp();
-    let mut written = 0u64;
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    'outer: for m in 0..meters {
-        for i in 0..per_meter {
-            if written == rows {
-                break 'outer;
+    let mut row = |m: u64, i: u64| -> anyhow::Result<()> {
+        if i * METERS + m >= rows {
+            return Ok(());
+        }
+        // A fixed mix of (meter, step), so a row's value does not depend on the order.
+        let mut x = (m << 32 | i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x ^= x >> 29;
+        let t = chrono::DateTime::from_timestamp(start + (i as i64) * 300, 0).context("time")?;
+        let value = (x % 100_000) as f64 / 1000.0;
+        writeln!(
+            out,
+            "MTR{m:06},{},{value},kWh",
+            t.format("%Y-%m-%dT%H:%M:%SZ")
+        )?;
+        Ok(())
+    };
+    match order {
+        Order::Time => {
+            for i in 0..steps {
+                for m in 0..METERS {
+                    row(m, i)?;
+                }
             }
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let t =
-                chrono::DateTime::from_timestamp(start + (i as i64) * 1800, 0).context("time")?;
-            let value = (state % 100_000) as f64 / 1000.0;
-            writeln!(
-                out,
-                "MTR{m:06},{},{value},kWh",
-                t.format("%Y-%m-%dT%H:%M:%SZ")
-            )?;
-            written += 1;
+        }
+        Order::Meter => {
+            for m in 0..METERS {
+                for i in 0..steps {
+                    row(m, i)?;
+                }
+            }
         }
     }
     out.flush()?;
@@ -132,7 +156,8 @@ fn main() -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["gen", rows, path] => generate(rows.parse()?, path),
+        ["gen", rows, path, "time"] => generate(rows.parse()?, path, Order::Time),
+        ["gen", rows, path, "meter"] => generate(rows.parse()?, path, Order::Meter),
         ["fill", store, meters, days] => fill(store, meters.parse()?, days.parse()?),
         ["decode", path] => {
             let started = Instant::now();

@@ -230,12 +230,29 @@ pub(crate) enum Sink {
 const CLOUD_CONCURRENCY: usize = 16;
 
 impl Sink {
-    fn write_batch(&self, readings: &[Reading]) -> Result<WriteReport, StoreError> {
+    /// Writes a batch; answers its outcome and whether everything written so far is durable.
+    /// With `open`, the local store keeps its transaction open across batches (see
+    /// [`SqliteStore::write_open`]).
+    fn write_batch(
+        &self,
+        readings: &[Reading],
+        open: bool,
+    ) -> Result<(WriteReport, bool), StoreError> {
         match self {
-            Sink::Local(store) => store.write_batch(readings),
-            Sink::Cloud { rt, writer } => {
-                rt.block_on(write_all(&**writer, readings, CLOUD_CONCURRENCY))
+            Sink::Local(store) if open => {
+                store.write_open(readings).map(|w| (w.report, w.committed))
             }
+            Sink::Local(store) => store.write_batch(readings).map(|r| (r, true)),
+            Sink::Cloud { rt, writer } => rt
+                .block_on(write_all(&**writer, readings, CLOUD_CONCURRENCY))
+                .map(|r| (r, true)),
+        }
+    }
+
+    fn commit(&self) -> Result<(), StoreError> {
+        match self {
+            Sink::Local(store) => store.commit_open(),
+            Sink::Cloud { .. } => Ok(()),
         }
     }
 }
@@ -246,16 +263,37 @@ pub(crate) struct Writer {
     sink: Option<Sink>,
     /// The first error that failed a whole write: later batches are not attempted.
     failed: Option<String>,
+    /// Whether the local store's transaction stays open across batches (`meter import`).
+    open: bool,
+    /// Batches written into the open transaction and not committed yet: counted only once the
+    /// commit lands, and as not stored if it does not.
+    pending: Vec<Settled>,
 }
 
 impl Writer {
+    /// A writer that commits every batch (the drop folder shares its store with other writers).
     pub(crate) fn new(sink: Option<Sink>) -> Self {
-        Self { sink, failed: None }
+        Self {
+            sink,
+            failed: None,
+            open: false,
+            pending: Vec::new(),
+        }
     }
 
-    pub(crate) fn write(&mut self, batch: Batch) -> Settled {
+    /// A writer for a one-shot import: the local store commits every
+    /// [`meter_store_sqlite::OPEN_COMMIT_ROWS`] readings and at [`Self::finish`].
+    pub(crate) fn bulk(sink: Option<Sink>) -> Self {
+        Self {
+            open: true,
+            ..Self::new(sink)
+        }
+    }
+
+    /// Writes a batch; answers the batches now settled (durable, or lost with a failed commit).
+    pub(crate) fn write_some(&mut self, batch: Batch) -> Vec<Settled> {
         let Some(sink) = &self.sink else {
-            return batch.dry_run();
+            return vec![batch.dry_run()];
         };
         let result = match &self.failed {
             Some(e) => Err(StoreError::Unavailable {
@@ -263,12 +301,48 @@ impl Writer {
                 message: format!("the store failed earlier: {e}"),
                 source: None,
             }),
-            None => sink.write_batch(batch.readings()),
+            None => sink.write_batch(batch.readings(), self.open),
         };
-        if let Err(e) = &result {
-            self.failed.get_or_insert_with(|| e.to_string());
+        match result {
+            Ok((report, durable)) => {
+                self.pending.push(batch.settle(Ok(report)));
+                if durable {
+                    std::mem::take(&mut self.pending)
+                } else {
+                    Vec::new()
+                }
+            }
+            Err(e) => {
+                self.failed.get_or_insert_with(|| e.to_string());
+                let mut out = self.lose_pending(&e);
+                out.push(batch.settle(Err(e)));
+                out
+            }
         }
-        batch.settle(result)
+    }
+
+    /// Commits what is still open; answers the batches it settles.
+    pub(crate) fn finish(&mut self) -> Vec<Settled> {
+        let Some(sink) = &self.sink else {
+            return Vec::new();
+        };
+        match sink.commit() {
+            Ok(()) => std::mem::take(&mut self.pending),
+            Err(e) => {
+                self.failed.get_or_insert_with(|| e.to_string());
+                self.lose_pending(&e)
+            }
+        }
+    }
+
+    /// The batches rolled back with a failed write or commit: their readings are counted as
+    /// not stored (the source file still holds them; a re-run stores them).
+    fn lose_pending(&mut self, e: &StoreError) -> Vec<Settled> {
+        let reason = format!("rolled back when the store failed: {e}");
+        std::mem::take(&mut self.pending)
+            .into_iter()
+            .map(|s| s.lost(&reason))
+            .collect()
     }
 }
 
@@ -363,7 +437,7 @@ pub(crate) fn run(spec: &StoreSpec, args: ImportArgs) -> anyhow::Result<Outcome>
 
     // The write stage runs on its own thread; on a dry run there is nothing to overlap.
     let stage = WriteStage {
-        writer: Writer::new(sink),
+        writer: Writer::bulk(sink),
         quarantine,
         report: Report::new(),
         shown: 0,
@@ -378,6 +452,7 @@ pub(crate) fn run(spec: &StoreSpec, args: ImportArgs) -> anyhow::Result<Outcome>
             for batch in rx {
                 stage.take(batch, None)?;
             }
+            stage.finish()?;
             Ok(stage)
         });
         (None, Some(handle))
@@ -476,7 +551,21 @@ struct WriteStage {
 
 impl WriteStage {
     fn take(&mut self, batch: Batch, bar: Option<&ProgressBar>) -> anyhow::Result<()> {
-        let settled = self.writer.write(batch);
+        for settled in self.writer.write_some(batch) {
+            self.count(settled, bar)?;
+        }
+        Ok(())
+    }
+
+    /// Commits what is still open and counts it.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        for settled in self.writer.finish() {
+            self.count(settled, None)?;
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, settled: Settled, bar: Option<&ProgressBar>) -> anyhow::Result<()> {
         for r in settled.rejections() {
             match &mut self.quarantine {
                 Some(q) => q.add(r)?,

@@ -14,14 +14,23 @@ pub(crate) trait Row: Serialize {
     fn cells(&self) -> Vec<String>;
 }
 
+/// Prints one JSON value to stdout, as the row printer does.
+pub(crate) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
 /// Prints rows to stdout in the chosen format.
 pub(crate) fn print<R: Row>(rows: &[R], format: OutFormat) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match format {
         OutFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, rows)?;
-            writeln!(out)?;
+            drop(out);
+            return print_json(&rows);
         }
         OutFormat::Csv => {
             let mut w = csv::Writer::from_writer(&mut out);

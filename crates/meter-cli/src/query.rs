@@ -15,8 +15,8 @@ use meter_core::{contract, Granularity, Kind, MeasureName, MeterId, Reading, Rol
 use meter_store_sqlite::SqliteStore;
 use serde::Serialize;
 
-use crate::cli::{QueryArgs, RollupArgs};
-use crate::output::{number, print, Row};
+use crate::cli::{OutFormat, QueryArgs, RollupArgs};
+use crate::output::{number, print, print_json, Row};
 use crate::stores::{open_cloud, StoreSpec};
 use crate::Outcome;
 
@@ -369,7 +369,20 @@ pub(crate) async fn run(spec: &StoreSpec, args: QueryArgs) -> anyhow::Result<Out
             let mut rows: Vec<ReadingRow> =
                 readings.iter().map(|r| ReadingRow::new(r, zone)).collect();
             mark_counter_readings(&*store.readings, &info, &readings, &mut rows).await?;
-            print(&rows, a.format)?;
+            if a.format == OutFormat::Json {
+                // An object rather than a bare array, so a program reading it can tell a cut
+                // answer from a whole one without parsing stderr.
+                print_json(&serde_json::json!({
+                    "meter": q.meter.as_str(),
+                    "from": range.from().with_timezone(&zone).to_rfc3339(),
+                    "to": range.to().with_timezone(&zone).to_rfc3339(),
+                    "limit": a.limit,
+                    "truncated": cut,
+                    "readings": rows,
+                }))?;
+            } else {
+                print(&rows, a.format)?;
+            }
             if cut {
                 // Said on stderr so the printed rows stay what the format promises.
                 eprintln!(

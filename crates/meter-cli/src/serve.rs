@@ -453,7 +453,9 @@ fn import_dropped(
     let mut report = Report::listing(MAX_LISTED);
     let mut pipeline = Pipeline::new(SQLITE_MAX_BATCH);
     let mut emit = |batch: Batch| -> anyhow::Result<()> {
-        report.add(writer.write(batch));
+        for settled in writer.write_some(batch) {
+            report.add(settled);
+        }
         Ok(())
     };
     feed_file(&mut pipeline, path, None, base, None, &mut emit)?;

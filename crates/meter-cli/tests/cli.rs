@@ -229,7 +229,7 @@ fn a_bad_zone_is_a_usage_error_and_meter_tz_is_the_default_everywhere() {
         "json",
     ]);
     assert_eq!(
-        readings[0]["time"], "2024-07-01T11:00:00+00:00",
+        readings["readings"][0]["time"], "2024-07-01T11:00:00+00:00",
         "{readings}"
     );
 }
@@ -303,6 +303,28 @@ fn a_readings_query_cut_at_its_limit_says_so() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let json = |limit: &str| {
+        env.json(&[
+            "query",
+            "readings",
+            "c",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-01",
+            "--limit",
+            limit,
+            "--format",
+            "json",
+        ])
+    };
+    let cut = json("3");
+    assert_eq!(cut["truncated"], true, "{cut}");
+    assert_eq!(cut["limit"], 3, "{cut}");
+    assert_eq!(cut["readings"].as_array().unwrap().len(), 3, "{cut}");
+    let whole = json("5");
+    assert_eq!(whole["truncated"], false, "{whole}");
+    assert_eq!(whole["readings"].as_array().unwrap().len(), 5, "{whole}");
 }
 
 #[test]
@@ -316,7 +338,7 @@ fn a_counter_glitch_adds_nothing_and_is_marked_where_it_is() {
     assert_eq!(days[0]["value"], 60.0, "{days}");
     assert_eq!(days[0]["glitches"], 1, "{days}");
     let readings = env.on_new_years_day("readings", "w");
-    let marks: Vec<Option<&str>> = readings
+    let marks: Vec<Option<&str>> = readings["readings"]
         .as_array()
         .unwrap()
         .iter()
@@ -414,7 +436,7 @@ fn forced_format_zone_and_meter_flags_apply() {
         "--format",
         "json",
     ]);
-    assert_eq!(rows[0]["time"], "2024-07-01T12:00:00+00:00");
+    assert_eq!(rows["readings"][0]["time"], "2024-07-01T12:00:00+00:00");
 }
 
 #[test]

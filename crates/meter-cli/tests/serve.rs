@@ -262,3 +262,74 @@ fn a_file_that_cannot_be_moved_is_imported_once_not_on_every_scan() {
     std::fs::set_permissions(&done, std::fs::Permissions::from_mode(0o755)).unwrap();
     server.stop();
 }
+
+/// With no AWS configuration at all, `meter serve` never reaches for one: no request to the
+/// instance metadata endpoint (pointed at a listener of the test's, so a probe would show) and
+/// no warning on stderr. A request target over the API's bound is answered in the JSON shape.
+#[test]
+fn serve_without_aws_configuration_neither_probes_nor_warns() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let imds = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    imds.set_nonblocking(true).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meter"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") || k.starts_with("METER_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
+        .env("HOME", dir.path())
+        .env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://{}", imds.local_addr().unwrap()),
+        )
+        .env("METER_API_TOKEN", support::TOKEN)
+        .arg("--store")
+        .arg(dir.path().join("meter.db"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--drop"])
+        .arg(dir.path().join("drop"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap());
+    let first = support::read_line(&mut lines);
+    let addr = first
+        .strip_prefix("meter serve: listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_owned();
+    assert_eq!(
+        get_json(&addr, "/v1/meters"),
+        serde_json::json!({"meters": []})
+    );
+    let long = format!("/v1/meters?pad={}", "a".repeat(9000));
+    let (status, body) = http(&addr, "GET", &long, &[], "");
+    assert_eq!(status, 414, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["code"], "uri_too_long", "{v}");
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "{stderr}");
+    assert!(
+        !stderr.contains("WARN") && !stderr.to_lowercase().contains("metadata"),
+        "{stderr}"
+    );
+    assert!(
+        matches!(imds.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "meter serve connected to the instance metadata endpoint"
+    );
+}

@@ -530,6 +530,21 @@ impl Settled {
         self.rejections.iter().map(|r| &r.rejection)
     }
 
+    /// The same batch after the transaction that held it was rolled back (a writer that
+    /// commits several batches at once, and failed): what it stored counts as not stored, and
+    /// each of its units carries `reason` as its error. Its readings are not listed again (the
+    /// source still holds them); its decode rejections stand.
+    pub fn lost(mut self, reason: &str) -> Self {
+        for s in &mut self.spans {
+            s.not_stored += s.stored;
+            s.stored = 0;
+            if s.not_stored > 0 && s.error.is_none() {
+                s.error = Some(reason.to_owned());
+            }
+        }
+        self
+    }
+
     /// Readings the store refused for now (it was unavailable): the caller decides whether to
     /// retry the input or report them.
     pub fn retryable(&self) -> usize {

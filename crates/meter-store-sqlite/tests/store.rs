@@ -508,3 +508,146 @@ fn a_version_1_store_is_migrated_with_its_counts() {
         .unwrap();
     assert_eq!(v, "2");
 }
+
+/// Every stored reading of every series, in key order, as (meter, measure, ms, value).
+fn dump(s: &SqliteStore) -> Vec<(String, String, i64, f64)> {
+    let mut out = Vec::new();
+    for m in s.meters_sync(None).unwrap() {
+        let q = RangeQuery {
+            meter: m.meter.clone(),
+            measure: None,
+            range: range("2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z"),
+            limit: 100_000,
+            after: None,
+        };
+        for r in s.range_sync(&q).unwrap().readings {
+            out.push((
+                r.meter().to_string(),
+                r.measure().to_string(),
+                r.time().timestamp_millis(),
+                r.value(),
+            ));
+        }
+    }
+    out
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// A batch is stored the same whatever order its rows come in: the writer orders each batch
+    /// by series and time, and of two readings of one instant in a batch the later one stays.
+    #[test]
+    fn a_batch_lands_the_same_in_any_row_order(
+        rows in proptest::collection::vec((0u8..5, 0u8..2, 0i64..40, -50i32..50), 1..200),
+        seed in proptest::prelude::any::<u64>(),
+    ) {
+        let readings: Vec<Reading> = rows
+            .iter()
+            .map(|(m, s, step, v)| {
+                reading(
+                    &format!("m{m}"),
+                    if *s == 0 { "a" } else { "b" },
+                    t("2024-05-01T00:00:00Z") + Duration::minutes(5 * step),
+                    f64::from(*v),
+                    Kind::Gauge,
+                    Unit::Celsius,
+                )
+            })
+            .collect();
+        // The expected store: the last reading of each key, in the input's order.
+        let mut want = std::collections::BTreeMap::new();
+        for r in &readings {
+            want.insert(
+                (r.meter().to_string(), r.measure().to_string(), r.time().timestamp_millis()),
+                r.value(),
+            );
+        }
+        let want: Vec<_> = want.into_iter().map(|((m, s, t), v)| (m, s, t, v)).collect();
+        // The same rows shuffled, keeping the order of rows that share a key.
+        let mut shuffled: Vec<(u64, usize)> = (0..readings.len())
+            .map(|i| ((i as u64 + 1).wrapping_mul(seed | 1).rotate_left(17), i))
+            .collect();
+        shuffled.sort_unstable();
+        let mut by_key: std::collections::HashMap<_, Vec<usize>> = Default::default();
+        for (_, i) in &shuffled {
+            let r = &readings[*i];
+            by_key.entry((r.meter().clone(), r.measure().clone(), r.time())).or_default().push(*i);
+        }
+        for v in by_key.values_mut() {
+            v.sort_unstable();
+        }
+        let mut taken: std::collections::HashMap<_, usize> = Default::default();
+        let reordered: Vec<Reading> = shuffled
+            .iter()
+            .map(|(_, i)| {
+                let r = &readings[*i];
+                let key = (r.meter().clone(), r.measure().clone(), r.time());
+                let n = taken.entry(key.clone()).or_default();
+                *n += 1;
+                readings[by_key[&key][*n - 1]].clone()
+            })
+            .collect();
+        for batch in [&readings, &reordered] {
+            let (_d, s) = store();
+            let report = s.write_batch(batch).unwrap();
+            proptest::prop_assert_eq!(report.written, batch.len());
+            proptest::prop_assert_eq!(&dump(&s), &want);
+            let counted: u64 = s
+                .meters_sync(None)
+                .unwrap()
+                .iter()
+                .flat_map(|m| m.series.iter().map(|s| s.count.unwrap_or(0)))
+                .sum();
+            proptest::prop_assert_eq!(counted, want.len() as u64);
+        }
+    }
+}
+
+#[test]
+fn an_open_transaction_is_durable_only_once_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meter.db");
+    let s = SqliteStore::open(&path).unwrap();
+    let first = s
+        .write_open(&[volume("m", "2024-05-01T00:00:00Z", 1.0)])
+        .unwrap();
+    assert_eq!(first.report.written, 1);
+    assert!(!first.committed);
+    // Another connection does not see what the open transaction holds.
+    let other = SqliteStore::open(&path).unwrap();
+    assert_eq!(other.count_readings().unwrap(), 0);
+    // A batch written alone commits what was open first, then itself.
+    s.write_batch(&[volume("m", "2024-05-01T01:00:00Z", 2.0)])
+        .unwrap();
+    assert_eq!(other.count_readings().unwrap(), 2);
+    s.write_open(&[volume("m", "2024-05-01T02:00:00Z", 3.0)])
+        .unwrap();
+    assert_eq!(other.count_readings().unwrap(), 2);
+    s.commit_open().unwrap();
+    assert_eq!(other.count_readings().unwrap(), 3);
+    // Dropping the store with a transaction open keeps nothing of it.
+    s.write_open(&[volume("m", "2024-05-01T03:00:00Z", 4.0)])
+        .unwrap();
+    drop(s);
+    assert_eq!(other.count_readings().unwrap(), 3);
+    // A large enough open write commits itself.
+    let s = SqliteStore::open(&path).unwrap();
+    let many: Vec<Reading> = (0..meter_store_sqlite::OPEN_COMMIT_ROWS as i64)
+        .map(|i| {
+            reading(
+                "n",
+                "volume",
+                t("2024-01-01T00:00:00Z") + Duration::seconds(i),
+                i as f64,
+                Kind::Cumulative,
+                Unit::Litre,
+            )
+        })
+        .collect();
+    assert!(s.write_open(&many).unwrap().committed);
+    assert_eq!(
+        other.count_readings().unwrap(),
+        3 + meter_store_sqlite::OPEN_COMMIT_ROWS as u64
+    );
+}

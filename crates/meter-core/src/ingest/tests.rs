@@ -266,3 +266,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_batch_rolled_back_after_it_settled_counts_as_not_stored() {
+    let mut p = Pipeline::new(10);
+    let mut batches = Vec::new();
+    run_unit(&mut p, "a.csv", &[true, false, true], &mut batches);
+    batches.extend(p.flush());
+    let mut report = Report::new();
+    for batch in batches {
+        let n = batch.readings().len();
+        let settled = batch.settle(Ok(WriteReport {
+            written: n,
+            failures: Vec::new(),
+        }));
+        report.add(settled.lost("rolled back: disk full"));
+    }
+    let f = &report.per_file[0];
+    assert_eq!(
+        (f.decoded, f.stored, f.not_stored, f.rejected),
+        (2, 0, 2, 1)
+    );
+    assert_eq!(f.error.as_deref(), Some("rolled back: disk full"));
+    assert_eq!((report.readings_stored, report.readings_not_stored), (0, 2));
+}
