@@ -346,6 +346,9 @@ impl Writer {
     }
 }
 
+/// Readings per batch of `meter import` into the local store.
+const LOCAL_IMPORT_BATCH: usize = 10_000;
+
 /// Opens one file and runs it through the pipeline, handing full batches to `emit`. A file that
 /// cannot be opened or whose format is unknown is recorded as the unit's error.
 pub(crate) fn feed_file(
@@ -457,7 +460,15 @@ pub(crate) fn run(spec: &StoreSpec, args: ImportArgs) -> anyhow::Result<Outcome>
         });
         (None, Some(handle))
     };
-    let mut pipeline = Pipeline::new(SQLITE_MAX_BATCH);
+    // The local store's commits no longer follow batches (see `Writer::bulk`), so its batches
+    // only need to amortise the hand-over between threads; smaller ones keep the readings in
+    // flight (a batch being decoded, two queued, one being written) to a few megabytes.
+    let batch = if matches!(spec, StoreSpec::Local(_)) {
+        LOCAL_IMPORT_BATCH
+    } else {
+        SQLITE_MAX_BATCH
+    };
+    let mut pipeline = Pipeline::new(batch);
     {
         let mut emit = |batch: Batch| -> anyhow::Result<()> {
             match &mut inline_stage {

@@ -277,7 +277,7 @@ fn a_readings_query_cut_at_its_limit_says_so() {
     }
     let file = env.write("c.csv", &text);
     env.json(&["import", "--json", file.to_str().unwrap()]);
-    let query = |limit: &str| {
+    let query = |limit: &str, format: &str| {
         env.meter(&[
             "query",
             "readings",
@@ -289,34 +289,24 @@ fn a_readings_query_cut_at_its_limit_says_so() {
             "--limit",
             limit,
             "--format",
-            "csv",
+            format,
         ])
     };
-    let out = query("3");
+    let out = query("3", "csv");
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 4);
     assert!(String::from_utf8_lossy(&out.stderr).contains("more than 3 readings"));
-    let out = query("5");
+    let out = query("5", "csv");
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
     assert!(
         out.stderr.is_empty(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let json = |limit: &str| {
-        env.json(&[
-            "query",
-            "readings",
-            "c",
-            "--from",
-            "2024-01-01",
-            "--to",
-            "2024-01-01",
-            "--limit",
-            limit,
-            "--format",
-            "json",
-        ])
+    let json = |limit: &str| -> serde_json::Value {
+        let out = query(limit, "json");
+        assert!(out.status.success());
+        serde_json::from_slice(&out.stdout).unwrap()
     };
     let cut = json("3");
     assert_eq!(cut["truncated"], true, "{cut}");

@@ -136,6 +136,26 @@ pub async fn write_all(
     ) -> (usize, usize, Result<WriteReport, StoreError>) {
         (offset, chunk.len(), writer.write(chunk).await)
     }
+    // A series' readings go out together whatever order they came in: in time order (every
+    // meter at t, then at t+5 min) each request would carry one reading of each of its 25 or
+    // 100 meters; grouped, a Timestream request shares its dimensions in `CommonAttributes`
+    // and a DynamoDB request writes one meter's neighbouring items. The sort is stable, so of
+    // two readings of one instant the later still comes later.
+    let key = |r: &Reading| (r.meter().clone(), r.measure().clone(), r.time());
+    let grouped = readings.windows(2).all(|w| key(&w[0]) <= key(&w[1]));
+    let order: Option<Vec<usize>> = (!grouped).then(|| {
+        let mut order: Vec<usize> = (0..readings.len()).collect();
+        order.sort_by_cached_key(|i| key(&readings[*i]));
+        order
+    });
+    let sorted: Vec<Reading>;
+    let readings = match &order {
+        Some(order) => {
+            sorted = order.iter().map(|i| readings[*i].clone()).collect();
+            &sorted[..]
+        }
+        None => readings,
+    };
     let size = writer.max_batch().max(1);
     let mut chunks = readings.chunks(size).enumerate();
     let mut in_flight = FuturesUnordered::new();
@@ -173,6 +193,11 @@ pub async fn write_all(
     match fatal {
         Some(e) if all_fatal => Err(e),
         _ => {
+            if let Some(order) = &order {
+                for f in &mut report.failures {
+                    f.index = order[f.index];
+                }
+            }
             report.failures.sort_by_key(|f| f.index);
             Ok(report)
         }
@@ -776,6 +801,23 @@ mod tests {
         assert_eq!(a.failures[0].index, 11);
     }
 
+    /// Writes every reading but those of value 13, which it refuses alone.
+    fn refuse_thirteens(readings: &[Reading]) -> WriteReport {
+        let mut report = WriteReport::default();
+        for (index, r) in readings.iter().enumerate() {
+            if r.value() == 13.0 {
+                report.failures.push(ItemFailure {
+                    index,
+                    reason: "unlucky".into(),
+                    retryable: false,
+                });
+            } else {
+                report.written += 1;
+            }
+        }
+        report
+    }
+
     /// Batches of 3; a batch whose first reading has value 666 fails as a whole (for good, or
     /// retryably when `.1`), and a reading of value 13 is refused alone.
     struct Picky(std::sync::Mutex<Vec<usize>>, bool);
@@ -803,19 +845,7 @@ mod tests {
                     }
                 });
             }
-            let mut report = WriteReport::default();
-            for (index, r) in readings.iter().enumerate() {
-                if r.value() == 13.0 {
-                    report.failures.push(ItemFailure {
-                        index,
-                        reason: "unlucky".into(),
-                        retryable: false,
-                    });
-                } else {
-                    report.written += 1;
-                }
-            }
-            Ok(report)
+            Ok(refuse_thirteens(readings))
         }
     }
 
@@ -840,6 +870,57 @@ mod tests {
         assert_eq!(failed, vec![3, 4, 5, 7]);
         assert!(report.failures[0].reason.contains("the table is gone"));
         assert_eq!(report.failures[3].reason, "unlucky");
+    }
+
+    /// Records the meters of each call (batches of 3) and refuses a reading of value 13.
+    struct Grouping(std::sync::Mutex<Vec<Vec<String>>>);
+
+    #[async_trait]
+    impl ReadingWriter for Grouping {
+        fn max_batch(&self) -> usize {
+            3
+        }
+        async fn write(&self, readings: &[Reading]) -> Result<WriteReport, StoreError> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(readings.iter().map(|r| r.meter().to_string()).collect());
+            Ok(refuse_thirteens(readings))
+        }
+    }
+
+    #[tokio::test]
+    async fn write_all_sends_each_series_together_and_reports_at_the_callers_index() {
+        // Three meters in time order: a, b, c at t0, then at t1, then at t2.
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let mut rs = Vec::new();
+        for step in 0..3 {
+            for m in ["c", "a", "b"] {
+                let value = if m == "b" && step == 1 { 13.0 } else { 1.0 };
+                rs.push(crate::testing::reading(
+                    m,
+                    "v",
+                    t0 + chrono::Duration::minutes(step),
+                    value,
+                    Kind::Gauge,
+                    Unit::Celsius,
+                ));
+            }
+        }
+        let w = Grouping(Default::default());
+        let report = write_all(&w, &rs, 1).await.unwrap();
+        let calls = w.0.lock().unwrap().clone();
+        assert_eq!(
+            calls,
+            vec![vec!["a"; 3], vec!["b"; 3], vec!["c"; 3]],
+            "each call holds one meter's readings"
+        );
+        assert_eq!(report.written, 8);
+        // b at t1 is the 5th reading the caller gave.
+        assert_eq!(
+            report.failures.iter().map(|f| f.index).collect::<Vec<_>>(),
+            vec![5]
+        );
     }
 
     #[tokio::test]

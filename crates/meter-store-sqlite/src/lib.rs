@@ -35,8 +35,8 @@ const SCHEMA_VERSION: i64 = 2;
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
 /// WAL pages written between automatic checkpoints (SQLite's default is 1,000).
 const WAL_CHECKPOINT_PAGES: i64 = 8192;
-/// Readings an open transaction takes before [`SqliteStore::write_open`] commits it: about 10 MB
-/// of new pages, which the writer's cache holds until the commit.
+/// Readings an open transaction takes before [`SqliteStore::write_open`] commits it: 8 MB of
+/// buffered rows, and about 10 MB of new pages, which the writer's cache holds until the commit.
 pub const OPEN_COMMIT_ROWS: usize = 250_000;
 /// Read connections: WAL lets them all read while the writer writes.
 const READERS: usize = 4;
@@ -148,12 +148,12 @@ struct SeriesRow {
     tags: Tags,
 }
 
-/// One reading on its way into `readings`, with its place in the batch.
+/// One reading on its way into `readings`, with its place in the writer's input.
 #[derive(Debug, Clone, Copy)]
 struct Row {
     series: i64,
     ts: i64,
-    index: u32,
+    seq: u64,
     value: f64,
 }
 
@@ -161,8 +161,13 @@ struct Row {
 struct Writer {
     conn: Connection,
     series: SeriesCache,
-    /// Readings written into the transaction [`SqliteStore::write_open`] keeps open.
-    open: Option<usize>,
+    /// Whether [`SqliteStore::write_open`] holds a transaction open.
+    open: bool,
+    /// Rows of the transaction not inserted yet: inserted in (series, time) order when it
+    /// commits, so a file in time order is written like one sorted by series.
+    buffer: Vec<Row>,
+    /// The next row's place in the writer's input (orders rows of one instant).
+    seq: u64,
 }
 
 impl Writer {
@@ -172,25 +177,29 @@ impl Writer {
             .map_err(store_err)
     }
 
+    /// Inserts what is buffered and commits; rolls back if either fails.
     fn commit(&mut self) -> Result<(), StoreError> {
-        self.open = None;
-        self.conn.execute_batch("COMMIT").map_err(store_err)
+        let done = insert_rows(&self.conn, &mut self.buffer)
+            .and_then(|()| self.conn.execute_batch("COMMIT").map_err(store_err));
+        self.open = false;
+        if done.is_err() {
+            self.rollback();
+        }
+        done
     }
 
     fn commit_open(&mut self) -> Result<(), StoreError> {
-        if self.open.is_none() {
-            return Ok(());
+        if self.open {
+            self.commit()
+        } else {
+            Ok(())
         }
-        let committed = self.commit();
-        if committed.is_err() {
-            self.rollback();
-        }
-        committed
     }
 
     /// Undoes the transaction, and forgets the series ids it may have created.
     fn rollback(&mut self) {
-        self.open = None;
+        self.open = false;
+        self.buffer.clear();
         if !self.conn.is_autocommit() {
             // A failed ROLLBACK leaves nothing to undo: SQLite already rolled back.
             let _ = self.conn.execute_batch("ROLLBACK");
@@ -318,7 +327,9 @@ impl SqliteStore {
                 writer: Mutex::new(Writer {
                     conn: writer,
                     series: HashMap::new(),
-                    open: None,
+                    open: false,
+                    buffer: Vec::new(),
+                    seq: 0,
                 }),
                 readers,
                 next_reader: std::sync::atomic::AtomicUsize::new(0),
@@ -342,9 +353,8 @@ impl SqliteStore {
         w.commit_open()?;
         w.begin()?;
         let w = &mut *w;
-        let outcome = write_rows(&w.conn, &mut w.series, readings);
-        match outcome.and_then(|report| w.commit().map(|()| report)) {
-            Ok(report) => Ok(report),
+        match resolve(&w.conn, &mut w.series, readings, &mut w.seq, &mut w.buffer) {
+            Ok(report) => w.commit().map(|()| report),
             Err(e) => {
                 w.rollback();
                 Err(e)
@@ -352,26 +362,25 @@ impl SqliteStore {
         }
     }
 
-    /// Writes readings into a transaction left open across calls, for a one-shot import that
-    /// reports only at its end: one commit per [`OPEN_COMMIT_ROWS`] readings instead of one per
-    /// batch, which is what makes rows in time order (a page or two of every series in each
-    /// batch) cost about what rows sorted by series do. Readings are durable only after the
-    /// commit that [`Self::commit_open`] (or a full transaction) makes; a failed write rolls
-    /// back everything since the last commit, which the error says.
+    /// Takes readings into a transaction left open across calls, for a one-shot import that
+    /// reports only at its end. Each call checks its readings against their series (refusals
+    /// come back at once) and buffers them; the transaction inserts them in (series, time) order
+    /// and commits once it holds [`OPEN_COMMIT_ROWS`] readings, or at [`Self::commit_open`].
+    /// A file in time order (every meter at t, then at t+5 min) is then written like one sorted
+    /// by meter, each series' rows in one sequential run. Readings are durable only after that
+    /// commit; a failure rolls back everything since the last one, which the error says.
     pub fn write_open(&self, readings: &[Reading]) -> Result<OpenWrite, StoreError> {
         let mut w = lock(&self.inner.writer);
-        if w.open.is_none() {
+        if !w.open {
             w.begin()?;
-            w.open = Some(0);
+            w.open = true;
         }
         let w = &mut *w;
-        match write_rows(&w.conn, &mut w.series, readings) {
+        match resolve(&w.conn, &mut w.series, readings, &mut w.seq, &mut w.buffer) {
             Ok(report) => {
-                let held = w.open.unwrap_or(0) + report.written;
-                w.open = Some(held);
-                let committed = held >= OPEN_COMMIT_ROWS;
+                let committed = w.buffer.len() >= OPEN_COMMIT_ROWS;
                 if committed {
-                    w.commit_open()?;
+                    w.commit()?;
                 }
                 Ok(OpenWrite { report, committed })
             }
@@ -600,13 +609,15 @@ impl SqliteStore {
 
 /// Writes readings inside the caller's transaction, in (series, time) order whatever order they
 /// came in (see [`SqliteStore::write_batch`]).
-fn write_rows(
+fn resolve(
     conn: &Connection,
     series: &mut SeriesCache,
     readings: &[Reading],
+    seq: &mut u64,
+    rows: &mut Vec<Row>,
 ) -> Result<WriteReport, StoreError> {
     let mut report = WriteReport::default();
-    let mut rows: Vec<Row> = Vec::with_capacity(readings.len());
+    rows.reserve(readings.len());
     let mut last: Option<(usize, i64)> = None;
     for (index, r) in readings.iter().enumerate() {
         // Rows of one series usually come together: compare with the previous reading
@@ -643,12 +654,19 @@ fn write_rows(
         rows.push(Row {
             series: id,
             ts: r.time().timestamp_millis(),
-            index: index as u32,
+            seq: *seq,
             value: r.value(),
         });
+        *seq += 1;
     }
-    // The index breaks ties, so of two readings of one instant the later one stays.
-    rows.sort_unstable_by_key(|r| (r.series, r.ts, r.index));
+    report.written = readings.len() - report.failures.len();
+    Ok(report)
+}
+
+/// Inserts rows in (series, time) order, and empties `rows`.
+fn insert_rows(conn: &Connection, rows: &mut Vec<Row>) -> Result<(), StoreError> {
+    // The sequence number breaks ties, so of two readings of one instant the later one stays.
+    rows.sort_unstable_by_key(|r| (r.series, r.ts, r.seq));
     // Insert, and only on a conflict update: telling new rows from replaced ones keeps
     // each series' count without counting on every query.
     let mut insert = conn
@@ -664,7 +682,7 @@ fn write_rows(
         .prepare_cached("UPDATE series SET n = n + ?1 WHERE id = ?2")
         .map_err(store_err)?;
     let mut added: (i64, i64) = (0, 0);
-    for row in &rows {
+    for row in rows.iter() {
         if row.series != added.0 {
             if added.1 > 0 {
                 count
@@ -685,8 +703,8 @@ fn write_rows(
             .execute(params![added.1, added.0])
             .map_err(store_err)?;
     }
-    report.written = rows.len();
-    Ok(report)
+    rows.clear();
+    Ok(())
 }
 
 fn millis(ts: i64) -> Result<DateTime<Utc>, StoreError> {
