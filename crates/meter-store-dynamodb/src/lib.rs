@@ -358,10 +358,18 @@ impl ReadingWriter for DynamoReadings {
                     .filter(|k| !unregistered.contains_key(k.as_str()))
                     .cloned(),
             );
+        // BatchWriteItem refuses a request holding one key twice; of two readings of one
+        // instant in a call, the later is the one an upsert keeps, so the earlier is written
+        // by it.
+        let mut last_of: HashMap<(&MeterId, &MeasureName, i64), usize> = HashMap::new();
+        for (i, r) in readings.iter().enumerate() {
+            last_of.insert((r.meter(), r.measure(), r.time().timestamp_millis()), i);
+        }
         // Readings of a series that could not be registered are reported, not written; the
         // others land.
         let mut refused = Vec::new();
         let mut kept = Vec::with_capacity(readings.len());
+        let mut superseded = Vec::new();
         for (i, r) in readings.iter().enumerate() {
             let key = series_key(r.meter(), r.measure());
             match unregistered.get(key.as_str()) {
@@ -370,7 +378,10 @@ impl ReadingWriter for DynamoReadings {
                     reason: format!("series {key} could not be registered: {}", f.reason),
                     retryable: f.retryable,
                 }),
-                None => kept.push(i),
+                None => match last_of[&(r.meter(), r.measure(), r.time().timestamp_millis())] {
+                    last if last != i => superseded.push((i, last)),
+                    _ => kept.push(i),
+                },
             }
         }
         let mut report = batch_put(
@@ -382,6 +393,21 @@ impl ReadingWriter for DynamoReadings {
         .await?;
         for f in &mut report.failures {
             f.index = kept[f.index];
+        }
+        // A superseded reading shares the fate of the one written in its place.
+        let failed: HashMap<usize, ItemFailure> = report
+            .failures
+            .iter()
+            .map(|f| (f.index, f.clone()))
+            .collect();
+        for (i, last) in superseded {
+            match failed.get(&last) {
+                Some(f) => refused.push(ItemFailure {
+                    index: i,
+                    ..f.clone()
+                }),
+                None => report.written += 1,
+            }
         }
         report.failures.extend(refused);
         report.failures.sort_by_key(|f| f.index);

@@ -445,3 +445,74 @@ async fn hostile_identifiers_are_values_not_expressions() {
         );
     }
 }
+
+/// DynamoDB refuses a BatchWriteItem that holds one key twice (moto does not, so the test reads
+/// the requests sent): of two readings of one instant in a write, only the later is sent, it is
+/// the one stored, and both count as written.
+#[tokio::test]
+async fn a_key_written_twice_in_one_batch_keeps_the_later_value() {
+    let Some(sdk) = meter_aws_testing::emulator().await else {
+        return;
+    };
+    let calls = CountCalls::keeping_bodies();
+    let client = Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(calls.clone())
+            .build(),
+    );
+    let [_, readings_table, _, _] = create_tables(&client, &prefix("twice")).await.unwrap();
+    let store = DynamoReadings::new(client.clone(), &readings_table);
+    let at = t("2024-05-01T00:00:00Z");
+    let batch = vec![
+        reading("m1", "volume", at, 1.0, Kind::Cumulative),
+        reading(
+            "m1",
+            "volume",
+            at + Duration::minutes(1),
+            2.0,
+            Kind::Cumulative,
+        ),
+        reading("m1", "volume", at, 3.0, Kind::Cumulative),
+    ];
+    let report = store.write(&batch).await.unwrap();
+    assert!(report.is_complete(), "{:?}", report.failures.first());
+    assert_eq!(report.written, 3);
+    let page = store
+        .range(&RangeQuery {
+            meter: MeterId::new("m1").unwrap(),
+            measure: None,
+            range: TimeRange::new(at, at + Duration::hours(1)).unwrap(),
+            limit: 10,
+            after: None,
+        })
+        .await
+        .unwrap();
+    let values: Vec<f64> = page.readings.iter().map(Reading::value).collect();
+    assert_eq!(values, vec![3.0, 2.0]);
+    let sent: Vec<serde_json::Value> = calls
+        .bodies("BatchWriteItem")
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    for body in &sent {
+        for requests in body["RequestItems"].as_object().unwrap().values() {
+            let keys: Vec<String> = requests
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let item = &r["PutRequest"]["Item"];
+                    format!("{}|{}", item["series"], item["ts"])
+                })
+                .collect();
+            let mut unique = keys.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(
+                unique.len(),
+                keys.len(),
+                "a request holds a key twice: {keys:?}"
+            );
+        }
+    }
+}
