@@ -267,6 +267,8 @@ impl SqliteStore {
         writer
             .pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
             .map_err(sqlite)?;
+        // Room for every statement the writer repeats, the multi-row inserts' shapes included.
+        writer.set_prepared_statement_cache_capacity(32);
         // Checkpoints copy each page once however often it was rewritten since the last one:
         // rarer checkpoints (and their fsyncs) cost less per reading; the WAL file is cut back
         // to the same size afterwards.
@@ -667,11 +669,6 @@ fn resolve(
 fn insert_rows(conn: &Connection, rows: &mut Vec<Row>) -> Result<(), StoreError> {
     // The sequence number breaks ties, so of two readings of one instant the later one stays.
     rows.sort_unstable_by_key(|r| (r.series, r.ts, r.seq));
-    // Insert, and only on a conflict update: telling new rows from replaced ones keeps
-    // each series' count without counting on every query.
-    let mut insert = conn
-        .prepare_cached("INSERT OR IGNORE INTO readings (series, ts, value) VALUES (?1, ?2, ?3)")
-        .map_err(store_err)?;
     let mut update = conn
         .prepare_cached(
             "UPDATE readings SET value = ?3 WHERE series = ?1 AND ts = ?2
@@ -681,30 +678,65 @@ fn insert_rows(conn: &Connection, rows: &mut Vec<Row>) -> Result<(), StoreError>
     let mut count = conn
         .prepare_cached("UPDATE series SET n = n + ?1 WHERE id = ?2")
         .map_err(store_err)?;
-    let mut added: (i64, i64) = (0, 0);
-    for row in rows.iter() {
-        if row.series != added.0 {
-            if added.1 > 0 {
-                count
-                    .execute(params![added.1, added.0])
-                    .map_err(store_err)?;
+    for run in rows.chunk_by(|a, b| a.series == b.series) {
+        let mut added = 0;
+        let mut rest = run;
+        while !rest.is_empty() {
+            // Many rows per statement: most of a row's cost in SQLite is running a statement.
+            let n = INSERT_SIZES
+                .iter()
+                .copied()
+                .find(|n| *n <= rest.len())
+                .unwrap_or(1);
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let mut insert = conn.prepare_cached(insert_sql(n)).map_err(store_err)?;
+            let values: Vec<&dyn rusqlite::ToSql> = chunk
+                .iter()
+                .flat_map(|r| [&r.series as &dyn rusqlite::ToSql, &r.ts, &r.value])
+                .collect();
+            let inserted = insert.execute(&values[..]).map_err(store_err)?;
+            added += inserted;
+            if inserted < chunk.len() {
+                // Some keys were stored already (or repeat in the chunk): a changed value
+                // replaces the stored one, in input order.
+                for r in chunk {
+                    update
+                        .execute(params![r.series, r.ts, r.value])
+                        .map_err(store_err)?;
+                }
             }
-            added = (row.series, 0);
         }
-        let key = params![row.series, row.ts, row.value];
-        if insert.execute(key).map_err(store_err)? == 1 {
-            added.1 += 1;
-        } else {
-            update.execute(key).map_err(store_err)?;
+        if added > 0 {
+            count
+                .execute(params![added as i64, run[0].series])
+                .map_err(store_err)?;
         }
-    }
-    if added.1 > 0 {
-        count
-            .execute(params![added.1, added.0])
-            .map_err(store_err)?;
     }
     rows.clear();
     Ok(())
+}
+
+/// Rows per `INSERT` statement, largest first: a run of a series is cut into these, so a few
+/// statement shapes serve every length.
+const INSERT_SIZES: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+
+/// `INSERT OR IGNORE` of `n` rows (one of [`INSERT_SIZES`]).
+fn insert_sql(n: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        INSERT_SIZES
+            .iter()
+            .map(|n| {
+                format!(
+                    "INSERT OR IGNORE INTO readings (series, ts, value) VALUES {}",
+                    vec!["(?, ?, ?)"; *n].join(", ")
+                )
+            })
+            .collect()
+    });
+    let i = INSERT_SIZES.iter().position(|s| *s == n).unwrap_or(6);
+    &all[i]
 }
 
 fn millis(ts: i64) -> Result<DateTime<Utc>, StoreError> {
