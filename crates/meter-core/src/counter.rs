@@ -93,6 +93,10 @@ pub struct Decided {
     pub added: f64,
     /// Whether fewer than [`WINDOW`] readings followed it (a later one may change the decision).
     pub provisional: bool,
+    /// The running level after it (`None` while no reading has set one): with the raw values
+    /// before a point, all the rules carry from one reading to the next (see
+    /// [`CounterRules::resume`]).
+    pub level: Option<f64>,
 }
 
 /// The counter rules over one series, fed in time order.
@@ -119,6 +123,26 @@ impl CounterRules {
             register: (size.is_finite() && size > 0.0).then_some(size),
             ..Self::default()
         }
+    }
+
+    /// Rules that carry on from a point of a series, as a walk from its first reading would:
+    /// `level` is the level after the last reading before the point, `before` the raw values of
+    /// the (up to [`WINDOW`]) readings just before it, oldest first. Stored rollups recompute a
+    /// stretch of a counter this way without walking its whole history.
+    pub fn resume(register: Option<f64>, level: Option<f64>, before: &[f64]) -> Self {
+        let mut rules = match register {
+            Some(size) => Self::with_register(size),
+            None => Self::new(),
+        };
+        rules.level = level;
+        let skip = before.len().saturating_sub(WINDOW);
+        rules.before.extend(before[skip..].iter().copied());
+        rules
+    }
+
+    /// The register's size, when known.
+    pub fn register(&self) -> Option<f64> {
+        self.register
     }
 
     /// Adds the next reading; answers the readings decided now.
@@ -158,6 +182,7 @@ impl CounterRules {
             verdict,
             added,
             provisional: short && after.len() < WINDOW,
+            level: self.level,
         }
     }
 

@@ -8,6 +8,7 @@
 //! It knows nothing of AWS, HTTP clients or databases: adapters depend on it, never the reverse.
 #![deny(missing_docs)]
 
+pub mod aggregate;
 pub mod batch;
 pub mod choice;
 pub mod collect;

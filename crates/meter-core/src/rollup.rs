@@ -12,6 +12,7 @@ use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
+use crate::aggregate::Aggregate;
 use crate::choice::UnknownName;
 use crate::counter::{CounterRules, Decided, Verdict};
 use crate::reading::{Kind, MeasureName, MeterId, Unit};
@@ -214,6 +215,17 @@ impl Acc {
     fn verdicts(&self, v: Verdict) -> u32 {
         self.verdicts[v as usize]
     }
+
+    fn merge(&mut self, other: &Acc) {
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        for (mine, theirs) in self.verdicts.iter_mut().zip(other.verdicts) {
+            *mine += theirs;
+        }
+        self.provisional |= other.provisional;
+    }
 }
 
 /// Builds a rollup from readings pushed in time order.
@@ -262,6 +274,15 @@ impl RollupBuilder {
         self
     }
 
+    /// Starts a counter's rules from a known point of its history instead of from context
+    /// readings (see [`CounterRules::resume`]): readings pushed from there on are decided as a
+    /// walk from the series' first reading decides them.
+    pub fn resume(&mut self, level: Option<f64>, before: &[f64]) {
+        if let Some(rules) = &self.rules {
+            self.rules = Some(CounterRules::resume(rules.register(), level, before));
+        }
+    }
+
     /// Adds a reading from before the range (a counter's level at the range's start comes from
     /// the [`crate::counter::CONTEXT_BEFORE`] readings before it). Same as [`Self::push`].
     pub fn baseline(&mut self, time: DateTime<Utc>, value: f64) {
@@ -291,6 +312,39 @@ impl RollupBuilder {
             }
         }
         Ok(())
+    }
+
+    /// Adds a stored summary of readings from `start` on, which must lie within one bucket
+    /// (an hour or a day of the bucket's zone); summaries and [`Self::absorb`]ed parts come in
+    /// time order.
+    pub fn add(&mut self, start: DateTime<Utc>, agg: &Aggregate) {
+        let other = Acc {
+            sum: agg.sum,
+            min: agg.min,
+            max: agg.max,
+            count: agg.count,
+            verdicts: agg.verdicts,
+            provisional: agg.provisional,
+        };
+        if let Some(acc) = self.acc_at(start) {
+            acc.merge(&other);
+        }
+    }
+
+    /// Adds the buckets of `part`, a builder of the same granularity and zone over a stretch
+    /// of this one's range (a rollup's raw edge), finishing its counter rules first.
+    pub fn absorb(&mut self, mut part: RollupBuilder) {
+        if let Some(rules) = &mut part.rules {
+            rules.finish(&mut part.decided);
+            part.attribute_decided();
+        }
+        for (start, acc) in part.bounds.iter().zip(&part.accs) {
+            if acc.count > 0 {
+                if let Some(mine) = self.acc_at(*start) {
+                    mine.merge(acc);
+                }
+            }
+        }
     }
 
     /// The bucket of `time`, if it is in the range (times arrive in order).
@@ -387,7 +441,7 @@ fn start_of_hour(t: DateTime<Utc>, zone: Tz) -> DateTime<Utc> {
 
 /// The boundaries of the buckets covering `range`: the range's ends, with every local hour or
 /// day start in between.
-fn bucket_bounds(
+pub(crate) fn bucket_bounds(
     range: TimeRange,
     granularity: Granularity,
     zone: Tz,

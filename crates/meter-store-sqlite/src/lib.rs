@@ -17,20 +17,25 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use meter_core::batch::SQLITE_MAX_BATCH;
-use meter_core::counter::{CONTEXT_BEFORE, WINDOW};
 use meter_core::ports::{
     AddOutcome, CounterKey, Counters, Cursor, ItemFailure, MeterInfo, MeterRegistry, Page,
     RangeQuery, RangeReader, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage,
     RollupQuery, SeriesInfo, StoreError, WriteReport, DEDUPE_WINDOW_SECS,
 };
 use meter_core::rollup::RollupBuilder;
+use meter_core::time::parse_zone;
 use meter_core::{Kind, MeasureName, MeterId, Reading, Rollup, RollupRule, SourceName, Tags, Unit};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
+mod rollups;
+use rollups::Settings;
+
 const BACKEND: &str = "SQLite store";
-/// 2 added `series.n`, the count of readings kept by the writer.
-const SCHEMA_VERSION: i64 = 2;
+/// 2 added `series.n`, the count of readings kept by the writer; 3 the stored rollups
+/// (`hourly`, `daily`, and the zone and register size each series' rollups are kept with).
+const SCHEMA_VERSION: i64 = 3;
 /// The writer's page cache, in KiB (SQLite's default is 2 MiB).
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
 /// WAL pages written between automatic checkpoints (SQLite's default is 1,000).
@@ -55,6 +60,8 @@ CREATE TABLE IF NOT EXISTS series (
     source  TEXT NOT NULL,
     tags    TEXT NOT NULL DEFAULT '{}',
     n       INTEGER NOT NULL DEFAULT 0,
+    zone    TEXT NOT NULL DEFAULT 'UTC',
+    register REAL,
     UNIQUE (meter, measure)
 );
 CREATE TABLE IF NOT EXISTS readings (
@@ -101,6 +108,17 @@ pub enum OpenError {
         /// The cause.
         #[source]
         source: rusqlite::Error,
+    },
+    /// The file's schema could not be brought up to date (nothing was changed).
+    #[error("cannot upgrade the store {path} from schema version {from}: {source}")]
+    Migrate {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        from: i64,
+        /// The cause.
+        #[source]
+        source: StoreError,
     },
     /// The file was made by a newer meterflow.
     #[error("the store {path} has schema version {found}; this meter understands up to {SCHEMA_VERSION}")]
@@ -161,6 +179,8 @@ struct Row {
 struct Writer {
     conn: Connection,
     series: SeriesCache,
+    /// What each series' rollups are kept with, by series id.
+    settings: HashMap<i64, Settings>,
     /// Whether [`SqliteStore::write_open`] holds a transaction open.
     open: bool,
     /// Rows of the transaction not inserted yet: inserted in (series, time) order when it
@@ -179,7 +199,7 @@ impl Writer {
 
     /// Inserts what is buffered and commits; rolls back if either fails.
     fn commit(&mut self) -> Result<(), StoreError> {
-        let done = insert_rows(&self.conn, &mut self.buffer)
+        let done = insert_rows(&self.conn, &mut self.buffer, &mut self.settings)
             .and_then(|()| self.conn.execute_batch("COMMIT").map_err(store_err));
         self.open = false;
         if done.is_err() {
@@ -196,6 +216,27 @@ impl Writer {
         }
     }
 
+    /// Runs `f` in a transaction of its own (committing an open import's first), and forgets
+    /// the series settings it may have changed.
+    fn transact<T>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.commit_open()?;
+        self.begin()?;
+        self.settings.clear();
+        match f(&self.conn) {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT").map_err(store_err)?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
+    }
+
     /// Undoes the transaction, and forgets the series ids it may have created.
     fn rollback(&mut self) {
         self.open = false;
@@ -205,6 +246,7 @@ impl Writer {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
         self.series.clear();
+        self.settings.clear();
     }
 }
 
@@ -279,6 +321,7 @@ impl SqliteStore {
             .pragma_update(None, "journal_size_limit", WAL_CHECKPOINT_PAGES * 4096)
             .map_err(sqlite)?;
         writer.execute_batch(SCHEMA).map_err(sqlite)?;
+        writer.execute_batch(rollups::SCHEMA).map_err(sqlite)?;
         let found: Option<i64> = writer
             .query_row(
                 "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'",
@@ -291,17 +334,12 @@ impl SqliteStore {
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(OpenError::NewerSchema { path, found: v });
             }
-            Some(1) => {
-                // Version 1 counted readings on every query; count them once, then keep `n`.
-                writer
-                    .execute_batch(
-                        "BEGIN;
-                         ALTER TABLE series ADD COLUMN n INTEGER NOT NULL DEFAULT 0;
-                         UPDATE series SET n = (SELECT COUNT(*) FROM readings WHERE series = series.id);
-                         UPDATE meta SET value = '2' WHERE key = 'schema_version';
-                         COMMIT;",
-                    )
-                    .map_err(sqlite)?;
+            Some(v) if v < SCHEMA_VERSION => {
+                migrate(&writer, v).map_err(|source| OpenError::Migrate {
+                    path: path.clone(),
+                    from: v,
+                    source,
+                })?;
             }
             Some(_) => {}
             None => {
@@ -329,6 +367,7 @@ impl SqliteStore {
                 writer: Mutex::new(Writer {
                     conn: writer,
                     series: HashMap::new(),
+                    settings: HashMap::new(),
                     open: false,
                     buffer: Vec::new(),
                     seq: 0,
@@ -415,6 +454,31 @@ impl SqliteStore {
         }
         let conn = lock(&self.inner.readers[start % n]);
         f(&conn)
+    }
+
+    /// Recomputes the stored rollups of `meter`'s series (every series when `None`) from their
+    /// readings; answers how many series were rebuilt. For stores whose rollups were made under
+    /// other rules; a zone or register size changed in the registry rebuilds by itself.
+    pub fn rebuild_rollups(&self, meter: Option<&MeterId>) -> Result<usize, StoreError> {
+        lock(&self.inner.writer)
+            .transact(|conn| refresh_rollups(conn, meter.map(MeterId::as_str), true))
+    }
+
+    /// Sets the zone whose days are stored for meters the registry gives no zone (UTC until
+    /// set), rebuilding the rollups that change; answers how many series were rebuilt.
+    pub fn set_default_zone(&self, zone: Tz) -> Result<usize, StoreError> {
+        lock(&self.inner.writer).transact(|conn| {
+            if default_zone(conn).map_err(store_err)? == zone {
+                return Ok(0);
+            }
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![DEFAULT_ZONE_KEY, zone.name()],
+            )
+            .map_err(store_err)?;
+            refresh_rollups(conn, None, false)
+        })
     }
 
     /// See [`ReadingReader::range`].
@@ -665,55 +729,140 @@ fn resolve(
     Ok(report)
 }
 
-/// Inserts rows in (series, time) order, and empties `rows`.
-fn insert_rows(conn: &Connection, rows: &mut Vec<Row>) -> Result<(), StoreError> {
+/// Inserts rows in (series, time) order, brings the stored rollups of each series up to date,
+/// and empties `rows`.
+fn insert_rows(
+    conn: &Connection,
+    rows: &mut Vec<Row>,
+    settings: &mut HashMap<i64, Settings>,
+) -> Result<(), StoreError> {
     // The sequence number breaks ties, so of two readings of one instant the later one stays.
     rows.sort_unstable_by_key(|r| (r.series, r.ts, r.seq));
-    let mut update = conn
-        .prepare_cached(
-            "UPDATE readings SET value = ?3 WHERE series = ?1 AND ts = ?2
-                 AND value IS NOT ?3",
-        )
-        .map_err(store_err)?;
+    rows.dedup_by(|later, earlier| {
+        let same = later.series == earlier.series && later.ts == earlier.ts;
+        if same {
+            *earlier = *later;
+        }
+        same
+    });
     let mut count = conn
         .prepare_cached("UPDATE series SET n = n + ?1 WHERE id = ?2")
         .map_err(store_err)?;
+    let mut touched: Vec<(i64, f64)> = Vec::new();
     for run in rows.chunk_by(|a, b| a.series == b.series) {
-        let mut added = 0;
-        let mut rest = run;
-        while !rest.is_empty() {
-            // Many rows per statement: most of a row's cost in SQLite is running a statement.
-            let n = INSERT_SIZES
-                .iter()
-                .copied()
-                .find(|n| *n <= rest.len())
-                .unwrap_or(1);
-            let (chunk, tail) = rest.split_at(n);
-            rest = tail;
-            let mut insert = conn.prepare_cached(insert_sql(n)).map_err(store_err)?;
-            let values: Vec<&dyn rusqlite::ToSql> = chunk
-                .iter()
-                .flat_map(|r| [&r.series as &dyn rusqlite::ToSql, &r.ts, &r.value])
-                .collect();
-            let inserted = insert.execute(&values[..]).map_err(store_err)?;
-            added += inserted;
-            if inserted < chunk.len() {
-                // Some keys were stored already (or repeat in the chunk): a changed value
-                // replaces the stored one, in input order.
-                for r in chunk {
-                    update
-                        .execute(params![r.series, r.ts, r.value])
-                        .map_err(store_err)?;
-                }
-            }
-        }
+        let series = run[0].series;
+        touched.clear();
+        let stored_last: Option<i64> = conn
+            .prepare_cached("SELECT MAX(ts) FROM readings WHERE series = ?1")
+            .map_err(store_err)?
+            .query_row([series], |r| r.get(0))
+            .map_err(store_err)?;
+        let (added, changed) = if stored_last.is_none_or(|last| run[0].ts > last) {
+            // After everything stored (an import, a collector's new readings): all new.
+            insert_new(conn, run)?;
+            touched.extend(run.iter().map(|r| (r.ts, r.value)));
+            (run.len(), false)
+        } else {
+            classify(conn, run, &mut touched)?
+        };
         if added > 0 {
             count
-                .execute(params![added as i64, run[0].series])
+                .execute(params![added as i64, series])
                 .map_err(store_err)?;
         }
+        let settings = match settings.get(&series) {
+            Some(s) => *s,
+            None => {
+                let s = series_settings(conn, series)?;
+                settings.insert(series, s);
+                s
+            }
+        };
+        rollups::maintain(
+            conn,
+            &rollups::Touched {
+                series,
+                settings,
+                rows: &touched,
+                changed,
+            },
+        )?;
     }
     rows.clear();
+    Ok(())
+}
+
+/// Writes the rows of a run that overlaps stored readings: new ones inserted, changed values
+/// replaced, equal ones left alone. Fills `touched` with the new and changed ones and answers
+/// how many were new and whether a stored value changed.
+fn classify(
+    conn: &Connection,
+    run: &[Row],
+    touched: &mut Vec<(i64, f64)>,
+) -> Result<(usize, bool), StoreError> {
+    let (series, first, last) = (run[0].series, run[0].ts, run[run.len() - 1].ts);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT ts, value FROM readings WHERE series = ?1 AND ts >= ?2 AND ts <= ?3
+             ORDER BY ts",
+        )
+        .map_err(store_err)?;
+    let stored = stmt
+        .query_map(params![series, first, last], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
+        })
+        .map_err(store_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(store_err)?;
+    let mut update = conn
+        .prepare_cached("UPDATE readings SET value = ?3 WHERE series = ?1 AND ts = ?2")
+        .map_err(store_err)?;
+    let mut fresh = Vec::new();
+    let mut changed = false;
+    let mut i = 0;
+    for r in run {
+        while i < stored.len() && stored[i].0 < r.ts {
+            i += 1;
+        }
+        match stored.get(i) {
+            Some((ts, v)) if *ts == r.ts => {
+                if *v != r.value {
+                    update
+                        .execute(params![series, r.ts, r.value])
+                        .map_err(store_err)?;
+                    touched.push((r.ts, r.value));
+                    changed = true;
+                }
+            }
+            _ => {
+                fresh.push(*r);
+                touched.push((r.ts, r.value));
+            }
+        }
+    }
+    insert_new(conn, &fresh)?;
+    Ok((fresh.len(), changed))
+}
+
+/// Inserts rows known to be new, many per statement (most of a row's cost in SQLite is running
+/// a statement).
+fn insert_new(conn: &Connection, rows: &[Row]) -> Result<(), StoreError> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let n = INSERT_SIZES
+            .iter()
+            .copied()
+            .find(|n| *n <= rest.len())
+            .unwrap_or(1);
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let mut insert = conn.prepare_cached(insert_sql(n)).map_err(store_err)?;
+        let values: Vec<&dyn rusqlite::ToSql> = chunk
+            .iter()
+            .flat_map(|r| [&r.series as &dyn rusqlite::ToSql, &r.ts, &r.value])
+            .collect();
+        insert.execute(&values[..]).map_err(store_err)?;
+    }
     Ok(())
 }
 
@@ -737,6 +886,129 @@ fn insert_sql(n: usize) -> &'static str {
     });
     let i = INSERT_SIZES.iter().position(|s| *s == n).unwrap_or(6);
     &all[i]
+}
+
+/// Brings a store of an older schema version up to date, in one transaction.
+fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(store_err)?;
+    let done = (|| {
+        if from < 2 {
+            // Version 1 counted readings on every query; count them once, then keep `n`.
+            conn.execute_batch(
+                "ALTER TABLE series ADD COLUMN n INTEGER NOT NULL DEFAULT 0;
+                 UPDATE series SET n = (SELECT COUNT(*) FROM readings WHERE series = series.id);",
+            )
+            .map_err(store_err)?;
+        }
+        if from < 3 {
+            // Version 2 rolled up raw readings on every query: store every series' rollups.
+            conn.execute_batch(
+                "ALTER TABLE series ADD COLUMN zone TEXT NOT NULL DEFAULT 'UTC';
+                 ALTER TABLE series ADD COLUMN register REAL;",
+            )
+            .map_err(store_err)?;
+            refresh_rollups(conn, None, true)?;
+        }
+        conn.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+            [SCHEMA_VERSION.to_string()],
+        )
+        .map_err(store_err)?;
+        Ok(())
+    })();
+    match done {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(store_err),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// The meta key of the zone days are stored in for meters the registry gives none.
+const DEFAULT_ZONE_KEY: &str = "default_zone";
+
+/// The zone and register size a meter's rollups are kept with: the registry entry's zone, else
+/// the store's default zone (UTC unless set), and the register size its params name.
+fn wanted_settings(conn: &Connection, meter: &str) -> rusqlite::Result<(Tz, Option<f64>)> {
+    let entry: Option<RegistryEntry> = conn
+        .query_row("SELECT entry FROM registry WHERE id = ?1", [meter], |r| {
+            r.get::<_, String>(0)
+        })
+        .optional()?
+        .and_then(|json| serde_json::from_str(&json).ok());
+    let registered = entry
+        .as_ref()
+        .and_then(|e| e.zone.as_deref())
+        .and_then(|z| parse_zone(z).ok());
+    let zone = match registered {
+        Some(z) => z,
+        None => default_zone(conn)?,
+    };
+    Ok((zone, entry.and_then(|e| e.register_size())))
+}
+
+fn default_zone(conn: &Connection) -> rusqlite::Result<Tz> {
+    let name: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [DEFAULT_ZONE_KEY],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(name.and_then(|n| parse_zone(&n).ok()).unwrap_or(Tz::UTC))
+}
+
+/// What a stored series' rollups are kept with.
+fn series_settings(conn: &Connection, id: i64) -> Result<Settings, StoreError> {
+    let (kind, zone, register): (String, String, Option<f64>) = conn
+        .prepare_cached("SELECT kind, zone, register FROM series WHERE id = ?1")
+        .map_err(store_err)?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(store_err)?;
+    Ok(Settings {
+        kind: kind.parse().map_err(corrupt)?,
+        register,
+        zone: parse_zone(&zone).map_err(corrupt)?,
+    })
+}
+
+/// Recomputes the rollups of `meter`'s series (every meter's when `None`) whose zone or
+/// register size differ from what the registry now says, or of all of them when `all`;
+/// answers how many series were rebuilt. Runs in the caller's transaction.
+fn refresh_rollups(conn: &Connection, meter: Option<&str>, all: bool) -> Result<usize, StoreError> {
+    let series: Vec<(i64, String, String, String, Option<f64>)> = conn
+        .prepare_cached(
+            "SELECT id, meter, kind, zone, register FROM series
+             WHERE ?1 IS NULL OR meter = ?1 ORDER BY id",
+        )
+        .map_err(store_err)?
+        .query_map([meter], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .map_err(store_err)?
+        .collect::<Result<_, _>>()
+        .map_err(store_err)?;
+    let mut rebuilt = 0;
+    for (id, meter, kind, zone, register) in series {
+        let (want_zone, want_register) = wanted_settings(conn, &meter).map_err(store_err)?;
+        if !all && want_zone.name() == zone && want_register == register {
+            continue;
+        }
+        conn.execute(
+            "UPDATE series SET zone = ?1, register = ?2 WHERE id = ?3",
+            params![want_zone.name(), want_register, id],
+        )
+        .map_err(store_err)?;
+        let settings = Settings {
+            kind: kind.parse().map_err(corrupt)?,
+            register: want_register,
+            zone: want_zone,
+        };
+        rollups::rebuild(conn, id, settings)?;
+        rebuilt += 1;
+    }
+    Ok(rebuilt)
 }
 
 fn millis(ts: i64) -> Result<DateTime<Utc>, StoreError> {
@@ -878,16 +1150,19 @@ fn series_for(tx: &Connection, cache: &mut SeriesCache, r: &Reading) -> rusqlite
                 )
             })?,
         None => {
+            let (zone, register) = wanted_settings(tx, r.meter().as_str())?;
             tx.execute(
-                "INSERT INTO series (meter, measure, unit, kind, source, tags)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO series (meter, measure, unit, kind, source, tags, zone, register)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     r.meter().as_str(),
                     r.measure().as_str(),
                     r.unit().symbol(),
                     r.kind().as_str(),
                     r.source().as_str(),
-                    tags_json(r.tags())
+                    tags_json(r.tags()),
+                    zone.name(),
+                    register
                 ],
             )?;
             SeriesRow {
@@ -982,8 +1257,9 @@ impl ReadingReader for SqliteStore {
 }
 
 impl SqliteStore {
-    /// See [`ReadingReader::rollup`]: the same rules as the default, but one index range scan
-    /// streams `(ts, value)` pairs into the builder without building readings or pages.
+    /// See [`ReadingReader::rollup`]: the same rules as the default, answered from the stored
+    /// daily and hourly rollups where they fit the request and from one index range scan per
+    /// partial edge (see [`meter_core::aggregate::plan`]).
     pub fn rollup_sync(&self, q: &RollupQuery) -> Result<Rollup, StoreError> {
         let info = self
             .meters_sync(Some(&q.meter))?
@@ -994,45 +1270,21 @@ impl SqliteStore {
             })?;
         let series = info.pick(q.measure.as_ref())?.clone();
         let mut builder = RollupBuilder::for_query(q, series.kind)?;
-        let counter = series.kind == Kind::Cumulative;
-        if counter {
-            let key = (&q.meter, &series.measure);
-            for b in self.before_sync(key, q.range.from(), CONTEXT_BEFORE)? {
-                builder.baseline(b.time(), b.value());
-            }
-        }
         self.read(|conn| {
             let id: i64 = conn
-                .query_row(
-                    "SELECT id FROM series WHERE meter = ?1 AND measure = ?2",
-                    params![q.meter.as_str(), series.measure.as_str()],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT id FROM series WHERE meter = ?1 AND measure = ?2")
+                .map_err(store_err)?
+                .query_row(params![q.meter.as_str(), series.measure.as_str()], |r| {
+                    r.get(0)
+                })
                 .map_err(store_err)?;
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT ts, value FROM readings WHERE series = ?1 AND ts >= ?2 AND ts < ?3
-                     ORDER BY ts",
-                )
-                .map_err(store_err)?;
-            // A counter's last readings are decided with the few after the range.
-            let (to, mut after) = (q.range.to().timestamp_millis(), 0);
-            let end = if counter { i64::MAX } else { to };
-            let mut rows = stmt
-                .query(params![id, q.range.from().timestamp_millis(), end])
-                .map_err(store_err)?;
-            while let Some(row) = rows.next().map_err(store_err)? {
-                let ts: i64 = row.get(0).map_err(store_err)?;
-                let value: f64 = row.get(1).map_err(store_err)?;
-                if ts >= to {
-                    if after == WINDOW {
-                        break;
-                    }
-                    after += 1;
-                }
-                builder.push(millis(ts)?, value)?;
+            let stored = series_settings(conn, id)?;
+            if stored.register == q.register {
+                rollups::fill(conn, id, stored, q, &mut builder)
+            } else {
+                // Asked with another register size than the rollups were kept with.
+                rollups::raw(conn, id, series.kind, q.range, &mut builder)
             }
-            Ok(())
         })?;
         Ok(Rollup {
             meter: q.meter.clone(),
@@ -1054,15 +1306,16 @@ impl MeterRegistry for SqliteStore {
             serde_json::to_string(entry).map_err(|e| StoreError::InvalidQuery(e.to_string()))?;
         let id = entry.id.to_string();
         self.blocking(move |s| {
-            let w = lock(&s.inner.writer);
-            w.conn
-                .execute(
+            // A new zone or register size changes the meter's stored rollups.
+            lock(&s.inner.writer).transact(|conn| {
+                conn.execute(
                     "INSERT INTO registry (id, entry) VALUES (?1, ?2)
                      ON CONFLICT (id) DO UPDATE SET entry = excluded.entry",
                     params![id, json],
                 )
                 .map_err(store_err)?;
-            Ok(())
+                refresh_rollups(conn, Some(&id), false).map(drop)
+            })
         })
         .await
     }
@@ -1087,12 +1340,13 @@ impl MeterRegistry for SqliteStore {
     async fn remove(&self, id: &MeterId) -> Result<bool, StoreError> {
         let id = id.to_string();
         self.blocking(move |s| {
-            let w = lock(&s.inner.writer);
-            let n = w
-                .conn
-                .execute("DELETE FROM registry WHERE id = ?1", [id])
-                .map_err(store_err)?;
-            Ok(n > 0)
+            lock(&s.inner.writer).transact(|conn| {
+                let n = conn
+                    .execute("DELETE FROM registry WHERE id = ?1", [&id])
+                    .map_err(store_err)?;
+                refresh_rollups(conn, Some(&id), false)?;
+                Ok(n > 0)
+            })
         })
         .await
     }

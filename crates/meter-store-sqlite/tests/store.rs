@@ -476,7 +476,7 @@ async fn series_counts_follow_inserts_not_rewrites() {
 }
 
 #[test]
-fn a_version_1_store_is_migrated_with_its_counts() {
+fn a_version_1_store_is_migrated_with_its_counts_and_rollups() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v1.db");
     {
@@ -506,7 +506,18 @@ fn a_version_1_store_is_migrated_with_its_counts() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(v, "2");
+    assert_eq!(v, "3");
+    // The migration stored the rollups: one hour and one day of three readings.
+    let counts: Vec<(String, i64)> = ["hourly", "daily"]
+        .iter()
+        .map(|t| {
+            let n = c
+                .query_row(&format!("SELECT SUM(count) FROM {t}"), [], |r| r.get(0))
+                .unwrap();
+            (t.to_string(), n)
+        })
+        .collect();
+    assert_eq!(counts, [("hourly".into(), 3), ("daily".into(), 3)]);
 }
 
 /// Every stored reading of every series, in key order, as (meter, measure, ms, value).

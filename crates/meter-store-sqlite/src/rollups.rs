@@ -1,0 +1,593 @@
+//! Stored rollups in the SQLite file: an `hourly` row per series and UTC hour and a `daily` row
+//! per series and local day of the series' zone, kept in the writer's transaction, and the
+//! rollup query that reads them.
+//!
+//! Gauges and interval series merge new readings into their hours (one upsert per hour); a
+//! changed value recomputes its hour from the readings. A counter's hour depends on its
+//! neighbours (the counter rules decide each reading from a window around it and the level
+//! before it), so a write resumes the rules a few readings before the first reading it touched,
+//! from the level stored with the hour before, and walks forward until an hour after the last
+//! touched reading comes out as it was stored. Days are merged from their hours, so a day is
+//! stored only where the zone's days are whole UTC hours.
+
+use std::collections::BTreeSet;
+
+use chrono_tz::Tz;
+use meter_core::aggregate::{day_of, hour_of, plan, Aggregate, Piece, HOUR_MS};
+use meter_core::counter::{CounterRules, Decided, Verdict, WINDOW};
+use meter_core::ports::{RollupQuery, StoreError};
+use meter_core::rollup::RollupBuilder;
+use meter_core::Kind;
+use rusqlite::{params, Connection, OptionalExtension, Row as SqlRow};
+
+use crate::{millis, store_err};
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS hourly (
+    series      INTEGER NOT NULL,
+    start       INTEGER NOT NULL,
+    count       INTEGER NOT NULL,
+    sum         REAL    NOT NULL,
+    min         REAL    NOT NULL,
+    max         REAL    NOT NULL,
+    first_ts    INTEGER NOT NULL,
+    first_value REAL    NOT NULL,
+    last_ts     INTEGER NOT NULL,
+    last_value  REAL    NOT NULL,
+    glitches    INTEGER NOT NULL DEFAULT 0,
+    jitters     INTEGER NOT NULL DEFAULT 0,
+    spikes      INTEGER NOT NULL DEFAULT 0,
+    resets      INTEGER NOT NULL DEFAULT 0,
+    wraps       INTEGER NOT NULL DEFAULT 0,
+    provisional INTEGER NOT NULL DEFAULT 0,
+    level       REAL,
+    PRIMARY KEY (series, start)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS daily (
+    series      INTEGER NOT NULL,
+    start       INTEGER NOT NULL,
+    count       INTEGER NOT NULL,
+    sum         REAL    NOT NULL,
+    min         REAL    NOT NULL,
+    max         REAL    NOT NULL,
+    first_ts    INTEGER NOT NULL,
+    first_value REAL    NOT NULL,
+    last_ts     INTEGER NOT NULL,
+    last_value  REAL    NOT NULL,
+    glitches    INTEGER NOT NULL DEFAULT 0,
+    jitters     INTEGER NOT NULL DEFAULT 0,
+    spikes      INTEGER NOT NULL DEFAULT 0,
+    resets      INTEGER NOT NULL DEFAULT 0,
+    wraps       INTEGER NOT NULL DEFAULT 0,
+    provisional INTEGER NOT NULL DEFAULT 0,
+    level       REAL,
+    PRIMARY KEY (series, start)
+) WITHOUT ROWID;
+";
+
+const COLUMNS: &str = "count, sum, min, max, first_ts, first_value, last_ts, last_value, \
+                       glitches, jitters, spikes, resets, wraps, provisional, level";
+
+/// What the rollups of a series are computed with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Settings {
+    pub(crate) kind: Kind,
+    /// A counter's register size, when the registry names one.
+    pub(crate) register: Option<f64>,
+    /// The zone its days are stored in.
+    pub(crate) zone: Tz,
+}
+
+/// One aggregate table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Table {
+    Hourly,
+    Daily,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Hourly => "hourly",
+            Table::Daily => "daily",
+        }
+    }
+}
+
+fn aggregate_of(r: &SqlRow<'_>, at: usize) -> rusqlite::Result<Aggregate> {
+    let count: i64 = r.get(at)?;
+    let set_aside: [u32; 5] = [
+        r.get(at + 8)?,
+        r.get(at + 9)?,
+        r.get(at + 10)?,
+        r.get(at + 11)?,
+        r.get(at + 12)?,
+    ];
+    let mut verdicts = [0; 6];
+    verdicts[Verdict::Glitch as usize] = set_aside[0];
+    verdicts[Verdict::Jitter as usize] = set_aside[1];
+    verdicts[Verdict::Spike as usize] = set_aside[2];
+    verdicts[Verdict::Reset as usize] = set_aside[3];
+    verdicts[Verdict::Wrap as usize] = set_aside[4];
+    Ok(Aggregate {
+        count: count as u64,
+        sum: r.get(at + 1)?,
+        min: r.get(at + 2)?,
+        max: r.get(at + 3)?,
+        first: (r.get(at + 4)?, r.get(at + 5)?),
+        last: (r.get(at + 6)?, r.get(at + 7)?),
+        verdicts,
+        provisional: r.get(at + 13)?,
+        level: r.get(at + 14)?,
+    })
+}
+
+/// The counted readings are the rest: they are not stored.
+fn counted(mut a: Aggregate) -> Aggregate {
+    let set_aside: u32 = a.verdicts[1..].iter().sum();
+    a.verdicts[Verdict::Counted as usize] = 0;
+    a.verdicts[Verdict::Counted as usize] = (a.count as u32).saturating_sub(set_aside);
+    a
+}
+
+fn read_one(
+    conn: &Connection,
+    table: Table,
+    series: i64,
+    start: i64,
+) -> Result<Option<Aggregate>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM {} WHERE series = ?1 AND start = ?2",
+        table.name()
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(store_err)?;
+    stmt.query_row(params![series, start], |r| aggregate_of(r, 0))
+        .optional()
+        .map(|a| a.map(counted))
+        .map_err(store_err)
+}
+
+/// Calls `each` with the stored aggregates of `[from, to)` in order.
+fn read_range(
+    conn: &Connection,
+    table: Table,
+    series: i64,
+    (from, to): (i64, i64),
+    mut each: impl FnMut(i64, Aggregate) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "SELECT start, {COLUMNS} FROM {} WHERE series = ?1 AND start >= ?2 AND start < ?3
+         ORDER BY start",
+        table.name()
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(store_err)?;
+    let mut rows = stmt.query(params![series, from, to]).map_err(store_err)?;
+    while let Some(row) = rows.next().map_err(store_err)? {
+        let start: i64 = row.get(0).map_err(store_err)?;
+        each(start, counted(aggregate_of(row, 1).map_err(store_err)?))?;
+    }
+    Ok(())
+}
+
+fn write(
+    conn: &Connection,
+    table: Table,
+    series: i64,
+    start: i64,
+    a: &Aggregate,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT OR REPLACE INTO {} (series, start, {COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+        table.name()
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(store_err)?;
+    stmt.execute(params![
+        series,
+        start,
+        a.count as i64,
+        a.sum,
+        a.min,
+        a.max,
+        a.first.0,
+        a.first.1,
+        a.last.0,
+        a.last.1,
+        a.verdicts(Verdict::Glitch),
+        a.verdicts(Verdict::Jitter),
+        a.verdicts(Verdict::Spike),
+        a.verdicts(Verdict::Reset),
+        a.verdicts(Verdict::Wrap),
+        a.provisional,
+        a.level,
+    ])
+    .map_err(store_err)?;
+    Ok(())
+}
+
+/// Adds new readings' summary to an hour, in SQL so a write costs one statement per hour.
+fn merge_hour(conn: &Connection, series: i64, start: i64, a: &Aggregate) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO hourly (series, start, count, sum, min, max,
+                                 first_ts, first_value, last_ts, last_value)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (series, start) DO UPDATE SET
+                 count = count + excluded.count,
+                 sum = sum + excluded.sum,
+                 min = min(min, excluded.min),
+                 max = max(max, excluded.max),
+                 first_value = CASE WHEN excluded.first_ts < first_ts
+                                    THEN excluded.first_value ELSE first_value END,
+                 first_ts = min(first_ts, excluded.first_ts),
+                 last_value = CASE WHEN excluded.last_ts >= last_ts
+                                   THEN excluded.last_value ELSE last_value END,
+                 last_ts = max(last_ts, excluded.last_ts)",
+        )
+        .map_err(store_err)?;
+    stmt.execute(params![
+        series,
+        start,
+        a.count as i64,
+        a.sum,
+        a.min,
+        a.max,
+        a.first.0,
+        a.first.1,
+        a.last.0,
+        a.last.1
+    ])
+    .map_err(store_err)?;
+    Ok(())
+}
+
+/// Calls `each` with a series' readings from `from` on, in time order, until it answers false.
+fn walk_readings(
+    conn: &Connection,
+    series: i64,
+    (from, to): (i64, i64),
+    mut each: impl FnMut(i64, f64) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT ts, value FROM readings WHERE series = ?1 AND ts >= ?2 AND ts < ?3
+             ORDER BY ts",
+        )
+        .map_err(store_err)?;
+    let mut rows = stmt.query(params![series, from, to]).map_err(store_err)?;
+    while let Some(row) = rows.next().map_err(store_err)? {
+        let ts: i64 = row.get(0).map_err(store_err)?;
+        let value: f64 = row.get(1).map_err(store_err)?;
+        if !each(ts, value)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// What a write did to one series' readings: the times (in order) of the readings it added or
+/// changed, and whether any stored value changed.
+pub(crate) struct Touched<'a> {
+    pub(crate) series: i64,
+    pub(crate) settings: Settings,
+    /// New or changed readings, in time order.
+    pub(crate) rows: &'a [(i64, f64)],
+    /// Whether some of them replaced a stored value (else all are new).
+    pub(crate) changed: bool,
+}
+
+/// Brings a series' hours and days up to date after a write.
+pub(crate) fn maintain(conn: &Connection, t: &Touched<'_>) -> Result<(), StoreError> {
+    let (Some(first), Some(last)) = (t.rows.first(), t.rows.last()) else {
+        return Ok(());
+    };
+    let mut hours = BTreeSet::new();
+    if t.settings.kind == Kind::Cumulative {
+        walk_counter(
+            conn,
+            t.series,
+            t.settings.register,
+            (first.0, last.0),
+            &mut hours,
+        )?;
+    } else if t.changed {
+        // A replaced value may have been an hour's minimum: its hours are summed again.
+        for (ts, _) in t.rows {
+            hours.insert(hour_of(*ts));
+        }
+        for h in &hours {
+            let mut agg: Option<Aggregate> = None;
+            walk_readings(conn, t.series, (*h, h + HOUR_MS), |ts, v| {
+                let one = Aggregate::of_value(ts, v);
+                match &mut agg {
+                    Some(a) => a.merge(&one),
+                    None => agg = Some(one),
+                }
+                Ok(true)
+            })?;
+            if let Some(a) = agg {
+                write(conn, Table::Hourly, t.series, *h, &a)?;
+            }
+        }
+    } else {
+        for run in t.rows.chunk_by(|a, b| hour_of(a.0) == hour_of(b.0)) {
+            let mut agg = Aggregate::of_value(run[0].0, run[0].1);
+            for (ts, v) in &run[1..] {
+                agg.merge(&Aggregate::of_value(*ts, *v));
+            }
+            let h = hour_of(run[0].0);
+            merge_hour(conn, t.series, h, &agg)?;
+            hours.insert(h);
+        }
+    }
+    days_from_hours(conn, t.series, t.settings.zone, &hours)
+}
+
+/// Merges the days holding `hours` again from their hours.
+fn days_from_hours(
+    conn: &Connection,
+    series: i64,
+    zone: Tz,
+    hours: &BTreeSet<i64>,
+) -> Result<(), StoreError> {
+    let mut last_day = None;
+    for h in hours {
+        let Some(day) = day_of(*h, zone) else {
+            continue;
+        };
+        if last_day == Some(day) {
+            continue;
+        }
+        last_day = Some(day);
+        let mut agg: Option<Aggregate> = None;
+        read_range(conn, Table::Hourly, series, day, |_, a| {
+            match &mut agg {
+                Some(acc) => acc.merge(&a),
+                None => agg = Some(a),
+            }
+            Ok(())
+        })?;
+        if let Some(a) = agg {
+            write(conn, Table::Daily, series, day.0, &a)?;
+        }
+    }
+    Ok(())
+}
+
+/// Recomputes a counter's hours around the readings in `touched` (first and last time), from
+/// the [`WINDOW`] readings before the first (whose decisions looked at it) until an hour after
+/// the last comes out as stored; adds the hours it rewrote to `hours`.
+fn walk_counter(
+    conn: &Connection,
+    series: i64,
+    register: Option<f64>,
+    (first, last): (i64, i64),
+    hours: &mut BTreeSet<i64>,
+) -> Result<(), StoreError> {
+    let affected: Option<i64> = conn
+        .prepare_cached(
+            "SELECT ts FROM readings WHERE series = ?1 AND ts < ?2
+             ORDER BY ts DESC LIMIT 1 OFFSET ?3",
+        )
+        .map_err(store_err)?
+        .query_row(params![series, first, WINDOW as i64 - 1], |r| r.get(0))
+        .optional()
+        .map_err(store_err)?;
+    // With fewer than WINDOW readings before, the walk starts at the series' beginning.
+    let start = affected.map_or(i64::MIN, hour_of);
+    let (level, before) = if start == i64::MIN {
+        (None, Vec::new())
+    } else {
+        resume_state(conn, series, start)?
+    };
+    let mut rules = CounterRules::resume(register, level, &before);
+    let mut decided = Vec::new();
+    let mut current: Option<(i64, Aggregate)> = None;
+    // Decided readings after the last touched one: once WINDOW of them are behind an hour
+    // that comes out as stored, the rest of the series decides as it did.
+    let mut after_last = 0usize;
+    let mut done = false;
+    let mut settle = |decided: &mut Vec<Decided>,
+                      current: &mut Option<(i64, Aggregate)>,
+                      done: &mut bool|
+     -> Result<(), StoreError> {
+        for d in decided.drain(..) {
+            let ts = d.time.timestamp_millis();
+            let h = hour_of(ts);
+            let one = Aggregate::of_decided(&d);
+            match current {
+                Some((ch, agg)) if *ch == h => agg.merge(&one),
+                _ => {
+                    if let Some((ch, agg)) = current.take() {
+                        let same = read_one(conn, Table::Hourly, series, ch)? == Some(agg);
+                        if same && after_last > WINDOW {
+                            *done = true;
+                            return Ok(());
+                        }
+                        if !same {
+                            write(conn, Table::Hourly, series, ch, &agg)?;
+                            hours.insert(ch);
+                        }
+                    }
+                    *current = Some((h, one));
+                }
+            }
+            if ts > last {
+                after_last += 1;
+            }
+        }
+        Ok(())
+    };
+    walk_readings(conn, series, (start, i64::MAX), |ts, v| {
+        rules.push(millis(ts)?, v, &mut decided);
+        settle(&mut decided, &mut current, &mut done)?;
+        Ok(!done)
+    })?;
+    if !done {
+        rules.finish(&mut decided);
+        settle(&mut decided, &mut current, &mut done)?;
+        if let Some((ch, agg)) = current.filter(|_| !done) {
+            if read_one(conn, Table::Hourly, series, ch)? != Some(agg) {
+                write(conn, Table::Hourly, series, ch, &agg)?;
+                hours.insert(ch);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The counter rules' state at `start` (an hour): the level stored with the last hour before
+/// it, and the raw values of the [`WINDOW`] readings before it.
+fn resume_state(
+    conn: &Connection,
+    series: i64,
+    start: i64,
+) -> Result<(Option<f64>, Vec<f64>), StoreError> {
+    let level: Option<f64> = conn
+        .prepare_cached(
+            "SELECT level FROM hourly WHERE series = ?1 AND start < ?2
+             ORDER BY start DESC LIMIT 1",
+        )
+        .map_err(store_err)?
+        .query_row(params![series, start], |r| r.get(0))
+        .optional()
+        .map_err(store_err)?
+        .flatten();
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT value FROM readings WHERE series = ?1 AND ts < ?2
+             ORDER BY ts DESC LIMIT ?3",
+        )
+        .map_err(store_err)?;
+    let mut before = stmt
+        .query_map(params![series, start, WINDOW as i64], |r| {
+            r.get::<_, f64>(0)
+        })
+        .map_err(store_err)?
+        .collect::<Result<Vec<f64>, _>>()
+        .map_err(store_err)?;
+    before.reverse();
+    Ok((level, before))
+}
+
+/// Drops and recomputes every hour and day of a series from its readings.
+pub(crate) fn rebuild(conn: &Connection, series: i64, s: Settings) -> Result<(), StoreError> {
+    for table in [Table::Hourly, Table::Daily] {
+        conn.execute(
+            &format!("DELETE FROM {} WHERE series = ?1", table.name()),
+            [series],
+        )
+        .map_err(store_err)?;
+    }
+    let mut hours = BTreeSet::new();
+    if s.kind == Kind::Cumulative {
+        walk_counter(conn, series, s.register, (i64::MIN, i64::MAX), &mut hours)?;
+    } else {
+        let mut current: Option<(i64, Aggregate)> = None;
+        walk_readings(conn, series, (i64::MIN, i64::MAX), |ts, v| {
+            let h = hour_of(ts);
+            let one = Aggregate::of_value(ts, v);
+            match &mut current {
+                Some((ch, agg)) if *ch == h => agg.merge(&one),
+                _ => {
+                    if let Some((ch, agg)) = current.take() {
+                        write(conn, Table::Hourly, series, ch, &agg)?;
+                        hours.insert(ch);
+                    }
+                    current = Some((h, one));
+                }
+            }
+            Ok(true)
+        })?;
+        if let Some((ch, agg)) = current {
+            write(conn, Table::Hourly, series, ch, &agg)?;
+            hours.insert(ch);
+        }
+    }
+    days_from_hours(conn, series, s.zone, &hours)
+}
+
+/// Feeds `builder` the pieces of `q`'s range: stored days and hours where they fit, readings
+/// (with a counter's context) for the rest.
+pub(crate) fn fill(
+    conn: &Connection,
+    series: i64,
+    s: Settings,
+    q: &RollupQuery,
+    builder: &mut RollupBuilder,
+) -> Result<(), StoreError> {
+    for piece in plan(q.range, q.granularity, q.zone, Some(s.zone))? {
+        match piece {
+            Piece::Raw(range) => {
+                let mut part =
+                    RollupBuilder::for_query(&RollupQuery { range, ..q.clone() }, s.kind)?;
+                raw(conn, series, s.kind, range, &mut part)?;
+                builder.absorb(part);
+            }
+            Piece::Hours(range) | Piece::Days(range) => {
+                let table = if matches!(piece, Piece::Days(_)) {
+                    Table::Daily
+                } else {
+                    Table::Hourly
+                };
+                let span = (
+                    range.from().timestamp_millis(),
+                    range.to().timestamp_millis(),
+                );
+                read_range(conn, table, series, span, |start, a| {
+                    builder.add(millis(start)?, &a);
+                    Ok(())
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Pushes a stretch's readings into `builder`, with a counter's context either side.
+pub(crate) fn raw(
+    conn: &Connection,
+    series: i64,
+    kind: Kind,
+    range: meter_core::TimeRange,
+    builder: &mut RollupBuilder,
+) -> Result<(), StoreError> {
+    let (from, to) = (
+        range.from().timestamp_millis(),
+        range.to().timestamp_millis(),
+    );
+    let counter = kind == Kind::Cumulative;
+    let mut start = from;
+    if counter {
+        // The rules carry on from the level stored with the hour before, so the edge decides
+        // as the stored hours did (a walk from the series' first reading).
+        start = hour_of(from);
+        let (level, before) = resume_state(conn, series, start)?;
+        builder.resume(level, &before);
+    }
+    // A counter's last readings are decided with the few after the range.
+    let mut after = 0;
+    let end = if counter { i64::MAX } else { to };
+    let mut failed = None;
+    walk_readings(conn, series, (start, end), |ts, v| {
+        if ts < from {
+            builder.baseline(millis(ts)?, v);
+            return Ok(true);
+        }
+        if ts >= to {
+            if after == WINDOW {
+                return Ok(false);
+            }
+            after += 1;
+        }
+        if let Err(e) = builder.push(millis(ts)?, v) {
+            failed = Some(e);
+            return Ok(false);
+        }
+        Ok(true)
+    })?;
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
