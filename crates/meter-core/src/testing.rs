@@ -16,6 +16,8 @@ use crate::ports::{
 };
 use crate::reading::{Kind, MeasureName, MeterId, Reading, SourceName, Unit};
 
+pub mod rollup_cases;
+
 type SeriesKey = (MeterId, MeasureName);
 
 /// A reading from source `test`, for tests that build many.
