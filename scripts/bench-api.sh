@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # API latency for BENCHMARKS.md: a store of 100 meters x a year of 5-minute readings
-# (10.5 million), `meter serve` on loopback, and wrk against two routes:
+# (10.5 million; even meters are thermometers, odd ones water counters), `meter serve` on
+# loopback, and wrk against its routes:
 #   - one day of one meter's 5-minute readings (288 rows, JSON)
-#   - a year of daily rollups of one meter (365 buckets over 105,120 readings)
+#   - a year of daily rollups of one meter (366 buckets over 105,120 readings), a thermometer's
+#     and a water counter's (served from stored daily rollups)
+#   - a month of hourly rollups of one meter (720 buckets, from stored hourly rollups)
 # With IMPORT_ROWS=N (N > 0), a long CSV of N readings is dropped into `meter serve`'s drop
 # folder as the load starts, so the routes are measured while it imports; the run then waits
 # for the import and fails unless every row landed with no quarantine (the load suite of
@@ -27,7 +30,7 @@ fi
 cargo build --release --locked -q -p meter-bench -p meter-cli
 BIN=${CARGO_TARGET_DIR:-target}/release
 mkdir -p "$DATA"
-STORE="$DATA/api-100x365.db"
+STORE="$DATA/api-100x366-mixed.db"
 [ -s "$STORE" ] || "$BIN/meter-bench" fill "$STORE" 100 366 >&2
 
 TOKEN=bench-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
@@ -72,6 +75,8 @@ echo "| route | request | requests/s | p50 | p99 | errors |"
 echo "|---|---|---|---|---|---|"
 run day-of-readings "/v1/meters/M042/readings?from=2024-06-01&to=2024-06-01&limit=1000"
 run year-of-daily "/v1/meters/M042/daily?from=2024-01-01&to=2024-12-31"
+run year-of-daily-counter "/v1/meters/M043/daily?from=2024-01-01&to=2024-12-31"
+run month-of-hourly "/v1/meters/M042/hourly?from=2024-06-01&to=2024-06-30"
 run seed004-day "/?meterId=M042&date=01-06-2024"
 
 if [ "$IMPORT_ROWS" -gt 0 ]; then

@@ -10,7 +10,10 @@
 #   sqlite3    the sqlite3 shell's .import into (meter TEXT, ts TEXT, value, unit)
 #              PRIMARY KEY (meter, ts) WITHOUT ROWID, WAL, synchronous=NORMAL
 # with each command's peak memory, and `meter import`'s peak memory on MEM_ROWS rows (default
-# 5,000,000) in both orders.
+# 5,000,000) in both orders. `meter import` also runs on a third file, the same rows in time
+# order as water counters (cumulative, so stored rollups run the counter rules). With
+# PREV_METER=path/to/an/older/meter, that binary imports the same files in the same runs (how
+# the cost of stored rollups was measured: PREV_METER built from the commit before them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +34,9 @@ for order in time meter; do
     [ -s "$f" ] || "$BIN/meter-bench" gen "$n" "$f" "$order"
   done
 done
+COUNTER_FILE="$DATA/long-$ROWS-counter.csv"
+[ -s "$COUNTER_FILE" ] || "$BIN/meter-bench" gen "$ROWS" "$COUNTER_FILE" counter
+PREV_METER=${PREV_METER:-}
 BYTES=$(stat -c %s "$DATA/long-$ROWS-time.csv")
 
 RESULTS=$(mktemp)
@@ -60,10 +66,20 @@ for run in $(seq "$RUNS"); do
     measure python "$order" python3 scripts/bench/python_decode.py "$FILE"
     rm -f "$DATA"/bench-meter.db*
     measure import "$order" "$BIN/meter" --store "$DATA/bench-meter.db" import --no-progress "$FILE"
+    if [ -n "$PREV_METER" ]; then
+      rm -f "$DATA"/bench-meter.db*
+      measure import-prev "$order" "$PREV_METER" --store "$DATA/bench-meter.db" import --no-progress "$FILE"
+    fi
     rm -f "$DATA"/bench-sqlite.db*
     mapfile -t args < <(sqlite_args "$FILE")
     measure sqlite3 "$order" sqlite3 "$DATA/bench-sqlite.db" "${args[@]}"
   done
+  rm -f "$DATA"/bench-meter.db*
+  measure import counter "$BIN/meter" --store "$DATA/bench-meter.db" import --no-progress "$COUNTER_FILE"
+  if [ -n "$PREV_METER" ]; then
+    rm -f "$DATA"/bench-meter.db*
+    measure import-prev counter "$PREV_METER" --store "$DATA/bench-meter.db" import --no-progress "$COUNTER_FILE"
+  fi
 done
 for order in time meter; do
   rm -f "$DATA"/bench-meter.db*
@@ -109,6 +125,14 @@ for o in ["time", "meter"]:
 print(f"- meter import peak memory on {mem_rows:,} rows: time order "
       f"{peak[('import-5m', 'time')]:.0f} MiB, meter order {peak[('import-5m', 'meter')]:.0f} MiB "
       f"(goal: under 64 MB)")
+c = med[("import", "counter")]
+print(f"- meter import of the same rows as water counters (time order, counter rules in the "
+      f"stored rollups): {c:.2f} s, {rows / c / 1e6:.2f} M rows/s")
+if ("import-prev", "time") in med:
+    for o in ["time", "meter", "counter"]:
+        print(f"- stored rollups' cost, {o} file: {med[('import', o)]:.2f} s with them, "
+              f"{med[('import-prev', o)]:.2f} s without (PREV_METER): "
+              f"{(med[('import', o)] / med[('import-prev', o)] - 1) * 100:+.0f}% (goal: at most +15%)")
 print(f"- store size ({rows:,} rows): meter {meter_db / 1e6:.0f} MB, "
       f"sqlite3 WITHOUT ROWID table {sqlite_db / 1e6:.0f} MB")
 PY

@@ -14,7 +14,7 @@ use meter_core::decode::DecodeOptions;
 
 fn usage() -> anyhow::Result<()> {
     bail!(
-        "usage: meter-bench gen ROWS PATH time|meter | decode PATH | raw PATH \
+        "usage: meter-bench gen ROWS PATH time|meter|counter | decode PATH | raw PATH \
          | fill STORE METERS DAYS"
     )
 }
@@ -27,21 +27,34 @@ fn fill(store: &str, meters: u32, days: i64) -> anyhow::Result<()> {
     let store = meter_store_sqlite::SqliteStore::open(store)?;
     let end = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")?.to_utc();
     let start = end - chrono::Duration::days(days);
-    let (measure, source) = (MeasureName::new("temperature")?, SourceName::new("bench")?);
+    let source = SourceName::new("bench")?;
+    let (temperature, volume) = (
+        MeasureName::new("temperature")?,
+        MeasureName::new("volume")?,
+    );
     let mut total = 0u64;
     for m in 0..meters {
         let meter = MeterId::new(&format!("M{m:03}"))?;
         let mut batch = Vec::with_capacity(50_000);
         let mut t = start;
         let mut i = 0u64;
+        // Even meters are thermometers; odd ones water meters, a counter in litres.
+        let counter = m % 2 == 1;
+        let mut litres = 1000.0 * f64::from(m);
         while t < end {
-            let value = 15.0 + ((i * 7 + u64::from(m)) % 200) as f64 / 10.0;
+            let step = ((i * 7 + u64::from(m)) % 200) as f64 / 10.0;
+            litres += step;
+            let (measure, value, unit, kind) = if counter {
+                (&volume, litres, Unit::Litre, Kind::Cumulative)
+            } else {
+                (&temperature, 15.0 + step, Unit::Celsius, Kind::Gauge)
+            };
             batch.push(Reading::new(
                 meter.clone(),
                 measure.clone(),
                 value,
-                Unit::Celsius,
-                Kind::Gauge,
+                unit,
+                kind,
                 t,
                 source.clone(),
             )?);
@@ -81,6 +94,8 @@ enum Order {
     Time,
     /// Each meter's whole run, then the next meter's.
     Meter,
+    /// Time order, and each meter a water counter (`kind` cumulative, litres rising).
+    Counter,
 }
 
 /// A long CSV of 1,000 meters read every 5 minutes. Both orders hold exactly the same rows
@@ -92,7 +107,12 @@ fn generate(rows: u64, path: &str, order: Order) -> anyhow::Result<()> {
         1 << 20,
         File::create(path).with_context(|| path.to_owned())?,
     );
-    writeln!(out, "meter,time,value,unit")?;
+    let counter = order == Order::Counter;
+    if counter {
+        writeln!(out, "meter,time,value,unit,kind")?;
+    } else {
+        writeln!(out, "meter,time,value,unit")?;
+    }
     let start = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")?.timestamp();
     let mut row = |m: u64, i: u64| -> anyhow::Result<()> {
         if i * METERS + m >= rows {
@@ -103,15 +123,18 @@ fn generate(rows: u64, path: &str, order: Order) -> anyhow::Result<()> {
         x ^= x >> 29;
         let t = chrono::DateTime::from_timestamp(start + (i as i64) * 300, 0).context("time")?;
         let value = (x % 100_000) as f64 / 1000.0;
-        writeln!(
-            out,
-            "MTR{m:06},{},{value},kWh",
-            t.format("%Y-%m-%dT%H:%M:%SZ")
-        )?;
+        let stamp = t.format("%Y-%m-%dT%H:%M:%SZ");
+        if counter {
+            // The counter's level is the sum of its steps so far, whatever order rows come in.
+            let litres = 1000.0 * m as f64 + 5.0 * i as f64 + (x % 5) as f64;
+            writeln!(out, "MTR{m:06},{stamp},{litres},L,cumulative")?;
+        } else {
+            writeln!(out, "MTR{m:06},{stamp},{value},kWh")?;
+        }
         Ok(())
     };
     match order {
-        Order::Time => {
+        Order::Time | Order::Counter => {
             for i in 0..steps {
                 for m in 0..METERS {
                     row(m, i)?;
@@ -158,6 +181,7 @@ fn main() -> anyhow::Result<()> {
     {
         ["gen", rows, path, "time"] => generate(rows.parse()?, path, Order::Time),
         ["gen", rows, path, "meter"] => generate(rows.parse()?, path, Order::Meter),
+        ["gen", rows, path, "counter"] => generate(rows.parse()?, path, Order::Counter),
         ["fill", store, meters, days] => fill(store, meters.parse()?, days.parse()?),
         ["decode", path] => {
             let started = Instant::now();

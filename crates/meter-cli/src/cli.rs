@@ -67,6 +67,12 @@ pub(crate) enum StoreArgs {
     /// Create the store when it is missing: the SQLite file, or the cloud store's table with
     /// the definitions the template uses (Timestream: magnetic-store writes on, for backfills).
     Init,
+    /// Recompute the stored hourly and daily rollups of the local store from its readings
+    /// (every meter's, or one meter's); a migration does it by itself when needed.
+    RebuildRollups {
+        /// Only this meter.
+        meter: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

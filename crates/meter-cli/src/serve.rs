@@ -102,6 +102,14 @@ pub(crate) async fn run(store_path: &Path, args: ServeArgs) -> anyhow::Result<Ou
     let settle = duration(&args.settle, "settle")?;
     let every = duration(&args.collect_every, "collect-every")?;
     let store = SqliteStore::open(store_path)?;
+    // Days are stored in the zone the server answers in when the registry names none.
+    let rebuilt = store.set_default_zone(zone)?;
+    if rebuilt > 0 {
+        say(&format!(
+            "meter serve: stored the rollups of {rebuilt} series in {} days",
+            zone.name()
+        ));
+    }
     let drop_dir = args.drop.clone().unwrap_or_else(|| {
         store_path
             .parent()

@@ -196,12 +196,12 @@ fn writes(case: &Case, mut seed: u64) -> Vec<Vec<Reading>> {
     let mut out = vec![Vec::new(); batches + 1];
     for (_, i) in &order {
         let (time, value) = case.truth[*i];
-        if next(&mut seed) % 8 == 0 {
+        if next(&mut seed).is_multiple_of(8) {
             out[0].push(case.reading(time, value + 17.0)); // corrected later
         }
         let b = 1 + (next(&mut seed) as usize % batches);
         out[b].push(case.reading(time, value));
-        if next(&mut seed) % 10 == 0 {
+        if next(&mut seed).is_multiple_of(10) {
             let again = 1 + (next(&mut seed) as usize % batches);
             out[again].push(case.reading(time, value)); // a repeat
         }
