@@ -13,7 +13,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 
-use crate::counter::{Decided, Verdict};
+use crate::counter::{CounterRules, Decided, Verdict, WINDOW};
 use crate::rollup::{bucket_bounds, Granularity, RollupError};
 use crate::time::{start_of_day, TimeRange};
 
@@ -129,6 +129,132 @@ pub fn day_of(ms: i64, zone: Tz) -> Option<(i64, i64)> {
     let start = start_of_day(date, zone).timestamp_millis();
     let end = start_of_day(date.succ_opt()?, zone).timestamp_millis();
     (start % HOUR_MS == 0 && end % HOUR_MS == 0).then_some((start, end))
+}
+
+/// The hourly aggregates of gauge or interval readings given in time order.
+pub fn hours_of_values(rows: &[(i64, f64)]) -> Vec<(i64, Aggregate)> {
+    let mut out: Vec<(i64, Aggregate)> = Vec::new();
+    for (ts, v) in rows {
+        let one = Aggregate::of_value(*ts, *v);
+        match out.last_mut() {
+            Some((h, agg)) if *h == hour_of(*ts) => agg.merge(&one),
+            _ => out.push((hour_of(*ts), one)),
+        }
+    }
+    out
+}
+
+/// Recomputes a counter's hourly aggregates after a write, as a store keeps them: the rules
+/// resume at the start of an hour a few readings before the first reading the write touched
+/// (see [`CounterHours::start_before`]), are fed the readings from there in order, and stop once
+/// an hour after the last touched reading, with [`WINDOW`] readings behind it, comes out as it
+/// is stored: from there on the level and the neighbours are the same, so every later
+/// decision is too.
+#[derive(Debug)]
+pub struct CounterHours {
+    rules: CounterRules,
+    decided: Vec<Decided>,
+    current: Option<(i64, Aggregate)>,
+    /// The last reading the write touched (milliseconds).
+    last: i64,
+    /// Decided readings after `last`.
+    after_last: usize,
+    done: bool,
+    changed: Vec<(i64, Aggregate)>,
+}
+
+impl CounterHours {
+    /// How many readings before the first touched one the walk starts (their decisions looked
+    /// at it): it starts at the hour of the reading this many places before.
+    pub const START_BEFORE: usize = WINDOW;
+
+    /// A walk from an hour's start with the rules' state there (the level stored with the
+    /// hour before, the raw values of the [`WINDOW`] readings before it), for a write that
+    /// touched readings up to `last` (milliseconds; `i64::MAX` walks to the end).
+    pub fn resume(register: Option<f64>, level: Option<f64>, before: &[f64], last: i64) -> Self {
+        Self {
+            rules: CounterRules::resume(register, level, before),
+            decided: Vec::new(),
+            current: None,
+            last,
+            after_last: 0,
+            done: false,
+            changed: Vec::new(),
+        }
+    }
+
+    /// Feeds the next reading; `stored` answers an hour's stored aggregate. Answers whether
+    /// the walk needs more readings (false once it has caught up with what is stored).
+    pub fn push<E>(
+        &mut self,
+        ts: i64,
+        value: f64,
+        stored: &mut impl FnMut(i64) -> Result<Option<Aggregate>, E>,
+    ) -> Result<bool, E> {
+        if self.done {
+            return Ok(false);
+        }
+        let time = DateTime::<Utc>::from_timestamp_millis(ts).unwrap_or_default();
+        self.rules.push(time, value, &mut self.decided);
+        self.settle(stored)?;
+        Ok(!self.done)
+    }
+
+    /// Ends the walk (the series' readings ran out, or it caught up); answers the hours whose
+    /// aggregates changed, in order, to be stored.
+    pub fn finish<E>(
+        mut self,
+        stored: &mut impl FnMut(i64) -> Result<Option<Aggregate>, E>,
+    ) -> Result<Vec<(i64, Aggregate)>, E> {
+        if !self.done {
+            self.rules.finish(&mut self.decided);
+            self.settle(stored)?;
+        }
+        if !self.done {
+            if let Some((h, agg)) = self.current.take() {
+                if stored(h)? != Some(agg) {
+                    self.changed.push((h, agg));
+                }
+            }
+        }
+        Ok(self.changed)
+    }
+
+    fn settle<E>(
+        &mut self,
+        stored: &mut impl FnMut(i64) -> Result<Option<Aggregate>, E>,
+    ) -> Result<(), E> {
+        let decided = std::mem::take(&mut self.decided);
+        for d in &decided {
+            let ts = d.time.timestamp_millis();
+            let h = hour_of(ts);
+            let one = Aggregate::of_decided(d);
+            match &mut self.current {
+                Some((ch, agg)) if *ch == h => agg.merge(&one),
+                _ => {
+                    if let Some((ch, agg)) = self.current.take() {
+                        let same = stored(ch)? == Some(agg);
+                        // The readings after the hour look back at WINDOW raw values: once
+                        // those are past the write, an unchanged hour means the rest is too.
+                        if same && self.after_last > WINDOW {
+                            self.done = true;
+                            break;
+                        }
+                        if !same {
+                            self.changed.push((ch, agg));
+                        }
+                    }
+                    self.current = Some((h, one));
+                }
+            }
+            if ts > self.last {
+                self.after_last += 1;
+            }
+        }
+        self.decided = decided;
+        self.decided.clear();
+        Ok(())
+    }
 }
 
 /// One part of a rollup's range and where its buckets come from.

@@ -13,8 +13,10 @@
 use std::collections::BTreeSet;
 
 use chrono_tz::Tz;
-use meter_core::aggregate::{day_of, hour_of, plan, Aggregate, Piece, HOUR_MS};
-use meter_core::counter::{CounterRules, Decided, Verdict, WINDOW};
+use meter_core::aggregate::{
+    day_of, hour_of, hours_of_values, plan, Aggregate, CounterHours, Piece, HOUR_MS,
+};
+use meter_core::counter::{Verdict, WINDOW};
 use meter_core::ports::{RollupQuery, StoreError};
 use meter_core::rollup::RollupBuilder;
 use meter_core::Kind;
@@ -265,6 +267,34 @@ fn walk_readings(
     Ok(())
 }
 
+/// Calls `each` with the aggregate of every hour of a gauge or interval series' readings in
+/// `[from, to)`, streaming them.
+fn value_hours(
+    conn: &Connection,
+    series: i64,
+    span: (i64, i64),
+    mut each: impl FnMut(i64, Aggregate) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut current: Option<(i64, Aggregate)> = None;
+    walk_readings(conn, series, span, |ts, v| {
+        let one = Aggregate::of_value(ts, v);
+        match &mut current {
+            Some((h, agg)) if *h == hour_of(ts) => agg.merge(&one),
+            _ => {
+                if let Some((h, agg)) = current.take() {
+                    each(h, agg)?;
+                }
+                current = Some((hour_of(ts), one));
+            }
+        }
+        Ok(true)
+    })?;
+    match current {
+        Some((h, agg)) => each(h, agg),
+        None => Ok(()),
+    }
+}
+
 /// What a write did to one series' readings: the times (in order) of the readings it added or
 /// changed, and whether any stored value changed.
 pub(crate) struct Touched<'a> {
@@ -296,26 +326,12 @@ pub(crate) fn maintain(conn: &Connection, t: &Touched<'_>) -> Result<(), StoreEr
             hours.insert(hour_of(*ts));
         }
         for h in &hours {
-            let mut agg: Option<Aggregate> = None;
-            walk_readings(conn, t.series, (*h, h + HOUR_MS), |ts, v| {
-                let one = Aggregate::of_value(ts, v);
-                match &mut agg {
-                    Some(a) => a.merge(&one),
-                    None => agg = Some(one),
-                }
-                Ok(true)
+            value_hours(conn, t.series, (*h, h + HOUR_MS), |h, agg| {
+                write(conn, Table::Hourly, t.series, h, &agg)
             })?;
-            if let Some(a) = agg {
-                write(conn, Table::Hourly, t.series, *h, &a)?;
-            }
         }
     } else {
-        for run in t.rows.chunk_by(|a, b| hour_of(a.0) == hour_of(b.0)) {
-            let mut agg = Aggregate::of_value(run[0].0, run[0].1);
-            for (ts, v) in &run[1..] {
-                agg.merge(&Aggregate::of_value(*ts, *v));
-            }
-            let h = hour_of(run[0].0);
+        for (h, agg) in hours_of_values(t.rows) {
             merge_hour(conn, t.series, h, &agg)?;
             hours.insert(h);
         }
@@ -370,68 +386,27 @@ fn walk_counter(
              ORDER BY ts DESC LIMIT 1 OFFSET ?3",
         )
         .map_err(store_err)?
-        .query_row(params![series, first, WINDOW as i64 - 1], |r| r.get(0))
+        .query_row(
+            params![series, first, CounterHours::START_BEFORE as i64 - 1],
+            |r| r.get(0),
+        )
         .optional()
         .map_err(store_err)?;
-    // With fewer than WINDOW readings before, the walk starts at the series' beginning.
+    // With fewer readings before, the walk starts at the series' beginning.
     let start = affected.map_or(i64::MIN, hour_of);
     let (level, before) = if start == i64::MIN {
         (None, Vec::new())
     } else {
         resume_state(conn, series, start)?
     };
-    let mut rules = CounterRules::resume(register, level, &before);
-    let mut decided = Vec::new();
-    let mut current: Option<(i64, Aggregate)> = None;
-    // Decided readings after the last touched one: once WINDOW of them are behind an hour
-    // that comes out as stored, the rest of the series decides as it did.
-    let mut after_last = 0usize;
-    let mut done = false;
-    let mut settle = |decided: &mut Vec<Decided>,
-                      current: &mut Option<(i64, Aggregate)>,
-                      done: &mut bool|
-     -> Result<(), StoreError> {
-        for d in decided.drain(..) {
-            let ts = d.time.timestamp_millis();
-            let h = hour_of(ts);
-            let one = Aggregate::of_decided(&d);
-            match current {
-                Some((ch, agg)) if *ch == h => agg.merge(&one),
-                _ => {
-                    if let Some((ch, agg)) = current.take() {
-                        let same = read_one(conn, Table::Hourly, series, ch)? == Some(agg);
-                        if same && after_last > WINDOW {
-                            *done = true;
-                            return Ok(());
-                        }
-                        if !same {
-                            write(conn, Table::Hourly, series, ch, &agg)?;
-                            hours.insert(ch);
-                        }
-                    }
-                    *current = Some((h, one));
-                }
-            }
-            if ts > last {
-                after_last += 1;
-            }
-        }
-        Ok(())
-    };
+    let mut walk = CounterHours::resume(register, level, &before, last);
+    let mut stored = |h| read_one(conn, Table::Hourly, series, h);
     walk_readings(conn, series, (start, i64::MAX), |ts, v| {
-        rules.push(millis(ts)?, v, &mut decided);
-        settle(&mut decided, &mut current, &mut done)?;
-        Ok(!done)
+        walk.push(ts, v, &mut stored)
     })?;
-    if !done {
-        rules.finish(&mut decided);
-        settle(&mut decided, &mut current, &mut done)?;
-        if let Some((ch, agg)) = current.filter(|_| !done) {
-            if read_one(conn, Table::Hourly, series, ch)? != Some(agg) {
-                write(conn, Table::Hourly, series, ch, &agg)?;
-                hours.insert(ch);
-            }
-        }
+    for (h, agg) in walk.finish(&mut stored)? {
+        write(conn, Table::Hourly, series, h, &agg)?;
+        hours.insert(h);
     }
     Ok(())
 }
@@ -483,26 +458,11 @@ pub(crate) fn rebuild(conn: &Connection, series: i64, s: Settings) -> Result<(),
     if s.kind == Kind::Cumulative {
         walk_counter(conn, series, s.register, (i64::MIN, i64::MAX), &mut hours)?;
     } else {
-        let mut current: Option<(i64, Aggregate)> = None;
-        walk_readings(conn, series, (i64::MIN, i64::MAX), |ts, v| {
-            let h = hour_of(ts);
-            let one = Aggregate::of_value(ts, v);
-            match &mut current {
-                Some((ch, agg)) if *ch == h => agg.merge(&one),
-                _ => {
-                    if let Some((ch, agg)) = current.take() {
-                        write(conn, Table::Hourly, series, ch, &agg)?;
-                        hours.insert(ch);
-                    }
-                    current = Some((h, one));
-                }
-            }
-            Ok(true)
+        value_hours(conn, series, (i64::MIN, i64::MAX), |h, agg| {
+            write(conn, Table::Hourly, series, h, &agg)?;
+            hours.insert(h);
+            Ok(())
         })?;
-        if let Some((ch, agg)) = current {
-            write(conn, Table::Hourly, series, ch, &agg)?;
-            hours.insert(ch);
-        }
     }
     days_from_hours(conn, series, s.zone, &hours)
 }
