@@ -215,12 +215,12 @@ async fn keys(
             .cloned()
             .unwrap_or_default()
     };
-    // The readings table also lists its series in one partition; those are not readings.
+    // The readings table also holds its catalogue and stored rollups; those are not readings.
     let items: Vec<(String, String)> = scan_all(ddb, table)
         .await?
         .iter()
         .map(|i| (text(i.get(pk)), text(i.get(sk))))
-        .filter(|(p, _)| p != meter_store_dynamodb::SERIES_PARTITION)
+        .filter(|(p, _)| meter_store_dynamodb::is_readings_partition(p))
         .collect();
     let n = items.len() as u64;
     Ok((items.into_iter().collect(), n))

@@ -67,8 +67,9 @@ pub(crate) enum StoreArgs {
     /// Create the store when it is missing: the SQLite file, or the cloud store's table with
     /// the definitions the template uses (Timestream: magnetic-store writes on, for backfills).
     Init,
-    /// Recompute the stored hourly and daily rollups of the local store from its readings
-    /// (every meter's, or one meter's); a migration does it by itself when needed.
+    /// Recompute the stored hourly and daily rollups from the readings (every meter's, or one
+    /// meter's): the local store migrates by itself; a DynamoDB table written by an earlier
+    /// version needs it once (it also moves the series catalogue to the per-meter layout).
     RebuildRollups {
         /// Only this meter.
         meter: Option<String>,

@@ -94,6 +94,16 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             println!("{}", current_thread()?.block_on(stores::init(&spec))?);
             return Ok(Outcome::Success);
         }
+        Command::Store(StoreArgs::RebuildRollups { meter }) => {
+            let meter = meter
+                .map(|m| meter_core::MeterId::new(&m))
+                .transpose()
+                .context("METER")?;
+            let said =
+                current_thread()?.block_on(stores::rebuild_rollups(&spec, meter.as_ref()))?;
+            println!("{said}");
+            return Ok(Outcome::Success);
+        }
         _ => {}
     }
     let store = spec.local(cli.command.name())?.to_owned();

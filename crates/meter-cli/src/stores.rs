@@ -129,6 +129,36 @@ pub(crate) async fn init(spec: &StoreSpec) -> anyhow::Result<String> {
     }
 }
 
+/// `meter store rebuild-rollups [METER]`: recomputes the stored rollups from the readings (a
+/// DynamoDB table written before stored rollups also gets its per-meter catalogue); says what
+/// it did.
+pub(crate) async fn rebuild_rollups(
+    spec: &StoreSpec,
+    meter: Option<&meter_core::MeterId>,
+) -> anyhow::Result<String> {
+    let n = match spec {
+        StoreSpec::Local(path) => {
+            meter_store_sqlite::SqliteStore::open(path)?.rebuild_rollups(meter)?
+        }
+        StoreSpec::Cloud(HistoryConfig::Dynamo { table }) => {
+            let client = aws_sdk_dynamodb::Client::new(&meter_aws::sdk_config().await);
+            meter_store_dynamodb::DynamoReadings::new(client, table)
+                .rebuild_rollups(meter)
+                .await?
+        }
+        StoreSpec::Cloud(HistoryConfig::Timestream { .. }) => {
+            return Ok(format!(
+                "{} computes rollups in the database: nothing is stored to rebuild",
+                spec.label()
+            ))
+        }
+    };
+    Ok(format!(
+        "rebuilt the stored rollups of {n} series in {}",
+        spec.label()
+    ))
+}
+
 fn status(created: bool, label: &str) -> String {
     if created {
         format!("created {label}")

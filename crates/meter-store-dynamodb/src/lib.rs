@@ -25,14 +25,26 @@ use meter_core::batch::DYNAMODB_MAX_BATCH_WRITE;
 use meter_core::contract::cloud as names;
 use meter_core::ports::{
     AddOutcome, CounterKey, Counters, Cursor, ItemFailure, MeterInfo, MeterRegistry, Page,
-    RangeQuery, RangeReader, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage, SeriesInfo,
-    StoreError, WriteReport, DEDUPE_WINDOW_SECS,
+    RangeQuery, RangeReader, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage,
+    RollupQuery, SeriesInfo, StoreError, WriteReport, DEDUPE_WINDOW_SECS,
 };
+use meter_core::rollup::RollupBuilder;
 use meter_core::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
+use meter_core::{Rollup, RollupRule};
+
+mod keys;
+mod rollups;
+use chrono_tz::Tz;
+pub use rollups::ReadCost;
+use rollups::{Order, Settings, Table};
 
 const BACKEND: &str = "DynamoDB";
-/// The partition that lists the series of the readings table.
-pub const SERIES_PARTITION: &str = "#series";
+/// Whether a partition key of the readings table holds readings (and not the catalogue, the
+/// meter list or aggregates): for tools that scan the table.
+pub fn is_readings_partition(pk: &str) -> bool {
+    pk.rsplit_once('#')
+        .is_some_and(|(meter, measure)| !meter.is_empty() && MeasureName::new(measure).is_ok())
+}
 /// Dedupe items of the counters table live under this endpoint prefix (and expire by TTL);
 /// the stream-metrics function skips them.
 pub const DEDUPE_PREFIX: &str = names::COUNTERS_DEDUPE_PREFIX;
@@ -130,7 +142,7 @@ async fn batch_write_once(
 }
 
 fn series_key(meter: &MeterId, measure: &MeasureName) -> String {
-    format!("{meter}#{measure}")
+    keys::readings(meter.as_str(), measure.as_str())
 }
 
 fn tags_attr(tags: &Tags) -> AttributeValue {
@@ -157,7 +169,14 @@ pub struct DynamoReadings {
     table: String,
     budget: Duration,
     /// Series this process has registered, so each costs one PutItem per process, not per batch.
-    known: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Their settings are what this process keeps their rollups with.
+    known: std::sync::Arc<std::sync::Mutex<HashMap<String, Settings>>>,
+    /// The zone series keep their days in when the registry names none.
+    zone: Tz,
+    /// The registry, for each meter's zone and register size.
+    registry: Option<DynamoRegistry>,
+    /// What the store has read, for the cost benchmark.
+    cost: std::sync::Arc<ReadCost>,
 }
 
 impl DynamoReadings {
@@ -168,7 +187,157 @@ impl DynamoReadings {
             table: table.into(),
             budget: Duration::from_secs(20),
             known: Default::default(),
+            zone: Tz::UTC,
+            registry: None,
+            cost: Default::default(),
         }
+    }
+
+    /// The zone whose days are stored for meters the registry gives none (UTC unless set).
+    pub fn with_zone(mut self, zone: Tz) -> Self {
+        self.zone = zone;
+        self
+    }
+
+    /// Reads each new series' zone and register size from the registry (one GetItem per meter
+    /// and process).
+    pub fn with_registry(mut self, registry: DynamoRegistry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The zone and register size a meter's rollups are kept with: its registry entry's, else
+    /// the store's zone.
+    async fn wanted(&self, meter: &MeterId) -> Result<(Tz, Option<f64>), StoreError> {
+        let entry = match &self.registry {
+            Some(r) => r.entry(meter).await?,
+            None => None,
+        };
+        let zone = entry
+            .as_ref()
+            .and_then(|e| e.zone.as_deref())
+            .and_then(|z| z.parse::<Tz>().ok())
+            .unwrap_or(self.zone);
+        Ok((zone, entry.and_then(|e| e.register_size())))
+    }
+
+    /// What the store has read so far: items, and read units where DynamoDB reports them.
+    pub fn read_cost(&self) -> &ReadCost {
+        &self.cost
+    }
+
+    fn table(&self) -> Table<'_> {
+        Table {
+            client: &self.client,
+            name: &self.table,
+            cost: &self.cost,
+        }
+    }
+
+    /// What a catalogue item says the series' rollups are kept with.
+    fn settings(series: &HashMap<String, AttributeValue>) -> Result<Settings, StoreError> {
+        Ok(Settings {
+            series: get_s(series, "name")?.to_owned(),
+            kind: get_s(series, "kind")?.parse().map_err(corrupt)?,
+            register: series
+                .contains_key("register")
+                .then(|| get_n(series, "register"))
+                .transpose()?,
+            zone: match series.get("zone").and_then(|z| z.as_s().ok()) {
+                Some(z) => z
+                    .parse()
+                    .map_err(|_| corrupt(format!("unknown zone {z}")))?,
+                None => Tz::UTC,
+            },
+        })
+    }
+
+    /// Recomputes the stored rollups of `meter`'s series (every meter's when `None`) from
+    /// their readings, moving a catalogue written before the per-meter layout first; answers
+    /// how many series were rebuilt.
+    pub async fn rebuild_rollups(&self, meter: Option<&MeterId>) -> Result<usize, StoreError> {
+        let legacy = self
+            .table()
+            .query(
+                keys::LEGACY_SERIES,
+                (i64::MIN, i64::MAX),
+                Order::Up,
+                None,
+                true,
+            )
+            .await?;
+        let mut moved = Vec::new();
+        for item in &legacy {
+            if meter.is_some_and(|m| {
+                Some(m.as_str())
+                    != item
+                        .get("meter")
+                        .and_then(|v| v.as_s().ok())
+                        .map(String::as_str)
+            }) {
+                continue;
+            }
+            let mut entry = item.clone();
+            entry.insert(
+                names::READINGS_PK.to_owned(),
+                s(keys::catalogue(get_s(item, "meter")?)),
+            );
+            entry
+                .entry("zone".to_owned())
+                .or_insert_with(|| s(self.zone.name()));
+            moved.push(Self::meter_item(get_s(item, "meter")?));
+            moved.push(entry);
+        }
+        let report = batch_put(&self.client, &self.table, moved, self.budget).await?;
+        if let Some(f) = report.failures.first() {
+            return Err(StoreError::Unavailable {
+                backend: BACKEND,
+                message: format!("the catalogue could not be moved: {}", f.reason),
+                source: None,
+            });
+        }
+        let mut rebuilt = 0;
+        for mut series in self.series(meter).await? {
+            // The registry's zone and register size, as they are now.
+            let (zone, register) = self
+                .wanted(&MeterId::new(get_s(&series, "meter")?).map_err(corrupt)?)
+                .await?;
+            series.insert("zone".to_owned(), s(zone.name()));
+            match register {
+                Some(size) => series.insert("register".to_owned(), n(size)),
+                None => series.remove("register"),
+            };
+            let settings = Self::settings(&series)?;
+            batch_put(&self.client, &self.table, vec![series], self.budget)
+                .await?
+                .failures
+                .first()
+                .map_or(Ok(()), |f| {
+                    Err(StoreError::Unavailable {
+                        backend: BACKEND,
+                        message: format!("the catalogue could not be updated: {}", f.reason),
+                        source: None,
+                    })
+                })?;
+            rollups::rebuild(self.table(), &settings).await?;
+            self.known
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(settings.series.clone(), settings);
+            rebuilt += 1;
+        }
+        Ok(rebuilt)
+    }
+
+    fn meter_item(meter: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            (
+                names::READINGS_PK.to_owned(),
+                s(keys::meter_list(keys::shard_of(meter))),
+            ),
+            (names::READINGS_SK.to_owned(), n(keys::id(meter))),
+            ("meter".to_owned(), s(meter)),
+        ])
     }
 
     /// How long unprocessed items are retried before they are reported.
@@ -192,15 +361,19 @@ impl DynamoReadings {
         ])
     }
 
-    fn series_item(r: &Reading) -> HashMap<String, AttributeValue> {
+    fn series_item(r: &Reading, settings: &Settings) -> HashMap<String, AttributeValue> {
         let mut item = HashMap::from([
-            (names::READINGS_PK.to_owned(), s(SERIES_PARTITION)),
-            // The series partition's sort key is numeric like every item's: a stable hash would
-            // collide; so series are keyed by position-free text in `name` and a numeric id.
+            (
+                names::READINGS_PK.to_owned(),
+                s(keys::catalogue(r.meter().as_str())),
+            ),
+            // The sort key is numeric like every item's: series are named in `name` and keyed
+            // by a numeric id of it.
             (
                 names::READINGS_SK.to_owned(),
-                n(series_id(r.meter(), r.measure())),
+                n(keys::id(&series_key(r.meter(), r.measure()))),
             ),
+            ("zone".to_owned(), s(settings.zone.name())),
             ("name".to_owned(), s(series_key(r.meter(), r.measure()))),
             ("meter".to_owned(), s(r.meter().as_str())),
             ("measure".to_owned(), s(r.measure().as_str())),
@@ -211,41 +384,53 @@ impl DynamoReadings {
         if !r.tags().is_empty() {
             item.insert("tags".to_owned(), tags_attr(r.tags()));
         }
+        if let Some(size) = settings.register {
+            item.insert("register".to_owned(), n(size));
+        }
         item
     }
 
+    /// The catalogue items of one meter's series (one Query of its partition), or of every
+    /// meter's (the meter list, page by page, then each meter's catalogue), ordered by name.
     async fn series(
         &self,
         only: Option<&MeterId>,
     ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let resp = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", names::READINGS_PK)
-                .expression_attribute_values(":pk", s(SERIES_PARTITION))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| store_error(BACKEND, "Query of the series", e))?;
-            out.extend(
-                resp.items()
-                    .iter()
-                    .filter(|i| {
-                        only.is_none_or(|m| {
-                            i.get("meter").and_then(|v| v.as_s().ok()) == Some(&m.to_string())
-                        })
-                    })
-                    .cloned(),
-            );
-            match resp.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
+        let meters: Vec<String> = match only {
+            Some(m) => vec![m.to_string()],
+            None => {
+                let mut all = Vec::new();
+                for shard in 0..keys::METER_SHARDS {
+                    for item in self
+                        .table()
+                        .query(
+                            &keys::meter_list(shard),
+                            (i64::MIN, i64::MAX),
+                            Order::Up,
+                            None,
+                            false,
+                        )
+                        .await?
+                    {
+                        all.push(get_s(&item, "meter")?.to_owned());
+                    }
+                }
+                all
             }
+        };
+        let mut out = Vec::new();
+        for meter in meters {
+            out.extend(
+                self.table()
+                    .query(
+                        &keys::catalogue(&meter),
+                        (i64::MIN, i64::MAX),
+                        Order::Up,
+                        None,
+                        false,
+                    )
+                    .await?,
+            );
         }
         out.sort_by(|a, b| {
             get_s(a, "name")
@@ -307,16 +492,6 @@ impl DynamoReadings {
     }
 }
 
-/// A numeric id for a series name (FNV-1a, 52 bits so it is exact as a DynamoDB number).
-fn series_id(meter: &MeterId, measure: &MeasureName) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in series_key(meter, measure).bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h & ((1 << 52) - 1)
-}
-
 #[async_trait]
 impl ReadingWriter for DynamoReadings {
     fn max_batch(&self) -> usize {
@@ -325,7 +500,7 @@ impl ReadingWriter for DynamoReadings {
     }
 
     async fn write(&self, readings: &[Reading]) -> Result<WriteReport, StoreError> {
-        let mut new_series: BTreeMap<String, HashMap<String, AttributeValue>> = BTreeMap::new();
+        let mut fresh: BTreeMap<String, &Reading> = BTreeMap::new();
         {
             let known = self
                 .known
@@ -333,18 +508,72 @@ impl ReadingWriter for DynamoReadings {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             for r in readings {
                 let key = series_key(r.meter(), r.measure());
-                if !known.contains(&key) {
-                    new_series
-                        .entry(key)
-                        .or_insert_with(|| Self::series_item(r));
+                if !known.contains_key(&key) {
+                    fresh.entry(key).or_insert(r);
                 }
             }
+        }
+        let mut wanted: HashMap<&MeterId, (Tz, Option<f64>)> = HashMap::new();
+        let mut new_series: BTreeMap<String, HashMap<String, AttributeValue>> = BTreeMap::new();
+        let mut new_settings: HashMap<String, Settings> = HashMap::new();
+        for (key, r) in fresh {
+            let (zone, register) = match wanted.get(r.meter()) {
+                Some(w) => *w,
+                None => {
+                    let w = self.wanted(r.meter()).await?;
+                    wanted.insert(r.meter(), w);
+                    w
+                }
+            };
+            let settings = Settings {
+                series: key.clone(),
+                kind: r.kind(),
+                register,
+                zone,
+            };
+            new_series.insert(key.clone(), Self::series_item(r, &settings));
+            new_settings.insert(key, settings);
         }
         // Registering a series is an idempotent put, done before its readings land, so a
         // listing never misses a series that has readings; many new series (a first import)
         // go 25 to a request through the same resend loop as the readings.
-        let (keys, items): (Vec<String>, Vec<_>) = new_series.into_iter().unzip();
-        let registered = batch_put(&self.client, &self.table, items, self.budget).await?;
+        // Each new series' meter joins the meter list (an idempotent put too).
+        let mut meters: BTreeMap<String, HashMap<String, AttributeValue>> = BTreeMap::new();
+        for item in new_series.values() {
+            let meter = get_s(item, "meter")?;
+            meters
+                .entry(meter.to_owned())
+                .or_insert_with(|| Self::meter_item(meter));
+        }
+        let owners: Vec<String> = new_series
+            .values()
+            .map(|item| get_s(item, "meter").map(str::to_owned))
+            .collect::<Result<_, _>>()?;
+        let (keys, mut items): (Vec<String>, Vec<_>) = new_series.into_iter().unzip();
+        let listed = items.len();
+        let (meter_names, meter_items): (Vec<String>, Vec<_>) = meters.into_iter().unzip();
+        items.extend(meter_items);
+        let mut registered = batch_put(&self.client, &self.table, items, self.budget).await?;
+        // A meter left off the list fails its series with it, so a retry lists it.
+        let unlisted: Vec<ItemFailure> = registered
+            .failures
+            .iter()
+            .filter(|f| f.index >= listed)
+            .cloned()
+            .collect();
+        registered.failures.retain(|f| f.index < listed);
+        for f in unlisted {
+            let meter = &meter_names[f.index - listed];
+            for (i, owner) in owners.iter().enumerate() {
+                if owner == meter && registered.failures.iter().all(|g| g.index != i) {
+                    registered.failures.push(ItemFailure {
+                        index: i,
+                        reason: format!("meter {meter} could not be listed: {}", f.reason),
+                        retryable: f.retryable,
+                    });
+                }
+            }
+        }
         let unregistered: HashMap<&str, &ItemFailure> = registered
             .failures
             .iter()
@@ -354,9 +583,9 @@ impl ReadingWriter for DynamoReadings {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .extend(
-                keys.iter()
-                    .filter(|k| !unregistered.contains_key(k.as_str()))
-                    .cloned(),
+                new_settings
+                    .into_iter()
+                    .filter(|(k, _)| !unregistered.contains_key(k.as_str())),
             );
         // BatchWriteItem refuses a request holding one key twice; of two readings of one
         // instant in a call, the later is the one an upsert keeps, so the earlier is written
@@ -410,8 +639,68 @@ impl ReadingWriter for DynamoReadings {
             }
         }
         report.failures.extend(refused);
+        self.maintain(readings, &mut report).await;
         report.failures.sort_by_key(|f| f.index);
         Ok(report)
+    }
+}
+
+impl DynamoReadings {
+    /// Recomputes the stored rollups of every series the write reached from what landed; a
+    /// series whose rollups could not be brought up to date fails its readings (stored, and
+    /// safe to write again), so the caller retries or reports them.
+    async fn maintain(&self, readings: &[Reading], report: &mut WriteReport) {
+        use futures_util::StreamExt;
+        let failed: std::collections::HashSet<usize> =
+            report.failures.iter().map(|f| f.index).collect();
+        // Per series: its settings, the (time, value) written, and the readings' indices.
+        type Touched = (Settings, Vec<(i64, f64)>, Vec<usize>);
+        let mut touched: BTreeMap<String, Touched> = BTreeMap::new();
+        {
+            let known = self
+                .known
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (i, r) in readings.iter().enumerate() {
+                if failed.contains(&i) {
+                    continue;
+                }
+                let key = series_key(r.meter(), r.measure());
+                let Some(settings) = known.get(&key) else {
+                    continue; // not registered: its readings failed already
+                };
+                let entry = touched
+                    .entry(key)
+                    .or_insert_with(|| (settings.clone(), Vec::new(), Vec::new()));
+                entry.1.push((r.time().timestamp_millis(), r.value()));
+                entry.2.push(i);
+            }
+        }
+        let results: Vec<_> = futures_util::stream::iter(touched.into_values())
+            .map(|(settings, mut rows, indices)| async move {
+                // The later of two readings of one instant is the one stored.
+                rows.reverse();
+                rows.sort_by_key(|(ts, _)| *ts);
+                rows.dedup_by_key(|(ts, _)| *ts);
+                let done = rollups::maintain(self.table(), &settings, &rows).await;
+                (done, indices)
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for (done, indices) in results {
+            if let Err(e) = done {
+                let retryable = e.is_retryable();
+                report.written -= indices.len();
+                report
+                    .failures
+                    .extend(indices.into_iter().map(|index| ItemFailure {
+                        index,
+                        reason: format!("stored, but its rollups could not be updated: {e}"),
+                        retryable,
+                    }));
+            }
+        }
     }
 }
 
@@ -485,8 +774,52 @@ impl ReadingReader for DynamoReadings {
     }
 
     async fn meters(&self) -> Result<Vec<MeterInfo>, StoreError> {
+        self.infos(None).await
+    }
+
+    async fn meter(&self, meter: &MeterId) -> Result<Option<MeterInfo>, StoreError> {
+        Ok(self.infos(Some(meter)).await?.into_iter().next())
+    }
+
+    /// Answered from the stored daily and hourly rollups where they fit the request, and from
+    /// readings for partial edges (see [`meter_core::aggregate::plan`]).
+    async fn rollup(&self, q: &RollupQuery) -> Result<Rollup, StoreError> {
+        let info = self.meter(&q.meter).await?.ok_or_else(|| {
+            StoreError::InvalidQuery(format!("no readings are stored for meter {}", q.meter))
+        })?;
+        let series = info.pick(q.measure.as_ref())?.clone();
+        let name = series_key(&q.meter, &series.measure);
+        let item = self
+            .series(Some(&q.meter))
+            .await?
+            .into_iter()
+            .find(|i| get_s(i, "name").is_ok_and(|n| n == name))
+            .ok_or_else(|| corrupt(format!("series {name} left the catalogue")))?;
+        let mut settings = Self::settings(&item)?;
+        // Asked with another register size than the rollups were kept with: the stored
+        // levels still place the edges, the rules use the size asked for.
+        settings.register = q.register;
+        let mut builder = RollupBuilder::for_query(q, series.kind)?;
+        rollups::fill(self.table(), &settings, q, &mut builder).await?;
+        Ok(Rollup {
+            meter: q.meter.clone(),
+            measure: series.measure,
+            unit: series.unit,
+            kind: series.kind,
+            rule: RollupRule::for_kind(series.kind),
+            zone: q.zone.name().to_owned(),
+            granularity: q.granularity,
+            buckets: builder.finish_checked()?,
+        })
+    }
+}
+
+impl DynamoReadings {
+    /// The meters (all, or one) with their series: the catalogue, and each series' first and
+    /// last reading.
+    async fn infos(&self, only: Option<&MeterId>) -> Result<Vec<MeterInfo>, StoreError> {
         let mut out: Vec<MeterInfo> = Vec::new();
-        for series in self.series(None).await? {
+        for series in self.series(only).await? {
             let (first, _) = self.query_series(&series, 0, i64::MAX / 2, true, 1).await?;
             let (last, _) = self
                 .query_series(&series, 0, i64::MAX / 2, false, 1)

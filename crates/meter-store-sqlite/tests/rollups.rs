@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use meter_core::contract::PARAM_REGISTER_DIGITS;
 use meter_core::ports::{MeterRegistry, RegistryEntry, RollupQuery};
-use meter_core::testing::rollup_cases::{self, agree, reference, Case, METER};
+use meter_core::testing::rollup_cases::{self, agree, reference, Case};
 use meter_core::{MeterId, SourceName};
 use meter_store_sqlite::SqliteStore;
 use proptest::prelude::*;
@@ -16,7 +16,7 @@ fn entry(case: &Case) -> RegistryEntry {
         params.insert(PARAM_REGISTER_DIGITS.to_owned(), "3".to_owned());
     }
     RegistryEntry {
-        id: MeterId::new(METER).unwrap(),
+        id: MeterId::new(&case.meter).unwrap(),
         source: SourceName::new("test").unwrap(),
         params,
         zone: Some(case.zone.name().to_owned()),
@@ -27,7 +27,7 @@ fn entry(case: &Case) -> RegistryEntry {
 fn check(s: &SqliteStore, case: &Case) -> Result<(), TestCaseError> {
     for q in &case.queries {
         let query = RollupQuery::new(
-            MeterId::new(METER).unwrap(),
+            MeterId::new(&case.meter).unwrap(),
             None,
             q.range,
             q.granularity,

@@ -141,10 +141,15 @@ pub(super) fn add(
             Expr::when(USE_TIMESTREAM, tables.ts_table.name(), Expr::no_value()),
         ));
     };
+    // A DynamoDB writer reads too: it recomputes the stored rollups from the readings.
     let history_write = vec![
         Grant::When(
             USE_DYNAMODB,
             Box::new(Grant::DdbWrite(tables.readings.arn())),
+        ),
+        Grant::When(
+            USE_DYNAMODB,
+            Box::new(Grant::DdbRead(tables.readings.arn())),
         ),
         Grant::When(
             USE_TIMESTREAM,
@@ -193,10 +198,6 @@ pub(super) fn add(
         Grant::DdbRead(tables.registry.arn()),
         Grant::DdbWrite(tables.forecasts.arn()),
         Grant::SecretRead(secrets.sst_secret.arn()),
-        Grant::When(
-            USE_DYNAMODB,
-            Box::new(Grant::DdbRead(tables.readings.arn())),
-        ),
     ];
     grants.extend(history_write.clone());
     let fetch = lambda(

@@ -17,7 +17,7 @@ use crate::time::TimeRange;
 
 use super::reading;
 
-/// The meter every case writes.
+/// The meter a case writes unless [`Case::for_meter`] names another.
 pub const METER: &str = "prop";
 /// Its measure.
 pub const MEASURE: &str = "volume";
@@ -45,6 +45,8 @@ pub struct Query {
 /// A series, how it is written, and what is asked of it.
 #[derive(Debug, Clone)]
 pub struct Case {
+    /// The meter.
+    pub meter: String,
     /// The series' kind.
     pub kind: Kind,
     /// The series' zone (its registry entry's).
@@ -64,7 +66,30 @@ pub struct Case {
 impl Case {
     /// A reading of the case's series.
     pub fn reading(&self, time: DateTime<Utc>, value: f64) -> Reading {
-        reading(METER, MEASURE, time, value, self.kind, unit(self.kind))
+        reading(
+            &self.meter,
+            MEASURE,
+            time,
+            value,
+            self.kind,
+            unit(self.kind),
+        )
+    }
+
+    /// The same case written to another meter (so cases can share a table).
+    pub fn for_meter(mut self, meter: &str) -> Self {
+        self.meter = meter.to_owned();
+        let writes = std::mem::take(&mut self.writes);
+        self.writes = writes
+            .into_iter()
+            .map(|batch| {
+                batch
+                    .iter()
+                    .map(|r| self.reading(r.time(), r.value()))
+                    .collect()
+            })
+            .collect();
+        self
     }
 }
 
@@ -161,6 +186,7 @@ pub fn case() -> impl Strategy<Value = Case> {
                     })
                     .collect();
                 let mut case = Case {
+                    meter: METER.to_owned(),
                     kind,
                     zone,
                     register,

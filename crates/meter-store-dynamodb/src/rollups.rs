@@ -1,0 +1,683 @@
+//! Stored rollups on DynamoDB: an item per series and UTC hour and per series and local day,
+//! kept by the writer after each write, and the rollup query that reads them.
+//!
+//! Every aggregate is recomputed from the readings it covers (never incremented), and written
+//! with a version condition: a write that lost a race with another writer, or whose request was
+//! cut after DynamoDB did the work and was sent again, finds the version moved and recomputes.
+//! A recompute reads the readings after its own landed, so whichever recompute is stored last
+//! saw every reading written before it. Counters resume the counter rules from the level stored
+//! with the hour before the write (see [`meter_core::aggregate::CounterHours`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+use chrono::DateTime;
+use chrono_tz::Tz;
+use meter_aws::store_error;
+use meter_core::aggregate::{
+    day_of, hour_of, hours_of_values, merge_all, plan, Aggregate, CounterHours, Piece, HOUR_MS,
+};
+use meter_core::counter::{Verdict, WINDOW};
+use meter_core::ports::{RollupQuery, StoreError};
+use meter_core::rollup::RollupBuilder;
+use meter_core::{Kind, TimeRange};
+
+use crate::keys;
+use crate::{corrupt, get_n, n, s, BACKEND};
+use meter_core::contract::cloud as names;
+
+/// How often a write recomputes its aggregates after losing a race before it reports.
+const ATTEMPTS: usize = 8;
+/// Readings or aggregates a walk reads per request.
+const PAGE: i32 = 1000;
+
+/// What a series' rollups are kept with (from its catalogue item).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Settings {
+    /// The readings' partition key.
+    pub(crate) series: String,
+    pub(crate) kind: Kind,
+    pub(crate) register: Option<f64>,
+    pub(crate) zone: Tz,
+}
+
+impl Settings {
+    fn hours(&self) -> String {
+        keys::hours(&self.series)
+    }
+    fn days(&self) -> String {
+        keys::days(&self.series)
+    }
+}
+
+/// Counts of what the store read, for the cost benchmark.
+#[derive(Debug, Default)]
+pub struct ReadCost {
+    /// Items returned by Query and GetItem.
+    pub items: std::sync::atomic::AtomicU64,
+    /// Read capacity units consumed, as DynamoDB reports them (0 where it does not).
+    pub units: std::sync::Mutex<f64>,
+}
+
+impl ReadCost {
+    pub(crate) fn add(&self, items: usize, units: Option<f64>) {
+        self.items
+            .fetch_add(items as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Some(u) = units {
+            *self.units.lock().unwrap_or_else(|e| e.into_inner()) += u;
+        }
+    }
+}
+
+/// The store's client and table, with its read counters.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Table<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) name: &'a str,
+    pub(crate) cost: &'a ReadCost,
+}
+
+/// Which way a query reads its partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    Up,
+    Down,
+}
+
+impl Table<'_> {
+    /// Items of partition `pk` with sort keys in `[from, to)`, in `order`, at most `limit`
+    /// (all when `None`); strongly consistent when a writer needs its own writes.
+    pub(crate) async fn query(
+        &self,
+        pk: &str,
+        (from, to): (i64, i64),
+        order: Order,
+        limit: Option<usize>,
+        consistent: bool,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        // A span's `to` is exclusive; BETWEEN is inclusive, and keys are whole milliseconds.
+        let last = to.saturating_sub(1);
+        if from > last {
+            return Ok(out);
+        }
+        loop {
+            let want = limit.map(|l| (l - out.len()).min(PAGE as usize) as i32);
+            let resp = self
+                .client
+                .query()
+                .table_name(self.name)
+                .key_condition_expression("#pk = :pk AND #sk BETWEEN :a AND :b")
+                .expression_attribute_names("#pk", names::READINGS_PK)
+                .expression_attribute_names("#sk", names::READINGS_SK)
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":a", n(from))
+                .expression_attribute_values(":b", n(last))
+                .scan_index_forward(order == Order::Up)
+                .consistent_read(consistent)
+                .set_limit(want)
+                .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error(BACKEND, "Query", e))?;
+            self.cost.add(
+                resp.items().len(),
+                resp.consumed_capacity().and_then(|c| c.capacity_units()),
+            );
+            out.extend(resp.items().iter().cloned());
+            let full = limit.is_some_and(|l| out.len() >= l);
+            match resp.last_evaluated_key() {
+                Some(k) if !k.is_empty() && !full => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Readings `(ms, value)` of a series in `[from, to)`.
+    pub(crate) async fn readings(
+        &self,
+        series: &str,
+        span: (i64, i64),
+        order: Order,
+        limit: Option<usize>,
+        consistent: bool,
+    ) -> Result<Vec<(i64, f64)>, StoreError> {
+        self.query(series, span, order, limit, consistent)
+            .await?
+            .iter()
+            .map(|i| Ok((get_n(i, names::READINGS_SK)? as i64, get_n(i, "v")?)))
+            .collect()
+    }
+
+    /// Aggregates `(start, aggregate, version)` of a partition in `[from, to)`.
+    async fn aggregates(
+        &self,
+        pk: &str,
+        span: (i64, i64),
+        order: Order,
+        limit: Option<usize>,
+        consistent: bool,
+    ) -> Result<Vec<(i64, Aggregate, u64)>, StoreError> {
+        self.query(pk, span, order, limit, consistent)
+            .await?
+            .iter()
+            .map(aggregate_of)
+            .collect()
+    }
+
+    async fn delete(&self, pk: &str, start: i64) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(self.name)
+            .key(names::READINGS_PK, s(pk))
+            .key(names::READINGS_SK, n(start))
+            .send()
+            .await
+            .map_err(|e| store_error(BACKEND, "DeleteItem of an aggregate", e))?;
+        Ok(())
+    }
+
+    /// Stores aggregates `(partition, start, aggregate, version it was read at)` if none of
+    /// their versions moved since (`None`: not stored yet), up to 100 to a transaction;
+    /// answers false when another write moved one first (the caller recomputes). A request cut
+    /// after DynamoDB applied it and sent again finds the versions moved, or is answered from
+    /// the transaction's idempotency token: either way nothing is counted twice.
+    async fn put_all(
+        &self,
+        items: &[(String, i64, Aggregate, Option<u64>)],
+    ) -> Result<bool, StoreError> {
+        for chunk in items.chunks(MAX_TRANSACTION) {
+            let mut actions = Vec::with_capacity(chunk.len());
+            for (pk, start, agg, expected) in chunk {
+                let version = expected.map_or(1, |v| v + 1);
+                let put = Put::builder()
+                    .table_name(self.name)
+                    .set_item(Some(item_of(pk, *start, agg, version)));
+                let put = match expected {
+                    Some(v) => put
+                        .condition_expression("ver = :v")
+                        .expression_attribute_values(":v", n(v)),
+                    None => put
+                        .condition_expression("attribute_not_exists(#pk)")
+                        .expression_attribute_names("#pk", names::READINGS_PK),
+                };
+                let put = put.build().map_err(|e| corrupt(e.to_string()))?;
+                actions.push(TransactWriteItem::builder().put(put).build());
+            }
+            match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(actions))
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_transaction_canceled_exception()) =>
+                {
+                    return Ok(false);
+                }
+                Err(e) => return Err(store_error(BACKEND, "TransactWriteItems of aggregates", e)),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// DynamoDB's limit of actions in one transaction.
+const MAX_TRANSACTION: usize = 100;
+
+const VERDICT_ATTRS: [(&str, Verdict); 5] = [
+    ("g", Verdict::Glitch),
+    ("j", Verdict::Jitter),
+    ("sp", Verdict::Spike),
+    ("rs", Verdict::Reset),
+    ("w", Verdict::Wrap),
+];
+
+fn item_of(pk: &str, start: i64, a: &Aggregate, version: u64) -> HashMap<String, AttributeValue> {
+    let mut item = HashMap::from([
+        (names::READINGS_PK.to_owned(), s(pk)),
+        (names::READINGS_SK.to_owned(), n(start)),
+        ("c".to_owned(), n(a.count)),
+        ("s".to_owned(), n(a.sum)),
+        ("mn".to_owned(), n(a.min)),
+        ("mx".to_owned(), n(a.max)),
+        ("ft".to_owned(), n(a.first.0)),
+        ("fv".to_owned(), n(a.first.1)),
+        ("lt".to_owned(), n(a.last.0)),
+        ("lv".to_owned(), n(a.last.1)),
+        ("ver".to_owned(), n(version)),
+    ]);
+    for (attr, verdict) in VERDICT_ATTRS {
+        if a.verdicts(verdict) > 0 {
+            item.insert(attr.to_owned(), n(a.verdicts(verdict)));
+        }
+    }
+    if a.provisional {
+        item.insert("p".to_owned(), AttributeValue::Bool(true));
+    }
+    if let Some(level) = a.level {
+        item.insert("lvl".to_owned(), n(level));
+    }
+    item
+}
+
+fn aggregate_of(
+    item: &HashMap<String, AttributeValue>,
+) -> Result<(i64, Aggregate, u64), StoreError> {
+    let count = get_n(item, "c")? as u64;
+    let mut verdicts = [0u32; 6];
+    let mut set_aside = 0;
+    for (attr, verdict) in VERDICT_ATTRS {
+        if item.contains_key(attr) {
+            verdicts[verdict as usize] = get_n(item, attr)? as u32;
+            set_aside += verdicts[verdict as usize];
+        }
+    }
+    verdicts[Verdict::Counted as usize] = (count as u32).saturating_sub(set_aside);
+    let agg = Aggregate {
+        count,
+        sum: get_n(item, "s")?,
+        min: get_n(item, "mn")?,
+        max: get_n(item, "mx")?,
+        first: (get_n(item, "ft")? as i64, get_n(item, "fv")?),
+        last: (get_n(item, "lt")? as i64, get_n(item, "lv")?),
+        verdicts,
+        provisional: item.get("p").and_then(|v| v.as_bool().ok()) == Some(&true),
+        level: item
+            .contains_key("lvl")
+            .then(|| get_n(item, "lvl"))
+            .transpose()?,
+    };
+    Ok((
+        get_n(item, names::READINGS_SK)? as i64,
+        agg,
+        get_n(item, "ver")? as u64,
+    ))
+}
+
+/// Brings a series' hours and days up to date after its readings `touched` (new or rewritten,
+/// in time order) landed.
+pub(crate) async fn maintain(
+    t: Table<'_>,
+    settings: &Settings,
+    touched: &[(i64, f64)],
+) -> Result<(), StoreError> {
+    let (Some(first), Some(last)) = (touched.first(), touched.last()) else {
+        return Ok(());
+    };
+    for _ in 0..ATTEMPTS {
+        let hours = if settings.kind == Kind::Cumulative {
+            counter_hours(t, settings, (first.0, last.0)).await?
+        } else {
+            value_hours(t, settings, touched).await?
+        };
+        let Some(hours) = hours else { continue };
+        if days(t, settings, &hours).await? {
+            return Ok(());
+        }
+    }
+    Err(StoreError::Unavailable {
+        backend: BACKEND,
+        message: format!(
+            "the rollups of {} kept changing under other writers ({ATTEMPTS} recomputes)",
+            settings.series
+        ),
+        source: None,
+    })
+}
+
+/// Recomputes the hours of a gauge or interval series that `touched` falls in; answers the
+/// hours written, or `None` if another writer moved one first.
+async fn value_hours(
+    t: Table<'_>,
+    settings: &Settings,
+    touched: &[(i64, f64)],
+) -> Result<Option<BTreeSet<i64>>, StoreError> {
+    let wanted: BTreeSet<i64> = touched.iter().map(|(ts, _)| hour_of(*ts)).collect();
+    let span = (
+        *wanted.first().unwrap_or(&0),
+        wanted.last().map_or(0, |h| h + HOUR_MS),
+    );
+    let stored: HashMap<i64, (Aggregate, u64)> = t
+        .aggregates(&settings.hours(), span, Order::Up, None, true)
+        .await?
+        .into_iter()
+        .map(|(h, a, v)| (h, (a, v)))
+        .collect();
+    // Only the touched hours: a span of late readings can cover hours nobody wrote to.
+    let mut readings = Vec::new();
+    for run in wanted
+        .iter()
+        .collect::<Vec<_>>()
+        .chunk_by(|a, b| **b == **a + HOUR_MS)
+    {
+        let from = *run[0];
+        let to = *run[run.len() - 1] + HOUR_MS;
+        readings.extend(
+            t.readings(&settings.series, (from, to), Order::Up, None, true)
+                .await?,
+        );
+    }
+    let pk = settings.hours();
+    let changed: Vec<_> = hours_of_values(&readings)
+        .into_iter()
+        .filter_map(|(h, agg)| {
+            let before = stored.get(&h);
+            (before.map(|(a, _)| a) != Some(&agg))
+                .then(|| (pk.clone(), h, agg, before.map(|(_, v)| *v)))
+        })
+        .collect();
+    if !t.put_all(&changed).await? {
+        return Ok(None);
+    }
+    Ok(Some(changed.iter().map(|(_, h, _, _)| *h).collect()))
+}
+
+/// Recomputes a counter's hours around `(first, last)`, the times of the readings a write
+/// touched; answers the hours written, or `None` if another writer moved one first.
+async fn counter_hours(
+    t: Table<'_>,
+    settings: &Settings,
+    (first, last): (i64, i64),
+) -> Result<Option<BTreeSet<i64>>, StoreError> {
+    let series = &settings.series;
+    let earlier = t
+        .readings(
+            series,
+            (i64::MIN, first),
+            Order::Down,
+            Some(CounterHours::START_BEFORE),
+            true,
+        )
+        .await?;
+    let start = match earlier.get(CounterHours::START_BEFORE - 1) {
+        Some((ts, _)) => hour_of(*ts),
+        None => i64::MIN,
+    };
+    let (level, before) = resume_state(t, settings, start, true).await?;
+    let mut walk = CounterHours::resume(settings.register, level, &before, last);
+    let mut stored: BTreeMap<i64, (Aggregate, u64)> = BTreeMap::new();
+    // Stored hours are loaded ahead of the readings fed to the walk.
+    let mut loaded_to = start;
+    let mut from = start;
+    let mut going = true;
+    while going {
+        let page = t
+            .readings(
+                series,
+                (from, i64::MAX),
+                Order::Up,
+                Some(PAGE as usize),
+                true,
+            )
+            .await?;
+        let Some((page_last, _)) = page.last().copied() else {
+            break;
+        };
+        let need = hour_of(page_last) + HOUR_MS;
+        if need > loaded_to {
+            for (h, a, v) in t
+                .aggregates(&settings.hours(), (loaded_to, need), Order::Up, None, true)
+                .await?
+            {
+                stored.insert(h, (a, v));
+            }
+            loaded_to = need;
+        }
+        let mut lookup = |h: i64| Ok::<_, StoreError>(stored.get(&h).map(|(a, _)| *a));
+        for (ts, v) in &page {
+            if !walk.push(*ts, *v, &mut lookup)? {
+                going = false;
+                break;
+            }
+        }
+        if page.len() < PAGE as usize {
+            break;
+        }
+        from = page_last + 1;
+    }
+    let mut lookup = |h: i64| Ok::<_, StoreError>(stored.get(&h).map(|(a, _)| *a));
+    let pk = settings.hours();
+    let changed: Vec<_> = walk
+        .finish(&mut lookup)?
+        .into_iter()
+        .map(|(h, agg)| (pk.clone(), h, agg, stored.get(&h).map(|(_, v)| *v)))
+        .collect();
+    if !t.put_all(&changed).await? {
+        return Ok(None);
+    }
+    Ok(Some(changed.iter().map(|(_, h, _, _)| *h).collect()))
+}
+
+/// The counter rules' state at `start` (an hour): the level stored with the last hour before
+/// it, and the raw values of the [`WINDOW`] readings before it.
+async fn resume_state(
+    t: Table<'_>,
+    settings: &Settings,
+    start: i64,
+    consistent: bool,
+) -> Result<(Option<f64>, Vec<f64>), StoreError> {
+    if start == i64::MIN {
+        return Ok((None, Vec::new()));
+    }
+    let level = t
+        .aggregates(
+            &settings.hours(),
+            (i64::MIN, start),
+            Order::Down,
+            Some(1),
+            consistent,
+        )
+        .await?
+        .first()
+        .and_then(|(_, a, _)| a.level);
+    let mut before: Vec<f64> = t
+        .readings(
+            &settings.series,
+            (i64::MIN, start),
+            Order::Down,
+            Some(WINDOW),
+            consistent,
+        )
+        .await?
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    before.reverse();
+    Ok((level, before))
+}
+
+/// Merges the days holding `hours` again from their hours; answers false if another writer
+/// moved one first.
+async fn days(
+    t: Table<'_>,
+    settings: &Settings,
+    hours: &BTreeSet<i64>,
+) -> Result<bool, StoreError> {
+    let days: BTreeSet<(i64, i64)> = hours
+        .iter()
+        .filter_map(|h| day_of(*h, settings.zone))
+        .collect();
+    let pk = settings.days();
+    let mut changed = Vec::new();
+    for day in days {
+        let stored = t
+            .aggregates(&pk, (day.0, day.0 + 1), Order::Up, None, true)
+            .await?;
+        let parts = t
+            .aggregates(&settings.hours(), day, Order::Up, None, true)
+            .await?;
+        let Some(agg) = merge_all(parts.iter().map(|(_, a, _)| a)) else {
+            continue;
+        };
+        let before = stored.first();
+        if before.map(|(_, a, _)| a) != Some(&agg) {
+            changed.push((pk.clone(), day.0, agg, before.map(|(_, _, v)| *v)));
+        }
+    }
+    t.put_all(&changed).await
+}
+
+/// Drops nothing and recomputes every hour and day of a series from its readings (for a table
+/// written before stored rollups, or after a zone or rules change).
+pub(crate) async fn rebuild(t: Table<'_>, settings: &Settings) -> Result<(), StoreError> {
+    let Some((first, _)) = t
+        .readings(
+            &settings.series,
+            (i64::MIN, i64::MAX),
+            Order::Up,
+            Some(1),
+            true,
+        )
+        .await?
+        .first()
+        .copied()
+    else {
+        return Ok(());
+    };
+    for _ in 0..ATTEMPTS {
+        let hours = if settings.kind == Kind::Cumulative {
+            counter_hours(t, settings, (first, i64::MAX)).await?
+        } else {
+            let all = t
+                .readings(
+                    &settings.series,
+                    (i64::MIN, i64::MAX),
+                    Order::Up,
+                    None,
+                    true,
+                )
+                .await?;
+            value_hours(t, settings, &all).await?
+        };
+        let Some(mut hours) = hours else { continue };
+        // Days of another zone go; then every day with an hour is merged again.
+        for (start, _, _) in t
+            .aggregates(
+                &settings.days(),
+                (i64::MIN, i64::MAX),
+                Order::Up,
+                None,
+                true,
+            )
+            .await?
+        {
+            if day_of(start, settings.zone).map(|d| d.0) != Some(start) {
+                t.delete(&settings.days(), start).await?;
+            }
+        }
+        for (h, _, _) in t
+            .aggregates(
+                &settings.hours(),
+                (i64::MIN, i64::MAX),
+                Order::Up,
+                None,
+                true,
+            )
+            .await?
+        {
+            hours.insert(h);
+        }
+        if days(t, settings, &hours).await? {
+            return Ok(());
+        }
+    }
+    Err(corrupt(format!(
+        "the rollups of {} kept changing during the rebuild",
+        settings.series
+    )))
+}
+
+/// Feeds `builder` the pieces of `q`'s range: stored days and hours where they fit, readings
+/// for the rest (a counter's edge resumes from the level stored with the hour before it).
+pub(crate) async fn fill(
+    t: Table<'_>,
+    settings: &Settings,
+    q: &RollupQuery,
+    builder: &mut RollupBuilder,
+) -> Result<(), StoreError> {
+    for piece in plan(q.range, q.granularity, q.zone, Some(settings.zone))? {
+        match piece {
+            Piece::Raw(range) => {
+                let mut part =
+                    RollupBuilder::for_query(&RollupQuery { range, ..q.clone() }, settings.kind)?;
+                raw(t, settings, range, &mut part).await?;
+                builder.absorb(part);
+            }
+            Piece::Hours(range) | Piece::Days(range) => {
+                let pk = match piece {
+                    Piece::Days(_) => settings.days(),
+                    _ => settings.hours(),
+                };
+                let span = (
+                    range.from().timestamp_millis(),
+                    range.to().timestamp_millis(),
+                );
+                for (start, a, _) in t.aggregates(&pk, span, Order::Up, None, false).await? {
+                    let at = DateTime::from_timestamp_millis(start)
+                        .ok_or_else(|| corrupt("aggregate time out of range"))?;
+                    builder.add(at, &a);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn raw(
+    t: Table<'_>,
+    settings: &Settings,
+    range: TimeRange,
+    builder: &mut RollupBuilder,
+) -> Result<(), StoreError> {
+    let (from, to) = (
+        range.from().timestamp_millis(),
+        range.to().timestamp_millis(),
+    );
+    let time = |ms: i64| {
+        DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt("reading time out of range"))
+    };
+    if settings.kind != Kind::Cumulative {
+        for (ts, v) in t
+            .readings(&settings.series, (from, to), Order::Up, None, false)
+            .await?
+        {
+            builder.push(time(ts)?, v)?;
+        }
+        return Ok(());
+    }
+    let start = hour_of(from);
+    let (level, before) = resume_state(t, settings, start, false).await?;
+    builder.resume(level, &before);
+    for (ts, v) in t
+        .readings(&settings.series, (start, to), Order::Up, None, false)
+        .await?
+    {
+        if ts < from {
+            builder.baseline(time(ts)?, v);
+        } else {
+            builder.push(time(ts)?, v)?;
+        }
+    }
+    // A counter's last readings are decided with the few after the range.
+    for (ts, v) in t
+        .readings(
+            &settings.series,
+            (to, i64::MAX),
+            Order::Up,
+            Some(WINDOW),
+            false,
+        )
+        .await?
+    {
+        builder.push(time(ts)?, v)?;
+    }
+    Ok(())
+}
