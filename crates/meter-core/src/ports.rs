@@ -296,26 +296,34 @@ pub struct MeterInfo {
 impl MeterInfo {
     /// The series of one measure, or the only series when `measure` is `None`.
     pub fn pick(&self, measure: Option<&MeasureName>) -> Result<&SeriesInfo, StoreError> {
-        match measure {
-            Some(m) => self.series.iter().find(|s| &s.measure == m).ok_or_else(|| {
+        pick_series(&self.meter, &self.series, |s| s.measure.as_str(), measure)
+    }
+}
+
+/// The series of `meter` a request names (`measure`), or its only one: the rule
+/// [`MeterInfo::pick`] follows, for a store that knows a meter's series in another shape.
+pub fn pick_series<'a, T>(
+    meter: &MeterId,
+    series: &'a [T],
+    name: impl Fn(&T) -> &str,
+    measure: Option<&MeasureName>,
+) -> Result<&'a T, StoreError> {
+    let names = || series.iter().map(&name).collect::<Vec<_>>().join(", ");
+    match measure {
+        Some(m) => series
+            .iter()
+            .find(|s| name(s) == m.as_str())
+            .ok_or_else(|| {
                 StoreError::InvalidQuery(format!(
-                    "meter {} has no measure {m}; it has {}",
-                    self.meter,
-                    self.measure_names()
+                    "meter {meter} has no measure {m}; it has {}",
+                    names()
                 ))
             }),
-            None if self.series.len() == 1 => Ok(&self.series[0]),
-            None => Err(StoreError::InvalidQuery(format!(
-                "meter {} has several measures ({}); name one",
-                self.meter,
-                self.measure_names()
-            ))),
-        }
-    }
-
-    fn measure_names(&self) -> String {
-        let names: Vec<&str> = self.series.iter().map(|s| s.measure.as_str()).collect();
-        names.join(", ")
+        None if series.len() == 1 => Ok(&series[0]),
+        None => Err(StoreError::InvalidQuery(format!(
+            "meter {meter} has several measures ({}); name one",
+            names()
+        ))),
     }
 }
 

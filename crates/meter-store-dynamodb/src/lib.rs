@@ -26,7 +26,7 @@ use meter_core::contract::cloud as names;
 use meter_core::ports::{
     AddOutcome, CounterKey, Counters, Cursor, ItemFailure, MeterInfo, MeterRegistry, Page,
     RangeQuery, RangeReader, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage,
-    RollupQuery, SeriesInfo, StoreError, WriteReport, DEDUPE_WINDOW_SECS,
+    pick_series, RollupQuery, SeriesInfo, StoreError, WriteReport, DEDUPE_WINDOW_SECS,
 };
 use meter_core::rollup::RollupBuilder;
 use meter_core::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
@@ -479,9 +479,14 @@ impl DynamoReadings {
             .expression_attribute_values(":b", n(to_ms))
             .scan_index_forward(forward)
             .limit(limit)
+            .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(|e| store_error(BACKEND, "Query of readings", e))?;
+        self.cost.add(
+            resp.items().len(),
+            resp.consumed_capacity().and_then(|c| c.capacity_units()),
+        );
         let readings = resp
             .items()
             .iter()
@@ -784,29 +789,35 @@ impl ReadingReader for DynamoReadings {
     /// Answered from the stored daily and hourly rollups where they fit the request, and from
     /// readings for partial edges (see [`meter_core::aggregate::plan`]).
     async fn rollup(&self, q: &RollupQuery) -> Result<Rollup, StoreError> {
-        let info = self.meter(&q.meter).await?.ok_or_else(|| {
-            StoreError::InvalidQuery(format!("no readings are stored for meter {}", q.meter))
-        })?;
-        let series = info.pick(q.measure.as_ref())?.clone();
-        let name = series_key(&q.meter, &series.measure);
-        let item = self
-            .series(Some(&q.meter))
-            .await?
-            .into_iter()
-            .find(|i| get_s(i, "name").is_ok_and(|n| n == name))
-            .ok_or_else(|| corrupt(format!("series {name} left the catalogue")))?;
-        let mut settings = Self::settings(&item)?;
+        // The catalogue says all a rollup needs: one Query of the meter's partition.
+        let catalogue = self.series(Some(&q.meter)).await?;
+        if catalogue.is_empty() {
+            return Err(StoreError::InvalidQuery(format!(
+                "no readings are stored for meter {}",
+                q.meter
+            )));
+        }
+        let item = pick_series(
+            &q.meter,
+            &catalogue,
+            |i| get_s(i, "measure").unwrap_or(""),
+            q.measure.as_ref(),
+        )?;
+        let measure = MeasureName::new(get_s(item, "measure")?).map_err(corrupt)?;
+        let unit = Unit::parse(get_s(item, "unit")?).map_err(corrupt)?;
+        let mut settings = Self::settings(item)?;
         // Asked with another register size than the rollups were kept with: the stored
         // levels still place the edges, the rules use the size asked for.
         settings.register = q.register;
-        let mut builder = RollupBuilder::for_query(q, series.kind)?;
+        let kind = settings.kind;
+        let mut builder = RollupBuilder::for_query(q, kind)?;
         rollups::fill(self.table(), &settings, q, &mut builder).await?;
         Ok(Rollup {
             meter: q.meter.clone(),
-            measure: series.measure,
-            unit: series.unit,
-            kind: series.kind,
-            rule: RollupRule::for_kind(series.kind),
+            measure,
+            unit,
+            kind,
+            rule: RollupRule::for_kind(kind),
             zone: q.zone.name().to_owned(),
             granularity: q.granularity,
             buckets: builder.finish_checked()?,

@@ -312,7 +312,12 @@ pub(crate) async fn maintain(
     let (Some(first), Some(last)) = (touched.first(), touched.last()) else {
         return Ok(());
     };
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            // Another writer is recomputing the same hours: let it finish first.
+            let ms = 10 * (1 << attempt.min(6)) + u64::from(rand_jitter());
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
         let hours = if settings.kind == Kind::Cumulative {
             counter_hours(t, settings, (first.0, last.0)).await?
         } else {
@@ -331,6 +336,14 @@ pub(crate) async fn maintain(
         ),
         source: None,
     })
+}
+
+/// A few milliseconds of jitter, so writers that collided do not collide again.
+fn rand_jitter() -> u8 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    (nanos % 20) as u8
 }
 
 /// Recomputes the hours of a gauge or interval series that `touched` falls in; answers the

@@ -522,3 +522,73 @@ async fn a_key_written_twice_in_one_batch_keeps_the_later_value() {
         }
     }
 }
+
+/// Items read by `f`, from the store's own count.
+async fn items_read<F: std::future::Future<Output = ()>>(store: &DynamoReadings, f: F) -> u64 {
+    use std::sync::atomic::Ordering;
+    let before = store.read_cost().items.load(Ordering::Relaxed);
+    f.await;
+    store.read_cost().items.load(Ordering::Relaxed) - before
+}
+
+#[tokio::test]
+async fn a_meters_queries_read_its_partitions_only_whatever_the_table_holds() {
+    let Some((client, _)) = client().await else {
+        return;
+    };
+    let [_, table, _, _] = create_tables(&client, &prefix("cost")).await.unwrap();
+    let store = DynamoReadings::new(client.clone(), &table);
+    let start = t("2024-05-01T00:00:00Z");
+    let hourly: Vec<Reading> = (0..72)
+        .map(|h| reading("A", "flow", start + Duration::hours(h), 2.0, Kind::Interval))
+        .collect();
+    assert!(store.write(&hourly).await.unwrap().is_complete());
+    let first = parse_date("2024-05-01").unwrap();
+    let last = parse_date("2024-05-03").unwrap();
+    let daily = RollupQuery::new(
+        MeterId::new("A").unwrap(),
+        None,
+        TimeRange::local_days(first, last, Tz::UTC).unwrap(),
+        Granularity::Day,
+        Tz::UTC,
+    );
+    let range = RangeQuery {
+        meter: MeterId::new("A").unwrap(),
+        measure: None,
+        range: TimeRange::new(start, start + Duration::hours(6)).unwrap(),
+        limit: 100,
+        after: None,
+    };
+    let days = |store: &DynamoReadings| {
+        let (store, q) = (store.clone(), daily.clone());
+        async move {
+            let r = store.rollup(&q).await.unwrap();
+            let values: Vec<Option<f64>> = r.buckets.iter().map(|b| b.value).collect();
+            assert_eq!(values, [Some(48.0); 3]);
+        }
+    };
+    let rows = |store: &DynamoReadings| {
+        let (store, q) = (store.clone(), range.clone());
+        async move { assert_eq!(store.range(&q).await.unwrap().readings.len(), 6) }
+    };
+    // Three days: the meter's catalogue item and three stored days, not 72 readings.
+    let alone = (
+        items_read(&store, days(&store)).await,
+        items_read(&store, rows(&store)).await,
+    );
+    assert_eq!(alone.0, 1 + 3);
+    assert_eq!(alone.1, 1 + 6);
+    // Fifty more meters change nothing a query of A reads.
+    let others: Vec<Reading> = (0..50)
+        .map(|m| reading(&format!("M{m:02}"), "flow", start, 1.0, Kind::Interval))
+        .collect();
+    let report = store.write(&others).await.unwrap();
+    assert!(report.is_complete(), "{:?}", report.failures.first());
+    let crowded = (
+        items_read(&store, days(&store)).await,
+        items_read(&store, rows(&store)).await,
+    );
+    assert_eq!(crowded, alone);
+    // The list of every meter pages through the list's partitions.
+    assert_eq!(store.meters().await.unwrap().len(), 51);
+}

@@ -145,8 +145,13 @@ fn values(kind: Kind, register: Option<f64>, draws: &[(u8, u16)]) -> Vec<f64> {
         .collect()
 }
 
-/// Random cases.
+/// Random cases of up to 240 readings.
 pub fn case() -> impl Strategy<Value = Case> {
+    case_of(240)
+}
+
+/// Random cases of up to `most` readings (fewer for a store behind a slow emulator).
+pub fn case_of(most: usize) -> impl Strategy<Value = Case> {
     let kind = prop_oneof![
         Just(Kind::Cumulative),
         Just(Kind::Cumulative),
@@ -160,7 +165,7 @@ pub fn case() -> impl Strategy<Value = Case> {
         0i64..48 * 60,
         proptest::collection::vec(
             (0..STEPS.len(), 0i64..60_000, any::<u8>(), 0u16..1000),
-            1..240,
+            1..most.max(2),
         ),
         any::<bool>(),
         any::<u64>(),
