@@ -1,9 +1,26 @@
 //! DynamoDB adapters of the meterflow ports, with the key layouts the template declares
 //! (`meter_core::contract::cloud`):
 //!
-//! - [`DynamoReadings`]: the history store for accounts without Timestream. Items are keyed by
-//!   `series = "<meter>#<measure>"` and `ts` (epoch ms), so "meter, time range" is one Query and a
-//!   repeated put is idempotent. A `#series` partition lists each series with its unit and kind.
+//! - [`DynamoReadings`]: the history store for accounts without Timestream. One table, keyed by
+//!   `series` (string) and `ts` (number), holds five item types; each key serves one access
+//!   pattern, and none is read whole by a request about one meter:
+//!
+//!   | partition (`series`) | sort (`ts`) | item | serves |
+//!   |---|---|---|---|
+//!   | `<meter>#<measure>` | epoch ms | a reading: `v`, `src` | a series' readings over a range (one Query); a repeated put is idempotent |
+//!   | `<meter>@series` | the series' numeric id | the catalogue: `name`, `meter`, `measure`, `unit`, `kind`, `src`, `tags`, `zone`, `register` | a meter's series (one Query of its own partition) |
+//!   | `@meters#00` .. `@meters#15` | the meter's numeric id | `meter` | the list of every meter, paged partition by partition; registrations spread over 16 partitions |
+//!   | `<meter>#<measure>@hour` | UTC hour start, ms | an hourly aggregate: `c`, `s`, `mn`, `mx`, `ft`/`fv`, `lt`/`lv`, verdict counts `g`, `j`, `sp`, `rs`, `w`, `p` (provisional), `lvl` (counter level), `ver` | hourly rollups in any whole-hour zone, and the counter rules' state for a recompute |
+//!   | `<meter>#<measure>@day` | local day start in the series' zone, ms | the same fields, for the day | daily rollups in the series' zone: a year is 366 items |
+//!
+//!   No reading key can equal another type's key: a measure name has no `@` and a reading key
+//!   splits at its last `#` into a meter and a measure ([`is_readings_partition`]). The writer
+//!   recomputes the hours a write touched from their readings (a counter from the level stored
+//!   with the hour before, until an hour comes out as stored) and the days from their hours,
+//!   and stores them in transactions conditioned on the versions it read: a lost race or a
+//!   request sent twice recomputes instead of counting twice. Tables written before this
+//!   layout (one `#series` partition for every series) move with `meter store rebuild-rollups
+//!   --store dynamodb:TABLE`, which also builds their aggregates.
 //! - [`DynamoForecasts`]: seed 003's future points (`identifier`, `time` in epoch seconds, `value`
 //!   as a string) with the `expiry` TTL attribute.
 //! - [`DynamoRegistry`]: the meter registry (`id`), paged with Scan.
@@ -24,9 +41,9 @@ use meter_aws::{merge_chunk, send_batch, store_error, Answer, RetryPolicy};
 use meter_core::batch::DYNAMODB_MAX_BATCH_WRITE;
 use meter_core::contract::cloud as names;
 use meter_core::ports::{
-    AddOutcome, CounterKey, Counters, Cursor, ItemFailure, MeterInfo, MeterRegistry, Page,
-    RangeQuery, RangeReader, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage,
-    pick_series, RollupQuery, SeriesInfo, StoreError, WriteReport, DEDUPE_WINDOW_SECS,
+    pick_series, AddOutcome, CounterKey, Counters, Cursor, ItemFailure, MeterInfo, MeterRegistry,
+    Page, RangeQuery, RangeReader, ReadingReader, ReadingWriter, RegistryEntry, RegistryPage,
+    RollupQuery, SeriesInfo, StoreError, WriteReport, DEDUPE_WINDOW_SECS,
 };
 use meter_core::rollup::RollupBuilder;
 use meter_core::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};

@@ -757,7 +757,8 @@ fn insert_rows(
             .map_err(store_err)?
             .query_row([series], |r| r.get(0))
             .map_err(store_err)?;
-        let (added, changed) = if stored_last.is_none_or(|last| run[0].ts > last) {
+        let appended = stored_last.is_none_or(|last| run[0].ts > last);
+        let (added, changed) = if appended {
             // After everything stored (an import, a collector's new readings): all new.
             insert_new(conn, run)?;
             touched.extend(run.iter().map(|r| (r.ts, r.value)));
@@ -785,6 +786,7 @@ fn insert_rows(
                 settings,
                 rows: &touched,
                 changed,
+                appended,
             },
         )?;
     }

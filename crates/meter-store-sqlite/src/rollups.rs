@@ -207,40 +207,82 @@ fn write(
     Ok(())
 }
 
-/// Adds new readings' summary to an hour, in SQL so a write costs one statement per hour.
-fn merge_hour(conn: &Connection, series: i64, start: i64, a: &Aggregate) -> Result<(), StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "INSERT INTO hourly (series, start, count, sum, min, max,
-                                 first_ts, first_value, last_ts, last_value)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT (series, start) DO UPDATE SET
-                 count = count + excluded.count,
-                 sum = sum + excluded.sum,
-                 min = min(min, excluded.min),
-                 max = max(max, excluded.max),
-                 first_value = CASE WHEN excluded.first_ts < first_ts
-                                    THEN excluded.first_value ELSE first_value END,
-                 first_ts = min(first_ts, excluded.first_ts),
-                 last_value = CASE WHEN excluded.last_ts >= last_ts
-                                   THEN excluded.last_value ELSE last_value END,
-                 last_ts = max(last_ts, excluded.last_ts)",
-        )
-        .map_err(store_err)?;
-    stmt.execute(params![
-        series,
-        start,
-        a.count as i64,
-        a.sum,
-        a.min,
-        a.max,
-        a.first.0,
-        a.first.1,
-        a.last.0,
-        a.last.1
-    ])
-    .map_err(store_err)?;
+/// Adds new readings' summaries to their hours, in SQL, many hours per statement (a statement's
+/// run costs more than its rows).
+fn merge_hours(
+    conn: &Connection,
+    series: i64,
+    hours: &[(i64, Aggregate)],
+) -> Result<(), StoreError> {
+    let mut rest = hours;
+    while !rest.is_empty() {
+        let n = MERGE_SIZES
+            .iter()
+            .copied()
+            .find(|n| *n <= rest.len())
+            .unwrap_or(1);
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let mut stmt = conn.prepare_cached(merge_sql(n)).map_err(store_err)?;
+        let values: Vec<rusqlite::types::Value> = chunk
+            .iter()
+            .flat_map(|(h, a)| {
+                use rusqlite::types::Value::{Integer, Real};
+                [
+                    Integer(series),
+                    Integer(*h),
+                    Integer(a.count as i64),
+                    Real(a.sum),
+                    Real(a.min),
+                    Real(a.max),
+                    Integer(a.first.0),
+                    Real(a.first.1),
+                    Integer(a.last.0),
+                    Real(a.last.1),
+                ]
+            })
+            .collect();
+        stmt.execute(rusqlite::params_from_iter(values))
+            .map_err(store_err)?;
+    }
     Ok(())
+}
+
+/// Hours per merging statement, largest first.
+const MERGE_SIZES: [usize; 6] = [32, 16, 8, 4, 2, 1];
+
+/// The upsert of `n` hours (one of [`MERGE_SIZES`]); SQL's `SET` reads the row's old values.
+fn merge_sql(n: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        MERGE_SIZES
+            .iter()
+            .map(|n| {
+                format!(
+                    "INSERT INTO hourly (series, start, count, sum, min, max,
+                                         first_ts, first_value, last_ts, last_value)
+                     VALUES {}
+                     ON CONFLICT (series, start) DO UPDATE SET
+                         count = count + excluded.count,
+                         sum = sum + excluded.sum,
+                         min = min(min, excluded.min),
+                         max = max(max, excluded.max),
+                         first_value = CASE WHEN excluded.first_ts < first_ts
+                                            THEN excluded.first_value ELSE first_value END,
+                         first_ts = min(first_ts, excluded.first_ts),
+                         last_value = CASE WHEN excluded.last_ts >= last_ts
+                                           THEN excluded.last_value ELSE last_value END,
+                         last_ts = max(last_ts, excluded.last_ts)",
+                    vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; *n].join(", ")
+                )
+            })
+            .collect()
+    });
+    let i = MERGE_SIZES
+        .iter()
+        .position(|s| *s == n)
+        .unwrap_or(MERGE_SIZES.len() - 1);
+    &all[i]
 }
 
 /// Calls `each` with a series' readings from `from` on, in time order, until it answers false.
@@ -304,6 +346,8 @@ pub(crate) struct Touched<'a> {
     pub(crate) rows: &'a [(i64, f64)],
     /// Whether some of them replaced a stored value (else all are new).
     pub(crate) changed: bool,
+    /// Whether they all came after every stored reading (an import, a collector's news).
+    pub(crate) appended: bool,
 }
 
 /// Brings a series' hours and days up to date after a write.
@@ -318,6 +362,7 @@ pub(crate) fn maintain(conn: &Connection, t: &Touched<'_>) -> Result<(), StoreEr
             t.series,
             t.settings.register,
             (first.0, last.0),
+            t.appended.then_some(t.rows),
             &mut hours,
         )?;
     } else if t.changed {
@@ -331,10 +376,9 @@ pub(crate) fn maintain(conn: &Connection, t: &Touched<'_>) -> Result<(), StoreEr
             })?;
         }
     } else {
-        for (h, agg) in hours_of_values(t.rows) {
-            merge_hour(conn, t.series, h, &agg)?;
-            hours.insert(h);
-        }
+        let merged = hours_of_values(t.rows);
+        merge_hours(conn, t.series, &merged)?;
+        hours.extend(merged.iter().map(|(h, _)| *h));
     }
     days_from_hours(conn, t.series, t.settings.zone, &hours)
 }
@@ -378,6 +422,7 @@ fn walk_counter(
     series: i64,
     register: Option<f64>,
     (first, last): (i64, i64),
+    appended: Option<&[(i64, f64)]>,
     hours: &mut BTreeSet<i64>,
 ) -> Result<(), StoreError> {
     let affected: Option<i64> = conn
@@ -400,10 +445,45 @@ fn walk_counter(
         resume_state(conn, series, start)?
     };
     let mut walk = CounterHours::resume(register, level, &before, last);
-    let mut stored = |h| read_one(conn, Table::Hourly, series, h);
-    walk_readings(conn, series, (start, i64::MAX), |ts, v| {
-        walk.push(ts, v, &mut stored)
-    })?;
+    // The hours the write covers, read in one scan; a walk past them looks up each hour.
+    let mut near = std::collections::HashMap::new();
+    if last < i64::MAX {
+        read_range(
+            conn,
+            Table::Hourly,
+            series,
+            (start, hour_of(last) + HOUR_MS),
+            |h, a| {
+                near.insert(h, a);
+                Ok(())
+            },
+        )?;
+    }
+    let covered = start..hour_of(last).saturating_add(HOUR_MS);
+    let mut stored = |h: i64| match near.get(&h) {
+        Some(a) => Ok(Some(*a)),
+        None if covered.contains(&h) => Ok(None),
+        None => read_one(conn, Table::Hourly, series, h),
+    };
+    match appended {
+        // Appended rows are what follows the stored ones: no need to read them back.
+        Some(rows) => {
+            let mut going = true;
+            walk_readings(conn, series, (start, first), |ts, v| {
+                going = walk.push(ts, v, &mut stored)?;
+                Ok(going)
+            })?;
+            for (ts, v) in rows {
+                if !going {
+                    break;
+                }
+                going = walk.push(*ts, *v, &mut stored)?;
+            }
+        }
+        None => walk_readings(conn, series, (start, i64::MAX), |ts, v| {
+            walk.push(ts, v, &mut stored)
+        })?,
+    }
     for (h, agg) in walk.finish(&mut stored)? {
         write(conn, Table::Hourly, series, h, &agg)?;
         hours.insert(h);
@@ -456,7 +536,14 @@ pub(crate) fn rebuild(conn: &Connection, series: i64, s: Settings) -> Result<(),
     }
     let mut hours = BTreeSet::new();
     if s.kind == Kind::Cumulative {
-        walk_counter(conn, series, s.register, (i64::MIN, i64::MAX), &mut hours)?;
+        walk_counter(
+            conn,
+            series,
+            s.register,
+            (i64::MIN, i64::MAX),
+            None,
+            &mut hours,
+        )?;
     } else {
         value_hours(conn, series, (i64::MIN, i64::MAX), |h, agg| {
             write(conn, Table::Hourly, series, h, &agg)?;
