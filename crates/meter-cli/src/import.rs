@@ -252,7 +252,8 @@ impl Sink {
     fn commit(&self) -> Result<(), StoreError> {
         match self {
             Sink::Local(store) => store.commit_open(),
-            Sink::Cloud { .. } => Ok(()),
+            // A cloud store's rollups, recomputed once per series for the whole import.
+            Sink::Cloud { rt, writer } => rt.block_on(writer.flush()),
         }
     }
 }

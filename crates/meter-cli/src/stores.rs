@@ -81,11 +81,12 @@ impl StoreSpec {
     }
 }
 
-/// Opens a cloud store (`None` for the local one), as the functions open it.
+/// Opens a cloud store (`None` for the local one) as the functions open it, its writer a bulk
+/// one (an import flushes it at its end).
 pub(crate) async fn open_cloud(spec: &StoreSpec) -> Option<History> {
     match spec {
         StoreSpec::Local(_) => None,
-        StoreSpec::Cloud(config) => Some(History::new(&meter_aws::sdk_config().await, config)),
+        StoreSpec::Cloud(config) => Some(History::bulk(&meter_aws::sdk_config().await, config)),
     }
 }
 

@@ -115,6 +115,13 @@ pub trait ReadingWriter: Send + Sync {
     /// Writes a batch of at most [`Self::max_batch`] readings. Items that fail are listed in
     /// the report; the call only errs when nothing could be attempted.
     async fn write(&self, readings: &[Reading]) -> Result<WriteReport, StoreError>;
+
+    /// Finishes what the writer deferred to the end of a bulk write (a DynamoDB backfill's
+    /// stored rollups, recomputed once per series rather than once per call); the readings
+    /// are stored either way, and a failure says what is left to redo (writing them again).
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Writes any number of readings through `writer`, in batches of its maximum size with up to

@@ -120,13 +120,28 @@ impl History {
     /// Builds the store the configuration names. No request is sent: Timestream discovers its
     /// endpoint on first use, so a cold start that never touches it does not pay for that.
     pub fn new(sdk: &aws_config::SdkConfig, config: &HistoryConfig) -> Self {
+        Self::build(sdk, config, false)
+    }
+
+    /// The same for a bulk write (an import): the writer defers what it can to its
+    /// [`meter_core::ports::ReadingWriter::flush`] (DynamoDB's stored rollups).
+    pub fn bulk(sdk: &aws_config::SdkConfig, config: &HistoryConfig) -> Self {
+        Self::build(sdk, config, true)
+    }
+
+    fn build(sdk: &aws_config::SdkConfig, config: &HistoryConfig, bulk: bool) -> Self {
         use std::sync::Arc;
         match config {
             HistoryConfig::Dynamo { table } => {
-                let store = Arc::new(meter_store_dynamodb::DynamoReadings::new(
+                let store = meter_store_dynamodb::DynamoReadings::new(
                     aws_sdk_dynamodb::Client::new(sdk),
                     table,
-                ));
+                );
+                let store = Arc::new(if bulk {
+                    store.deferring_rollups()
+                } else {
+                    store
+                });
                 Self {
                     writer: store.clone(),
                     reader: store,

@@ -179,6 +179,9 @@ fn tags_of(item: &HashMap<String, AttributeValue>) -> Result<Tags, StoreError> {
     Tags::try_from(map).map_err(corrupt)
 }
 
+/// Per series written in a bulk write: its settings and the first and last time written.
+type Spans = BTreeMap<String, (Settings, i64, i64)>;
+
 /// The reading history store on DynamoDB.
 #[derive(Debug, Clone)]
 pub struct DynamoReadings {
@@ -192,6 +195,9 @@ pub struct DynamoReadings {
     zone: Tz,
     /// The registry, for each meter's zone and register size.
     registry: Option<DynamoRegistry>,
+    /// In a bulk write, the span of each series written since the last flush: its rollups
+    /// are recomputed once, at [`ReadingWriter::flush`].
+    deferred: Option<std::sync::Arc<std::sync::Mutex<Spans>>>,
     /// What the store has read, for the cost benchmark.
     cost: std::sync::Arc<ReadCost>,
 }
@@ -206,6 +212,7 @@ impl DynamoReadings {
             known: Default::default(),
             zone: Tz::UTC,
             registry: None,
+            deferred: None,
             cost: Default::default(),
         }
     }
@@ -213,6 +220,14 @@ impl DynamoReadings {
     /// The zone whose days are stored for meters the registry gives none (UTC unless set).
     pub fn with_zone(mut self, zone: Tz) -> Self {
         self.zone = zone;
+        self
+    }
+
+    /// A writer for a bulk write (a backfill in time order touches every series in every
+    /// call): stored rollups are recomputed once per series at [`ReadingWriter::flush`]
+    /// instead of after every call.
+    pub fn deferring_rollups(mut self) -> Self {
+        self.deferred = Some(Default::default());
         self
     }
 
@@ -665,6 +680,41 @@ impl ReadingWriter for DynamoReadings {
         report.failures.sort_by_key(|f| f.index);
         Ok(report)
     }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        use futures_util::StreamExt;
+        let Some(deferred) = &self.deferred else {
+            return Ok(());
+        };
+        let spans = std::mem::take(
+            &mut *deferred
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let total = spans.len();
+        let failed: Vec<(String, StoreError)> = futures_util::stream::iter(spans.into_values())
+            .map(|(settings, first, last)| async move {
+                let done = rollups::maintain_span(self.table(), &settings, (first, last)).await;
+                (settings.series, done)
+            })
+            .buffer_unordered(8)
+            .filter_map(|(series, done)| async move { done.err().map(|e| (series, e)) })
+            .collect()
+            .await;
+        match failed.first() {
+            None => Ok(()),
+            Some((series, e)) => Err(StoreError::Unavailable {
+                backend: BACKEND,
+                message: format!(
+                    "the readings are stored, but the rollups of {} of {total} series could \
+                     not be updated (first: {series}: {e}); writing the same readings again \
+                     updates them",
+                    failed.len()
+                ),
+                source: None,
+            }),
+        }
+    }
 }
 
 impl DynamoReadings {
@@ -697,6 +747,20 @@ impl DynamoReadings {
                 entry.1.push((r.time().timestamp_millis(), r.value()));
                 entry.2.push(i);
             }
+        }
+        if let Some(deferred) = &self.deferred {
+            let mut spans = deferred
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (key, (settings, rows, _)) in touched {
+                let (lo, hi) = rows.iter().fold((i64::MAX, i64::MIN), |(lo, hi), (ts, _)| {
+                    (lo.min(*ts), hi.max(*ts))
+                });
+                let span = spans.entry(key).or_insert((settings, lo, hi));
+                span.1 = span.1.min(lo);
+                span.2 = span.2.max(hi);
+            }
+            return;
         }
         let results: Vec<_> = futures_util::stream::iter(touched.into_values())
             .map(|(settings, mut rows, indices)| async move {

@@ -312,6 +312,26 @@ pub(crate) async fn maintain(
     let (Some(first), Some(last)) = (touched.first(), touched.last()) else {
         return Ok(());
     };
+    let hours: BTreeSet<i64> = touched.iter().map(|(ts, _)| hour_of(*ts)).collect();
+    recompute(t, settings, (first.0, last.0), Some(&hours)).await
+}
+
+/// The same after a bulk write that touched the series anywhere from `first` to `last`: every
+/// hour of that span with readings is recomputed.
+pub(crate) async fn maintain_span(
+    t: Table<'_>,
+    settings: &Settings,
+    (first, last): (i64, i64),
+) -> Result<(), StoreError> {
+    recompute(t, settings, (first, last), None).await
+}
+
+async fn recompute(
+    t: Table<'_>,
+    settings: &Settings,
+    (first, last): (i64, i64),
+    wanted: Option<&BTreeSet<i64>>,
+) -> Result<(), StoreError> {
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             // Another writer is recomputing the same hours: let it finish first.
@@ -319,9 +339,9 @@ pub(crate) async fn maintain(
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         }
         let hours = if settings.kind == Kind::Cumulative {
-            counter_hours(t, settings, (first.0, last.0)).await?
+            counter_hours(t, settings, (first, last)).await?
         } else {
-            value_hours(t, settings, touched).await?
+            value_hours(t, settings, (first, last), wanted).await?
         };
         let Some(hours) = hours else { continue };
         if days(t, settings, &hours).await? {
@@ -346,37 +366,44 @@ fn rand_jitter() -> u8 {
     (nanos % 20) as u8
 }
 
-/// Recomputes the hours of a gauge or interval series that `touched` falls in; answers the
-/// hours written, or `None` if another writer moved one first.
+/// Recomputes the hours of a gauge or interval series in `wanted` (every hour from `first` to
+/// `last` with readings when `None`); answers the hours written, or `None` if another writer
+/// moved one first.
 async fn value_hours(
     t: Table<'_>,
     settings: &Settings,
-    touched: &[(i64, f64)],
+    (first, last): (i64, i64),
+    wanted: Option<&BTreeSet<i64>>,
 ) -> Result<Option<BTreeSet<i64>>, StoreError> {
-    let wanted: BTreeSet<i64> = touched.iter().map(|(ts, _)| hour_of(*ts)).collect();
-    let span = (
-        *wanted.first().unwrap_or(&0),
-        wanted.last().map_or(0, |h| h + HOUR_MS),
-    );
+    let span = (hour_of(first), hour_of(last).saturating_add(HOUR_MS));
     let stored: HashMap<i64, (Aggregate, u64)> = t
         .aggregates(&settings.hours(), span, Order::Up, None, true)
         .await?
         .into_iter()
         .map(|(h, a, v)| (h, (a, v)))
         .collect();
-    // Only the touched hours: a span of late readings can cover hours nobody wrote to.
     let mut readings = Vec::new();
-    for run in wanted
-        .iter()
-        .collect::<Vec<_>>()
-        .chunk_by(|a, b| **b == **a + HOUR_MS)
-    {
-        let from = *run[0];
-        let to = *run[run.len() - 1] + HOUR_MS;
-        readings.extend(
-            t.readings(&settings.series, (from, to), Order::Up, None, true)
-                .await?,
-        );
+    match wanted {
+        // Only the touched hours: a span of late readings can cover hours nobody wrote to.
+        Some(wanted) => {
+            for run in wanted
+                .iter()
+                .collect::<Vec<_>>()
+                .chunk_by(|a, b| **b == **a + HOUR_MS)
+            {
+                let from = *run[0];
+                let to = *run[run.len() - 1] + HOUR_MS;
+                readings.extend(
+                    t.readings(&settings.series, (from, to), Order::Up, None, true)
+                        .await?,
+                );
+            }
+        }
+        None => {
+            readings = t
+                .readings(&settings.series, span, Order::Up, None, true)
+                .await?;
+        }
     }
     let pk = settings.hours();
     let changed: Vec<_> = hours_of_values(&readings)
@@ -559,16 +586,7 @@ pub(crate) async fn rebuild(t: Table<'_>, settings: &Settings) -> Result<(), Sto
         let hours = if settings.kind == Kind::Cumulative {
             counter_hours(t, settings, (first, i64::MAX)).await?
         } else {
-            let all = t
-                .readings(
-                    &settings.series,
-                    (i64::MIN, i64::MAX),
-                    Order::Up,
-                    None,
-                    true,
-                )
-                .await?;
-            value_hours(t, settings, &all).await?
+            value_hours(t, settings, (first, i64::MAX - HOUR_MS), None).await?
         };
         let Some(mut hours) = hours else { continue };
         // Days of another zone go; then every day with an hour is merged again.
