@@ -108,21 +108,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
     let store = spec.local(cli.command.name())?.to_owned();
     match cli.command {
-        Command::Import(_) | Command::Query(_) | Command::Store(StoreArgs::Init) => {
+        Command::Import(_) | Command::Query(_) | Command::Store(_) => {
             unreachable!("handled above")
-        }
-        Command::Store(StoreArgs::RebuildRollups { meter }) => {
-            let meter = meter
-                .map(|m| meter_core::MeterId::new(&m))
-                .transpose()
-                .context("METER")?;
-            let n =
-                meter_store_sqlite::SqliteStore::open(&store)?.rebuild_rollups(meter.as_ref())?;
-            println!(
-                "rebuilt the stored rollups of {n} series in {}",
-                store.display()
-            );
-            Ok(Outcome::Success)
         }
         Command::Registry(args) => {
             current_thread()?.block_on(registry::registry(&store, cli.registry.as_deref(), args))

@@ -154,6 +154,9 @@ pub(crate) async fn rebuild_rollups(
             ))
         }
     };
+    if let (Some(m), 0) = (meter, n) {
+        anyhow::bail!("no readings are stored for meter {m} in {}", spec.label());
+    }
     Ok(format!(
         "rebuilt the stored rollups of {n} series in {}",
         spec.label()
