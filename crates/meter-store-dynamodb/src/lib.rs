@@ -17,8 +17,8 @@
 //!   splits at its last `#` into a meter and a measure ([`is_readings_partition`]). The writer
 //!   recomputes the hours a write touched from their readings (a counter from the level stored
 //!   with the hour before, until an hour comes out as stored) and the days from their hours,
-//!   and stores them in transactions conditioned on the versions it read: a lost race or a
-//!   request sent twice recomputes instead of counting twice. Tables written before this
+//!   and stores each with a condition on the version it read: a lost race or a request sent
+//!   twice recomputes instead of counting twice. Tables written before this
 //!   layout (one `#series` partition for every series) move with `meter store rebuild-rollups
 //!   --store dynamodb:TABLE`, which also builds their aggregates.
 //! - [`DynamoForecasts`]: seed 003's future points (`identifier`, `time` in epoch seconds, `value`

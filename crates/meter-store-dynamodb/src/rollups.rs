@@ -2,7 +2,7 @@
 //! kept by the writer after each write, and the rollup query that reads them.
 //!
 //! Every aggregate is recomputed from the readings it covers (never incremented), and written
-//! with a version condition: a write that lost a race with another writer, or whose request was
+//! with a version condition (a conditional PutItem): a write that lost a race with another writer, or whose request was
 //! cut after DynamoDB did the work and was sent again, finds the version moved and recomputes.
 //! A recompute reads the readings after its own landed, so whichever recompute is stored last
 //! saw every reading written before it. Counters resume the counter rules from the level stored
@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use chrono::DateTime;
 use chrono_tz::Tz;
@@ -181,56 +181,54 @@ impl Table<'_> {
         Ok(())
     }
 
-    /// Stores aggregates `(partition, start, aggregate, version it was read at)` if none of
-    /// their versions moved since (`None`: not stored yet), up to 100 to a transaction;
-    /// answers false when another write moved one first (the caller recomputes). A request cut
-    /// after DynamoDB applied it and sent again finds the versions moved, or is answered from
-    /// the transaction's idempotency token: either way nothing is counted twice.
+    /// Stores aggregates `(partition, start, aggregate, version it was read at)`, each only
+    /// if its version has not moved since (`None`: not stored yet); answers false when another write moved one first (the caller recomputes them all). A
+    /// request cut after DynamoDB applied it and sent again finds its version moved: the
+    /// recompute then finds the aggregate as it would write it, so nothing counts twice.
+    /// (Conditional puts rather than TransactWriteItems: a transaction costs twice the write
+    /// units, and the emulator copies the whole table for each one.)
     async fn put_all(
         &self,
         items: &[(String, i64, Aggregate, Option<u64>)],
     ) -> Result<bool, StoreError> {
-        for chunk in items.chunks(MAX_TRANSACTION) {
-            let mut actions = Vec::with_capacity(chunk.len());
-            for (pk, start, agg, expected) in chunk {
-                let version = expected.map_or(1, |v| v + 1);
-                let put = Put::builder()
-                    .table_name(self.name)
-                    .set_item(Some(item_of(pk, *start, agg, version)));
-                let put = match expected {
-                    Some(v) => put
-                        .condition_expression("ver = :v")
-                        .expression_attribute_values(":v", n(v)),
-                    None => put
-                        .condition_expression("attribute_not_exists(#pk)")
-                        .expression_attribute_names("#pk", names::READINGS_PK),
-                };
-                let put = put.build().map_err(|e| corrupt(e.to_string()))?;
-                actions.push(TransactWriteItem::builder().put(put).build());
-            }
-            match self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(actions))
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_transaction_canceled_exception()) =>
-                {
-                    return Ok(false);
-                }
-                Err(e) => return Err(store_error(BACKEND, "TransactWriteItems of aggregates", e)),
+        for item in items {
+            if !self.put_one(item).await? {
+                return Ok(false);
             }
         }
         Ok(true)
     }
-}
 
-/// DynamoDB's limit of actions in one transaction.
-const MAX_TRANSACTION: usize = 100;
+    async fn put_one(
+        &self,
+        (pk, start, agg, expected): &(String, i64, Aggregate, Option<u64>),
+    ) -> Result<bool, StoreError> {
+        let version = expected.map_or(1, |v| v + 1);
+        let req = self
+            .client
+            .put_item()
+            .table_name(self.name)
+            .set_item(Some(item_of(pk, *start, agg, version)));
+        let req = match expected {
+            Some(v) => req
+                .condition_expression("ver = :v")
+                .expression_attribute_values(":v", n(*v)),
+            None => req
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", names::READINGS_PK),
+        };
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error(BACKEND, "PutItem of an aggregate", e)),
+        }
+    }
+}
 
 const VERDICT_ATTRS: [(&str, Verdict); 5] = [
     ("g", Verdict::Glitch),
