@@ -321,7 +321,7 @@ impl SqliteStore {
             .pragma_update(None, "journal_size_limit", WAL_CHECKPOINT_PAGES * 4096)
             .map_err(sqlite)?;
         writer.execute_batch(SCHEMA).map_err(sqlite)?;
-        writer.execute_batch(rollups::SCHEMA).map_err(sqlite)?;
+        writer.execute_batch(&rollups::schema()).map_err(sqlite)?;
         let found: Option<i64> = writer
             .query_row(
                 "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'",

@@ -24,48 +24,37 @@ use rusqlite::{params, Connection, OptionalExtension, Row as SqlRow};
 
 use crate::{millis, store_err};
 
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS hourly (
-    series      INTEGER NOT NULL,
-    start       INTEGER NOT NULL,
-    count       INTEGER NOT NULL,
-    sum         REAL    NOT NULL,
-    min         REAL    NOT NULL,
-    max         REAL    NOT NULL,
-    first_ts    INTEGER NOT NULL,
-    first_value REAL    NOT NULL,
-    last_ts     INTEGER NOT NULL,
-    last_value  REAL    NOT NULL,
-    glitches    INTEGER NOT NULL DEFAULT 0,
-    jitters     INTEGER NOT NULL DEFAULT 0,
-    spikes      INTEGER NOT NULL DEFAULT 0,
-    resets      INTEGER NOT NULL DEFAULT 0,
-    wraps       INTEGER NOT NULL DEFAULT 0,
-    provisional INTEGER NOT NULL DEFAULT 0,
-    level       REAL,
-    PRIMARY KEY (series, start)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS daily (
-    series      INTEGER NOT NULL,
-    start       INTEGER NOT NULL,
-    count       INTEGER NOT NULL,
-    sum         REAL    NOT NULL,
-    min         REAL    NOT NULL,
-    max         REAL    NOT NULL,
-    first_ts    INTEGER NOT NULL,
-    first_value REAL    NOT NULL,
-    last_ts     INTEGER NOT NULL,
-    last_value  REAL    NOT NULL,
-    glitches    INTEGER NOT NULL DEFAULT 0,
-    jitters     INTEGER NOT NULL DEFAULT 0,
-    spikes      INTEGER NOT NULL DEFAULT 0,
-    resets      INTEGER NOT NULL DEFAULT 0,
-    wraps       INTEGER NOT NULL DEFAULT 0,
-    provisional INTEGER NOT NULL DEFAULT 0,
-    level       REAL,
-    PRIMARY KEY (series, start)
-) WITHOUT ROWID;
-";
+/// The two aggregate tables, `hourly` and `daily`, of one shape.
+pub(crate) fn schema() -> String {
+    [Table::Hourly, Table::Daily]
+        .iter()
+        .map(|t| {
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (
+                    series      INTEGER NOT NULL,
+                    start       INTEGER NOT NULL,
+                    count       INTEGER NOT NULL,
+                    sum         REAL    NOT NULL,
+                    min         REAL    NOT NULL,
+                    max         REAL    NOT NULL,
+                    first_ts    INTEGER NOT NULL,
+                    first_value REAL    NOT NULL,
+                    last_ts     INTEGER NOT NULL,
+                    last_value  REAL    NOT NULL,
+                    glitches    INTEGER NOT NULL DEFAULT 0,
+                    jitters     INTEGER NOT NULL DEFAULT 0,
+                    spikes      INTEGER NOT NULL DEFAULT 0,
+                    resets      INTEGER NOT NULL DEFAULT 0,
+                    wraps       INTEGER NOT NULL DEFAULT 0,
+                    provisional INTEGER NOT NULL DEFAULT 0,
+                    level       REAL,
+                    PRIMARY KEY (series, start)
+                ) WITHOUT ROWID;",
+                t.name()
+            )
+        })
+        .collect()
+}
 
 const COLUMNS: &str = "count, sum, min, max, first_ts, first_value, last_ts, last_value, \
                        glitches, jitters, spikes, resets, wraps, provisional, level";
