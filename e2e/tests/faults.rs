@@ -203,12 +203,13 @@ fn faults_line(proxy: &FaultProxy) -> String {
     )
 }
 
-/// (distinct keys, items) of a table keyed by `pk`, `sk`.
+/// (distinct keys, items) of a table keyed by `pk`, `sk`; of the readings table, the
+/// readings only.
 async fn keys(
     ddb: &aws_sdk_dynamodb::Client,
     table: &str,
-    pk: &str,
-    sk: &str,
+    (pk, sk): (&str, &str),
+    readings: bool,
 ) -> anyhow::Result<(HashSet<(String, String)>, u64)> {
     let text = |v: Option<&aws_sdk_dynamodb::types::AttributeValue>| {
         v.and_then(|v| v.as_s().ok().or_else(|| v.as_n().ok()))
@@ -220,7 +221,7 @@ async fn keys(
         .await?
         .iter()
         .map(|i| (text(i.get(pk)), text(i.get(sk))))
-        .filter(|(p, _)| meter_store_dynamodb::is_readings_partition(p))
+        .filter(|(p, _)| !readings || meter_store_dynamodb::is_readings_partition(p))
         .collect();
     let n = items.len() as u64;
     Ok((items.into_iter().collect(), n))
@@ -305,8 +306,8 @@ async fn import(sdk: &SdkConfig, endpoint: &str, tag: &str) -> anyhow::Result<Fi
     let (stored, items) = keys(
         &ddb,
         dep.reference(ids::READINGS_TABLE).context("readings")?,
-        names::READINGS_PK,
-        names::READINGS_SK,
+        (names::READINGS_PK, names::READINGS_SK),
+        true,
     )
     .await?;
     let sent = (METERS * PER_METER) as u64;
@@ -489,15 +490,15 @@ async fn fetch(
     let (history, history_items) = keys(
         &ddb,
         dep.reference(ids::READINGS_TABLE).context("readings")?,
-        names::READINGS_PK,
-        names::READINGS_SK,
+        (names::READINGS_PK, names::READINGS_SK),
+        true,
     )
     .await?;
     let (future, future_items) = keys(
         &ddb,
         dep.reference(ids::FORECASTS_TABLE).context("forecasts")?,
-        names::FORECASTS_PK,
-        names::FORECASTS_SK,
+        (names::FORECASTS_PK, names::FORECASTS_SK),
+        false,
     )
     .await?;
     // Points stored per entry: history series are `<meter>#<measure>`, forecasts `<meter>`.

@@ -27,8 +27,11 @@ use crate::keys;
 use crate::{corrupt, get_n, n, s, BACKEND};
 use meter_core::contract::cloud as names;
 
-/// How often a write recomputes its aggregates after losing a race before it reports.
-const ATTEMPTS: usize = 8;
+/// How often a write recomputes its aggregates (after losing a race, or after a request that
+/// failed past the SDK's own retries) before it reports.
+const ATTEMPTS: usize = 10;
+/// Up to this many touched hours are read by key rather than by a Query of their span.
+const FEW_HOURS: usize = 2;
 /// Readings or aggregates a walk reads per request.
 const PAGE: i32 = 1000;
 
@@ -167,6 +170,34 @@ impl Table<'_> {
             .iter()
             .map(aggregate_of)
             .collect()
+    }
+
+    /// The aggregate `(aggregate, version)` stored at `(pk, start)`, if any: one GetItem, for
+    /// a key known in advance (the same read units as a Query of it, and a lookup of one key
+    /// where the emulator's Query walks its whole table).
+    async fn aggregate(
+        &self,
+        pk: &str,
+        start: i64,
+    ) -> Result<Option<(Aggregate, u64)>, StoreError> {
+        let resp = self
+            .client
+            .get_item()
+            .table_name(self.name)
+            .key(names::READINGS_PK, s(pk))
+            .key(names::READINGS_SK, n(start))
+            .consistent_read(true)
+            .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| store_error(BACKEND, "GetItem of an aggregate", e))?;
+        self.cost.add(
+            usize::from(resp.item().is_some()),
+            resp.consumed_capacity().and_then(|c| c.capacity_units()),
+        );
+        resp.item()
+            .map(|i| aggregate_of(i).map(|(_, a, v)| (a, v)))
+            .transpose()
     }
 
     async fn delete(&self, pk: &str, start: i64) -> Result<(), StoreError> {
@@ -330,30 +361,64 @@ async fn recompute(
     (first, last): (i64, i64),
     wanted: Option<&BTreeSet<i64>>,
 ) -> Result<(), StoreError> {
-    for attempt in 0..ATTEMPTS {
-        if attempt > 0 {
-            // Another writer is recomputing the same hours: let it finish first.
-            let ms = 10 * (1 << attempt.min(6)) + u64::from(rand_jitter());
-            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-        }
+    retrying(settings, "could not be updated", || async {
         let hours = if settings.kind == Kind::Cumulative {
             counter_hours(t, settings, (first, last)).await?
         } else {
             value_hours(t, settings, (first, last), wanted).await?
         };
-        let Some(hours) = hours else { continue };
-        if days(t, settings, &hours).await? {
-            return Ok(());
+        match hours {
+            Some(hours) => days(t, settings, &hours).await,
+            None => Ok(false),
+        }
+    })
+    .await
+}
+
+/// Runs `step` until it answers true (done), at most [`ATTEMPTS`] times: again when it
+/// answers false (another writer moved an aggregate first) and when a request failed past the
+/// SDK's own retries. Redoing a step whole is safe, every put being conditional on the version
+/// it read; and the readings are stored already, so failing them for one lost request would
+/// make the caller write them all again.
+async fn retrying<F, Fut>(settings: &Settings, what: &str, mut step: F) -> Result<(), StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, StoreError>>,
+{
+    let mut last_error = None;
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            backoff(attempt).await;
+        }
+        match step().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) if e.is_retryable() => last_error = Some(e),
+            Err(e) => return Err(e),
         }
     }
     Err(StoreError::Unavailable {
         backend: BACKEND,
-        message: format!(
-            "the rollups of {} kept changing under other writers ({ATTEMPTS} recomputes)",
-            settings.series
-        ),
+        message: match last_error {
+            Some(e) => format!(
+                "the rollups of {} {what} in {ATTEMPTS} recomputes: {e}",
+                settings.series
+            ),
+            None => format!(
+                "the rollups of {} {what}: they kept changing under other writers \
+                 ({ATTEMPTS} recomputes)",
+                settings.series
+            ),
+        },
         source: None,
     })
+}
+
+/// Waits before recompute `attempt` (1 and up): exponential from 20 ms to about 1.3 s, with
+/// jitter, so writers that collided do not collide again and a throttled table gets room.
+async fn backoff(attempt: usize) {
+    let ms = 10 * (1u64 << attempt.min(7)) + u64::from(rand_jitter());
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
 }
 
 /// A few milliseconds of jitter, so writers that collided do not collide again.
@@ -374,12 +439,24 @@ async fn value_hours(
     wanted: Option<&BTreeSet<i64>>,
 ) -> Result<Option<BTreeSet<i64>>, StoreError> {
     let span = (hour_of(first), hour_of(last).saturating_add(HOUR_MS));
-    let stored: HashMap<i64, (Aggregate, u64)> = t
-        .aggregates(&settings.hours(), span, Order::Up, None, true)
-        .await?
-        .into_iter()
-        .map(|(h, a, v)| (h, (a, v)))
-        .collect();
+    let stored: HashMap<i64, (Aggregate, u64)> = match wanted {
+        // A poll's write touches an hour or two: each read by its key.
+        Some(wanted) if wanted.len() <= FEW_HOURS => {
+            let mut stored = HashMap::new();
+            for &h in wanted {
+                if let Some(found) = t.aggregate(&settings.hours(), h).await? {
+                    stored.insert(h, found);
+                }
+            }
+            stored
+        }
+        _ => t
+            .aggregates(&settings.hours(), span, Order::Up, None, true)
+            .await?
+            .into_iter()
+            .map(|(h, a, v)| (h, (a, v)))
+            .collect(),
+    };
     let mut readings = Vec::new();
     match wanted {
         // Only the touched hours: a span of late readings can cover hours nobody wrote to.
@@ -546,18 +623,15 @@ async fn days(
     let pk = settings.days();
     let mut changed = Vec::new();
     for day in days {
-        let stored = t
-            .aggregates(&pk, (day.0, day.0 + 1), Order::Up, None, true)
-            .await?;
+        let stored = t.aggregate(&pk, day.0).await?;
         let parts = t
             .aggregates(&settings.hours(), day, Order::Up, None, true)
             .await?;
         let Some(agg) = merge_all(parts.iter().map(|(_, a, _)| a)) else {
             continue;
         };
-        let before = stored.first();
-        if before.map(|(_, a, _)| a) != Some(&agg) {
-            changed.push((pk.clone(), day.0, agg, before.map(|(_, _, v)| *v)));
+        if stored.as_ref().map(|(a, _)| a) != Some(&agg) {
+            changed.push((pk.clone(), day.0, agg, stored.map(|(_, v)| v)));
         }
     }
     t.put_all(&changed).await
@@ -580,13 +654,15 @@ pub(crate) async fn rebuild(t: Table<'_>, settings: &Settings) -> Result<(), Sto
     else {
         return Ok(());
     };
-    for _ in 0..ATTEMPTS {
+    retrying(settings, "could not be rebuilt", || async {
         let hours = if settings.kind == Kind::Cumulative {
             counter_hours(t, settings, (first, i64::MAX)).await?
         } else {
             value_hours(t, settings, (first, i64::MAX - HOUR_MS), None).await?
         };
-        let Some(mut hours) = hours else { continue };
+        let Some(mut hours) = hours else {
+            return Ok(false);
+        };
         // Days of another zone go; then every day with an hour is merged again.
         for (start, _, _) in t
             .aggregates(
@@ -614,14 +690,9 @@ pub(crate) async fn rebuild(t: Table<'_>, settings: &Settings) -> Result<(), Sto
         {
             hours.insert(h);
         }
-        if days(t, settings, &hours).await? {
-            return Ok(());
-        }
-    }
-    Err(corrupt(format!(
-        "the rollups of {} kept changing during the rebuild",
-        settings.series
-    )))
+        days(t, settings, &hours).await
+    })
+    .await
 }
 
 /// Feeds `builder` the pieces of `q`'s range: stored days and hours where they fit, readings

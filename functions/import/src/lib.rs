@@ -68,7 +68,10 @@ impl Import {
     pub fn new(sdk: &aws_config::SdkConfig, config: &Config) -> Self {
         Self::with_parts(
             Arc::new(S3Objects::from_sdk(sdk)),
-            History::new(sdk, &config.history).writer,
+            // An object is a bulk write: stored rollups are brought up to date once per
+            // series when the object (or this invocation's part of it) is written, not after
+            // every batch.
+            History::bulk(sdk, &config.history).writer,
         )
     }
 
@@ -224,6 +227,18 @@ pub enum ImportError {
     /// An object, a marker or a report could not be read or written.
     #[error(transparent)]
     Objects(#[from] ObjectError),
+    /// The readings landed but what the store derives from them (DynamoDB's stored rollups)
+    /// could not be brought up to date; the retry writes them again, which recomputes it.
+    #[error("the readings of s3://{bucket}/{key} are stored, but not their rollups: {source}")]
+    NotFlushed {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The store's error.
+        #[source]
+        source: meter_core::ports::StoreError,
+    },
     /// Readings could not be written for a reason a retry may cure.
     #[error("{failed} readings of s3://{bucket}/{key} were not stored: {first}")]
     NotStored {
@@ -255,6 +270,7 @@ impl ImportError {
             Self::Event(_) | Self::Decoder { .. } => false,
             Self::Objects(e) => e.is_retryable(),
             Self::NotStored { .. } => true,
+            Self::NotFlushed { source, .. } => source.is_retryable(),
         }
     }
 }
@@ -392,6 +408,14 @@ async fn import_object(
         object: name.clone(),
         source,
     })?;
+    // Before the report and any resume marker: a part counts as done only once its rollups are.
+    if let Err(source) = state.history.flush().await {
+        return Err(ImportError::NotFlushed {
+            bucket: obj.bucket.clone(),
+            key: obj.key.clone(),
+            source,
+        });
+    }
     if let Some(first) = retry_later.first() {
         return Err(ImportError::NotStored {
             bucket: obj.bucket.clone(),
