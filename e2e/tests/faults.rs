@@ -133,7 +133,7 @@ fn sum(captured: &Captured, metric: &str, mismatches: &mut Vec<String>) -> f64 {
 
 /// The retries in the metric lines are at least the SDK retries the proxy saw (the rest are
 /// our adapters' resends, invisible to it) and at most the faults that can cause a resend
-/// (all but delays): none missed, none invented.
+/// (all but delays, plus the emulator's own server errors): none missed, none invented.
 fn retries_bounded(proxy: &FaultProxy, metric_retries: f64, mismatches: &mut Vec<String>) {
     let c = proxy.counts();
     expect(
@@ -143,10 +143,11 @@ fn retries_bounded(proxy: &FaultProxy, metric_retries: f64, mismatches: &mut Vec
         c.retried() as f64,
         true,
     );
-    let resendable = c.total() - c.of(FaultKind::Delay);
+    let resendable = c.total() - c.of(FaultKind::Delay) + c.upstream_errors();
     if metric_retries > resendable as f64 {
         mismatches.push(format!(
-            "retries: metrics say {metric_retries}, more than the {resendable} faults that could cause one"
+            "retries: metrics say {metric_retries}, more than the {resendable} faults and \
+             emulator errors that could cause one"
         ));
     }
 }
@@ -194,12 +195,13 @@ impl aws_types::service_config::LoadServiceConfig for NoServiceConfig {
 fn faults_line(proxy: &FaultProxy) -> String {
     let c = proxy.counts();
     format!(
-        "{} throttled, {} 500, {} 503, {} cut, {} delayed",
+        "{} throttled, {} 500, {} 503, {} cut, {} delayed; {} server errors of the emulator itself",
         c.of(FaultKind::Throttle),
         c.of(FaultKind::InternalError),
         c.of(FaultKind::Unavailable),
         c.of(FaultKind::Reset),
-        c.of(FaultKind::Delay)
+        c.of(FaultKind::Delay),
+        c.upstream_errors()
     )
 }
 

@@ -68,6 +68,7 @@ impl FaultPlan {
 pub struct FaultCounts {
     requests: AtomicU64,
     retried: AtomicU64,
+    upstream_errors: AtomicU64,
     faults: [AtomicU64; 5],
 }
 
@@ -81,6 +82,13 @@ impl FaultCounts {
     /// made it retry.
     pub fn retried(&self) -> u64 {
         self.retried.load(Ordering::Relaxed)
+    }
+
+    /// Server errors the proxy did not inject: 5xx answers of the upstream itself (moto answers
+    /// 500 when a scan races a write in another thread) and upstreams it could not reach. Each
+    /// is a cause of an SDK retry just as an injected fault is.
+    pub fn upstream_errors(&self) -> u64 {
+        self.upstream_errors.load(Ordering::Relaxed)
     }
 
     /// Faults of one kind injected.
@@ -257,9 +265,15 @@ async fn forward(State(s): State<Arc<ProxyState>>, req: Request) -> Response {
     }
     let answer = match upstream.send().await {
         Ok(a) => a,
-        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+        Err(e) => {
+            s.counts.upstream_errors.fetch_add(1, Ordering::Relaxed);
+            return (StatusCode::BAD_GATEWAY, e.to_string()).into_response();
+        }
     };
     let status = answer.status();
+    if status.is_server_error() {
+        s.counts.upstream_errors.fetch_add(1, Ordering::Relaxed);
+    }
     let headers = answer.headers().clone();
     let body = match answer.bytes().await {
         Ok(b) => b,
