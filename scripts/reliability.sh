@@ -7,7 +7,8 @@
 # faults    the handlers with 20% of their AWS requests faulted by a proxy (throttling, 500,
 #           503, connections cut after the work, delays): 100,000 imported readings, 1,000
 #           fetched registry entries, 10,000 webhook presses, counted back from the emulator
-#           (e2e/tests/faults.rs), on an emulator of its own
+#           (e2e/tests/faults.rs); the import and the rest side by side, on two emulators of
+#           their own
 # security  secrets checked exactly and never logged, injection, scoped IAM, hostile input
 # fuzz      every decoder and the API's query parsing under cargo-fuzz, FUZZ_SECONDS per
 #           target (default 60; needs the nightly toolchain)
