@@ -10,6 +10,7 @@
 
 pub mod aggregate;
 pub mod batch;
+pub mod binned;
 pub mod choice;
 pub mod collect;
 pub mod contract;
