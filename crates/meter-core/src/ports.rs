@@ -441,57 +441,77 @@ pub trait ReadingReader: RangeReader {
     }
 
     /// Hourly or daily rollup of one series. The default walks the range page by page through
-    /// the streaming builder; a backend that can aggregate itself may override it.
+    /// the streaming builder ([`rollup_from_readings`]); a backend that can aggregate itself
+    /// may override it.
     async fn rollup(&self, query: &RollupQuery) -> Result<Rollup, StoreError> {
         let info = self.meter(&query.meter).await?.ok_or_else(|| {
             StoreError::InvalidQuery(format!("no readings are stored for meter {}", query.meter))
         })?;
         let series = info.pick(query.measure.as_ref())?.clone();
-        let mut builder = RollupBuilder::for_query(query, series.kind)?;
-        let counter = series.kind == Kind::Cumulative;
-        if counter {
-            let key = (&query.meter, &series.measure);
-            for b in self.before(key, query.range.from(), CONTEXT_BEFORE).await? {
-                builder.baseline(b.time(), b.value());
-            }
-        }
-        let mut page_query = RangeQuery {
-            meter: query.meter.clone(),
-            measure: Some(series.measure.clone()),
-            range: query.range,
-            limit: ROLLUP_PAGE,
-            after: None,
-        };
-        loop {
-            let page = self.range(&page_query).await?;
-            for r in &page.readings {
-                builder.push(r.time(), r.value())?;
-            }
-            match page.next {
-                Some(next) => page_query.after = Some(next),
-                None => break,
-            }
-        }
-        if counter {
-            // The counter rules decide the range's last readings with those after it.
-            page_query.range = window_after(query.range)?;
-            page_query.limit = WINDOW;
-            page_query.after = None;
-            for r in self.range(&page_query).await?.readings.iter().take(WINDOW) {
-                builder.push(r.time(), r.value())?;
-            }
-        }
-        Ok(Rollup {
-            meter: query.meter.clone(),
-            measure: series.measure,
-            unit: series.unit,
-            kind: series.kind,
-            rule: RollupRule::for_kind(series.kind),
-            zone: query.zone.name().to_owned(),
-            granularity: query.granularity,
-            buckets: builder.finish_checked()?,
-        })
+        rollup_from_readings(self, query, series).await
     }
+}
+
+/// The rollup of `series` (one of the query's meter) from its raw readings: the range page by
+/// page, with a counter's context before and after it, through the streaming builder.
+pub async fn rollup_from_readings<R: ReadingReader + ?Sized>(
+    reader: &R,
+    query: &RollupQuery,
+    series: SeriesInfo,
+) -> Result<Rollup, StoreError> {
+    let mut builder = RollupBuilder::for_query(query, series.kind)?;
+    let counter = series.kind == Kind::Cumulative;
+    if counter {
+        let key = (&query.meter, &series.measure);
+        for b in reader
+            .before(key, query.range.from(), CONTEXT_BEFORE)
+            .await?
+        {
+            builder.baseline(b.time(), b.value());
+        }
+    }
+    let mut page_query = RangeQuery {
+        meter: query.meter.clone(),
+        measure: Some(series.measure.clone()),
+        range: query.range,
+        limit: ROLLUP_PAGE,
+        after: None,
+    };
+    loop {
+        let page = reader.range(&page_query).await?;
+        for r in &page.readings {
+            builder.push(r.time(), r.value())?;
+        }
+        match page.next {
+            Some(next) => page_query.after = Some(next),
+            None => break,
+        }
+    }
+    if counter {
+        // The counter rules decide the range's last readings with those after it.
+        page_query.range = window_after(query.range)?;
+        page_query.limit = WINDOW;
+        page_query.after = None;
+        for r in reader
+            .range(&page_query)
+            .await?
+            .readings
+            .iter()
+            .take(WINDOW)
+        {
+            builder.push(r.time(), r.value())?;
+        }
+    }
+    Ok(Rollup {
+        meter: query.meter.clone(),
+        measure: series.measure,
+        unit: series.unit,
+        kind: series.kind,
+        rule: RollupRule::for_kind(series.kind),
+        zone: query.zone.name().to_owned(),
+        granularity: query.granularity,
+        buckets: builder.finish_checked()?,
+    })
 }
 
 /// One thing to poll or accept: an SST Cloud account, an HTTP JSON identifier, a CSV meter.

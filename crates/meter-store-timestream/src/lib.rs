@@ -9,7 +9,10 @@
 //!   reported one by one with Timestream's reason; a conflicting value is retried with a higher
 //!   version only in [`WriteMode::Upsert`].
 //! - Reads: SQL built with escaped literals ([`sql`]), every page followed through `NextToken`,
-//!   parsed into readings ([`rows`]).
+//!   parsed into readings ([`rows`]). A rollup is one query that aggregates in the database
+//!   (`bin()` per hour, or per quarter hour in zones with :30 or :45 offsets) and returns only
+//!   the counter readings the counter rules need, which meter-core decides
+//!   ([`meter_core::binned`]).
 //! - Endpoint discovery is on against real AWS (the SDK requires it) and off when an endpoint
 //!   override (`AWS_ENDPOINT_URL`, the local emulator) is configured. Clients are built on first
 //!   use, so a cold start pays for discovery only when it touches Timestream.
@@ -33,11 +36,13 @@ use aws_sdk_timestreamwrite::Client as WriteClient;
 use chrono::{DateTime, TimeDelta, Utc};
 use meter_aws::{merge_chunk, send_batch, store_error, Answer, RetryPolicy};
 use meter_core::batch::TIMESTREAM_MAX_RECORDS;
+use meter_core::binned::{self, BinnedError};
 use meter_core::ports::{
-    ItemFailure, MeterInfo, Page, RangeQuery, RangeReader, ReadingReader, ReadingWriter,
-    StoreError, WriteReport,
+    rollup_from_readings, ItemFailure, MeterInfo, Page, RangeQuery, RangeReader, ReadingReader,
+    ReadingWriter, RollupQuery, SeriesInfo, StoreError, WriteReport,
 };
-use meter_core::{MeasureName, MeterId, Reading};
+use meter_core::rollup::RollupBuilder;
+use meter_core::{MeasureName, MeterId, Reading, Rollup, RollupRule};
 use tokio::sync::OnceCell;
 
 use crate::layout::PlannedRecord;
@@ -116,6 +121,7 @@ pub struct WriteStats {
 
 #[derive(Debug, Default)]
 struct Stats {
+    raw_rollups: AtomicU64,
     requests: AtomicU64,
     records: AtomicU64,
     metered_bytes: AtomicU64,
@@ -188,6 +194,11 @@ impl TimestreamReadings {
             config,
             stats: Stats::default(),
         }
+    }
+
+    /// Rollups that read raw readings because the binned answer could not decide a counter.
+    pub fn raw_rollups(&self) -> u64 {
+        self.stats.raw_rollups.load(Ordering::Relaxed)
     }
 
     /// The query builder of this table (seed 000's queries included).
@@ -533,6 +544,76 @@ impl ReadingReader for TimestreamReadings {
 
     async fn meter(&self, meter: &MeterId) -> Result<Option<MeterInfo>, StoreError> {
         Ok(self.infos(Some(meter)).await?.into_iter().next())
+    }
+
+    /// One query aggregates the range in the database ([`Sql::rollup`]); the counter rules
+    /// decide the readings it kept ([`meter_core::binned`]). The raw readings are read instead
+    /// when the answer cannot decide a counter (it sat under its level for longer than the
+    /// query looks) or no bin width fits the buckets; the series' catalogue is read first only
+    /// when the query names no measure, or the range holds no reading (for its unit and kind).
+    async fn rollup(&self, query: &RollupQuery) -> Result<Rollup, StoreError> {
+        let info = || async {
+            let info = self.meter(&query.meter).await?.ok_or_else(|| {
+                StoreError::InvalidQuery(format!(
+                    "no readings are stored for meter {}",
+                    query.meter
+                ))
+            })?;
+            Ok::<SeriesInfo, StoreError>(info.pick(query.measure.as_ref())?.clone())
+        };
+        let measure = match &query.measure {
+            Some(m) => m.clone(),
+            None => info().await?.measure,
+        };
+        let Some(width) = binned::bin_width(query.range, query.granularity, query.zone)? else {
+            return rollup_from_readings(self, query, info().await?).await;
+        };
+        let sql = self.sql.rollup(&query.meter, &measure, query.range, width);
+        let answer = self.query(&sql).await?.binned(measure.as_str())?;
+        let (unit, kind) = match answer.series {
+            Some(series) => series,
+            None => {
+                let s = info().await?;
+                (s.unit, s.kind)
+            }
+        };
+        let mut builder = RollupBuilder::for_query(query, kind)?;
+        let filled = binned::fill(
+            &mut builder,
+            query.range,
+            kind,
+            query.register,
+            width,
+            &answer.bins,
+            &answer.kept,
+        );
+        match filled {
+            Ok(()) => Ok(Rollup {
+                meter: query.meter.clone(),
+                rule: RollupRule::for_kind(kind),
+                measure,
+                unit,
+                kind,
+                zone: query.zone.name().to_owned(),
+                granularity: query.granularity,
+                buckets: builder.finish_checked()?,
+            }),
+            Err(BinnedError::Undecidable { at }) => {
+                self.stats.raw_rollups.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(meter = %query.meter, %measure, %at, "rollup reads raw readings: the binned answer cannot decide the counter there");
+                let series = SeriesInfo {
+                    measure,
+                    unit,
+                    kind,
+                    count: None,
+                    first: query.range.from(),
+                    last: query.range.to(),
+                };
+                rollup_from_readings(self, query, series).await
+            }
+            Err(BinnedError::Rollup(e)) => Err(e.into()),
+            Err(e @ BinnedError::Inconsistent(_)) => Err(StoreError::Corrupt(e.to_string())),
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! lacks it.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use meter_core::binned::{Bin, Kept};
 use meter_core::ports::{SeriesInfo, StoreError};
 use meter_core::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
 
@@ -20,6 +21,17 @@ pub struct Table {
     pub columns: Vec<String>,
     /// Rows, each as long as `columns`; `None` is a null.
     pub rows: Vec<Vec<Option<String>>>,
+}
+
+/// A rollup query's answer, parsed (see [`meter_core::binned`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Binned {
+    /// The range's bins, in time order.
+    pub bins: Vec<Bin>,
+    /// The counter readings kept, in time order.
+    pub kept: Vec<Kept>,
+    /// The unit and kind of the newest bin's records.
+    pub series: Option<(Unit, Kind)>,
 }
 
 /// Columns a reading row has besides its dimensions.
@@ -47,6 +59,69 @@ impl Table {
             .and_then(|v| v.as_deref())
     }
 
+    /// A row's unit and kind: its dimensions, else seed 000's litres counter for its measure,
+    /// else a gauge without a unit.
+    fn unit_and_kind(
+        &self,
+        row: &[Option<String>],
+        measure: &str,
+    ) -> Result<(Unit, Kind), StoreError> {
+        let seed = measure == SEED_MEASURE;
+        let unit = match self.cell(row, DIM_UNIT) {
+            Some(u) => Unit::parse(u).map_err(corrupt)?,
+            None if seed => Unit::Litre,
+            None => Unit::Dimensionless,
+        };
+        let kind = match self.cell(row, DIM_KIND) {
+            Some(k) => k.parse().map_err(corrupt)?,
+            None if seed => Kind::Cumulative,
+            None => Kind::Gauge,
+        };
+        Ok((unit, kind))
+    }
+
+    /// The answer of [`crate::sql::Sql::rollup`] for a series of `measure`: its bins, the
+    /// counter readings it kept, and the unit and kind of the newest bin (`None` when the
+    /// range holds no reading).
+    pub fn binned(&self, measure: &str) -> Result<Binned, StoreError> {
+        let mut out = Binned::default();
+        for row in &self.rows {
+            let get = |c: &str| {
+                self.cell(row, c)
+                    .ok_or_else(|| corrupt(format!("a rollup row without {c}")))
+            };
+            let num = |c: &str| -> Result<f64, StoreError> {
+                let v = get(c)?;
+                v.parse()
+                    .map_err(|_| corrupt(format!("{c} {v:?} is not a number")))
+            };
+            let ts = parse_time(get("time")?)?.timestamp_millis();
+            match get("part")? {
+                "bin" => {
+                    out.bins.push(Bin {
+                        start: ts,
+                        count: get("n")?
+                            .parse()
+                            .map_err(|_| corrupt("a bin's count is not a number"))?,
+                        sum: num("v")?,
+                        min: num("lo")?,
+                        max: num("hi")?,
+                    });
+                    out.series = Some(self.unit_and_kind(row, measure)?);
+                }
+                "reading" => out.kept.push(Kept {
+                    row: get("i")?
+                        .parse()
+                        .map_err(|_| corrupt("a reading's row number is not a number"))?,
+                    ts,
+                    value: num("v")?,
+                }),
+                other => return Err(corrupt(format!("a rollup row of part {other:?}"))),
+            }
+        }
+        Ok(out)
+    }
+
     /// The readings of a `SELECT *` result. Rows written by other tools without a `meter`
     /// dimension (seed 000's own rows) are skipped; they cannot be told apart.
     pub fn readings(&self) -> Result<Vec<Reading>, StoreError> {
@@ -70,17 +145,7 @@ impl Table {
                 self.cell(row, "time")
                     .ok_or_else(|| corrupt("a row without time"))?,
             )?;
-            let seed = measure == SEED_MEASURE;
-            let unit = match self.cell(row, DIM_UNIT) {
-                Some(u) => Unit::parse(u).map_err(corrupt)?,
-                None if seed => Unit::Litre,
-                None => Unit::Dimensionless,
-            };
-            let kind = match self.cell(row, DIM_KIND) {
-                Some(k) => k.parse().map_err(corrupt)?,
-                None if seed => Kind::Cumulative,
-                None => Kind::Gauge,
-            };
+            let (unit, kind) = self.unit_and_kind(row, measure)?;
             let source = SourceName::new(self.cell(row, DIM_SOURCE).unwrap_or("timestream"))
                 .map_err(corrupt)?;
             let mut tags = Vec::new();
@@ -117,21 +182,13 @@ impl Table {
                     .ok_or_else(|| corrupt(format!("a series row without {c}")))
             };
             let measure = get("measure_name")?;
-            let seed = measure == SEED_MEASURE;
+            let (unit, kind) = self.unit_and_kind(row, measure)?;
             out.push((
                 MeterId::new(get(DIM_METER)?).map_err(corrupt)?,
                 SeriesInfo {
                     measure: MeasureName::new(measure).map_err(corrupt)?,
-                    unit: match self.cell(row, DIM_UNIT) {
-                        Some(u) => Unit::parse(u).map_err(corrupt)?,
-                        None if seed => Unit::Litre,
-                        None => Unit::Dimensionless,
-                    },
-                    kind: match self.cell(row, DIM_KIND) {
-                        Some(k) => k.parse().map_err(corrupt)?,
-                        None if seed => Kind::Cumulative,
-                        None => Kind::Gauge,
-                    },
+                    unit,
+                    kind,
                     count: Some(
                         get("n")?
                             .parse()

@@ -7,9 +7,13 @@
 
 use chrono::{DateTime, Utc};
 use meter_core::time::TimeRange;
-use meter_core::{MeasureName, MeterId};
+use meter_core::{Kind, MeasureName, MeterId};
 
-use crate::layout::{DIM_KIND, DIM_METER, DIM_UNIT};
+use meter_core::binned::{
+    AFTER_ROWS, BELOW_ROWS, CONTEXT_ROWS, EDGE_ROWS, KEEP_AFTER, KEEP_BEFORE,
+};
+
+use crate::layout::{DIM_KIND, DIM_METER, DIM_UNIT, SEED_MEASURE, VALUE_COLUMN};
 
 /// A text literal.
 pub fn literal(s: &str) -> String {
@@ -136,6 +140,76 @@ impl Sql {
         )
     }
 
+    /// A rollup's one query (see [`meter_core::binned`]): for the series' readings in `range`,
+    /// one row per bin of `width_ms` (`part = 'bin'`: count, sum, min and max) and, where the
+    /// records are a counter's, the readings the counter rules need (`part = 'reading'`, with
+    /// their row number `i` in the series): the context before and after the range, the first
+    /// and last of each bin, the ends, and the rows around every reading lower than one before
+    /// it. The rules themselves run in the adapter.
+    pub fn rollup(
+        &self,
+        meter: &MeterId,
+        measure: &MeasureName,
+        range: TimeRange,
+        width_ms: i64,
+    ) -> String {
+        let value = if measure.as_str() == SEED_MEASURE {
+            "CAST(measure_value::bigint AS double)".to_owned()
+        } else {
+            ident(VALUE_COLUMN)
+        };
+        let series = format!(
+            "{} = {} AND measure_name = {}",
+            ident(DIM_METER),
+            literal(meter.as_str()),
+            literal(measure.as_str())
+        );
+        let width = if width_ms % 3_600_000 == 0 {
+            format!("{}h", width_ms / 3_600_000)
+        } else {
+            format!("{}m", width_ms / 60_000)
+        };
+        let (from, to) = (at(range.from()), at(range.to()));
+        let cols = format!(
+            "time, {value} AS v, {k} AS kind, {u} AS unit",
+            k = ident(DIM_KIND),
+            u = ident(DIM_UNIT)
+        );
+        format!(
+            "WITH s AS (\
+             (SELECT {cols} FROM {t} WHERE {series} AND time < {from} AND time >= {from} - {d}d \
+             ORDER BY time DESC LIMIT {context}) \
+             UNION ALL (SELECT {cols} FROM {t} WHERE {series} AND time >= {from} AND time < {to}) \
+             UNION ALL (SELECT {cols} FROM {t} WHERE {series} AND time >= {to} AND time < {to} + 366d \
+             ORDER BY time ASC LIMIT {after})), \
+             o AS (SELECT time, v, kind, unit, \
+             CASE WHEN time >= {from} AND time < {to} THEN bin(time, {width}) END AS b, \
+             row_number() OVER (ORDER BY time) AS i, count(*) OVER () AS total, \
+             CASE WHEN v < lag(v) OVER (ORDER BY time) \
+             OR v < max(v) OVER (ORDER BY time ROWS BETWEEN {below} PRECEDING AND 1 PRECEDING) \
+             THEN 1 ELSE 0 END AS odd FROM s), \
+             k AS (SELECT time, v, kind, unit, b, i, total, \
+             max(odd) OVER (ORDER BY time ROWS BETWEEN {keep_after} PRECEDING AND {keep_before} FOLLOWING) AS near, \
+             min(i) OVER (PARTITION BY b) AS bin_first, max(i) OVER (PARTITION BY b) AS bin_last FROM o) \
+             SELECT 'bin' AS part, b AS time, NULL AS i, count(*) AS n, sum(v) AS v, min(v) AS lo, \
+             max(v) AS hi, max_by(kind, time) AS kind, max_by(unit, time) AS unit \
+             FROM k WHERE b IS NOT NULL GROUP BY b \
+             UNION ALL SELECT 'reading' AS part, time, i, NULL AS n, v, NULL AS lo, NULL AS hi, kind, unit \
+             FROM k WHERE kind = {cumulative} AND (b IS NULL OR near = 1 OR i <= {edge} \
+             OR i > total - {edge} OR i = bin_first OR i = bin_last) \
+             ORDER BY time ASC, part ASC",
+            t = self.table,
+            d = self.lookback_days,
+            context = CONTEXT_ROWS,
+            after = AFTER_ROWS,
+            below = BELOW_ROWS,
+            keep_after = KEEP_AFTER,
+            keep_before = KEEP_BEFORE,
+            edge = EDGE_ROWS,
+            cumulative = literal(Kind::Cumulative.as_str()),
+        )
+    }
+
     /// Seed 000's README chart: over the last day, the hourly maximum of the cold and hot
     /// counters of one location, newest first.
     pub fn seed000_hourly(&self, location: &str) -> String {
@@ -240,5 +314,40 @@ mod tests {
         assert!(sql()
             .seed000_last_values("flat")
             .contains("max_by(measure_value::bigint, time) AS last"));
+    }
+    #[test]
+    fn golden_rollup_query() {
+        let range = TimeRange::new(t(1_700_000_000), t(1_700_086_400)).unwrap();
+        let meter = MeterId::new("m'1").unwrap();
+        let f = "from_milliseconds(1700000000000)";
+        let e = "from_milliseconds(1700086400000)";
+        let cols =
+            "time, CAST(measure_value::bigint AS double) AS v, \"kind\" AS kind, \"unit\" AS unit";
+        let series =
+            "FROM \"meterflow\".\"readings\" WHERE \"meter\" = 'm''1' AND measure_name = 'volume'";
+        let want = format!(
+            "WITH s AS ((SELECT {cols} {series} AND time < {f} AND time >= {f} - 400d ORDER BY time DESC LIMIT 9) \
+             UNION ALL (SELECT {cols} {series} AND time >= {f} AND time < {e}) \
+             UNION ALL (SELECT {cols} {series} AND time >= {e} AND time < {e} + 366d ORDER BY time ASC LIMIT 3)), \
+             o AS (SELECT time, v, kind, unit, CASE WHEN time >= {f} AND time < {e} THEN bin(time, 1h) END AS b, \
+             row_number() OVER (ORDER BY time) AS i, count(*) OVER () AS total, \
+             CASE WHEN v < lag(v) OVER (ORDER BY time) \
+             OR v < max(v) OVER (ORDER BY time ROWS BETWEEN 12 PRECEDING AND 1 PRECEDING) THEN 1 ELSE 0 END AS odd FROM s), \
+             k AS (SELECT time, v, kind, unit, b, i, total, \
+             max(odd) OVER (ORDER BY time ROWS BETWEEN 3 PRECEDING AND 4 FOLLOWING) AS near, \
+             min(i) OVER (PARTITION BY b) AS bin_first, max(i) OVER (PARTITION BY b) AS bin_last FROM o) \
+             SELECT 'bin' AS part, b AS time, NULL AS i, count(*) AS n, sum(v) AS v, min(v) AS lo, max(v) AS hi, \
+             max_by(kind, time) AS kind, max_by(unit, time) AS unit FROM k WHERE b IS NOT NULL GROUP BY b \
+             UNION ALL SELECT 'reading' AS part, time, i, NULL AS n, v, NULL AS lo, NULL AS hi, kind, unit FROM k \
+             WHERE kind = 'cumulative' AND (b IS NULL OR near = 1 OR i <= 7 OR i > total - 7 \
+             OR i = bin_first OR i = bin_last) ORDER BY time ASC, part ASC"
+        );
+        let volume = MeasureName::new("volume").unwrap();
+        assert_eq!(sql().rollup(&meter, &volume, range, 3_600_000), want);
+        // Other measures read the multi-measure column; zones with :30 offsets bin by quarters.
+        let energy = sql().rollup(&meter, &MeasureName::new("energy").unwrap(), range, 900_000);
+        assert!(energy.contains("SELECT time, \"value\" AS v,"), "{energy}");
+        assert!(energy.contains("bin(time, 15m)"), "{energy}");
+        assert!(!energy.contains("measure_value::bigint"), "{energy}");
     }
 }
