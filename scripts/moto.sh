@@ -5,7 +5,9 @@
 #                           answers, and print the environment the tests need (eval it)
 #   scripts/moto.sh stop    stop the server started by `start`, by its process id
 #
-# State (port, pid, log) lives in $MOTO_STATE (default ~/.cache/meterflow/moto).
+# State (port, pid, log) lives in $MOTO_STATE (default ~/.cache/meterflow/moto). MOTO_SERVER
+# names a Python script to run in moto's virtualenv instead of `moto_server` (the benchmarks'
+# scripts/bench/moto_partitioned.py).
 set -euo pipefail
 
 venv=${MOTO_VENV:-$HOME/.cache/meterflow/moto-venv}
@@ -27,7 +29,9 @@ start() {
   fi
   local port
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "$state/log" 2>&1 &
+  local server=("$venv/bin/moto_server")
+  [ -n "${MOTO_SERVER:-}" ] && server=("$venv/bin/python" "$MOTO_SERVER")
+  nohup "${server[@]}" -H 127.0.0.1 -p "$port" > "$state/log" 2>&1 &
   echo $! > "$state/pid"
   echo "$port" > "$state/port"
   # Bounded wait: 150 tries of 0.2 s.

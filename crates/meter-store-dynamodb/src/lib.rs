@@ -516,7 +516,8 @@ impl DynamoReadings {
             .await
             .map_err(|e| store_error(BACKEND, "Query of readings", e))?;
         self.cost.add(
-            resp.items().len(),
+            resp.items(),
+            false,
             resp.consumed_capacity().and_then(|c| c.capacity_units()),
         );
         let readings = resp

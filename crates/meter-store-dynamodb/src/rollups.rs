@@ -59,17 +59,62 @@ impl Settings {
 pub struct ReadCost {
     /// Items returned by Query and GetItem.
     pub items: std::sync::atomic::AtomicU64,
-    /// Read capacity units consumed, as DynamoDB reports them (0 where it does not).
+    /// Read capacity units consumed, as the service reported them (0 where it does not; the
+    /// emulator's figures do not follow item sizes).
     pub units: std::sync::Mutex<f64>,
+    /// Read request units as DynamoDB bills them, from the sizes of the items returned: each
+    /// request's bytes rounded up to 4 KB, half a unit each for an eventually consistent read.
+    pub billed_units: std::sync::Mutex<f64>,
 }
 
 impl ReadCost {
-    pub(crate) fn add(&self, items: usize, units: Option<f64>) {
+    /// Counts one request's answer.
+    pub(crate) fn add(
+        &self,
+        items: &[HashMap<String, AttributeValue>],
+        consistent: bool,
+        reported: Option<f64>,
+    ) {
         self.items
-            .fetch_add(items as u64, std::sync::atomic::Ordering::Relaxed);
-        if let Some(u) = units {
+            .fetch_add(items.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Some(u) = reported {
             *self.units.lock().unwrap_or_else(|e| e.into_inner()) += u;
         }
+        let bytes: usize = items.iter().map(item_size).sum();
+        let blocks = bytes.div_ceil(4096).max(1) as f64;
+        *self.billed_units.lock().unwrap_or_else(|e| e.into_inner()) +=
+            if consistent { blocks } else { blocks / 2.0 };
+    }
+}
+
+/// An item's size as DynamoDB counts it: each attribute's name plus its value (strings and
+/// binaries their length, numbers about one byte per two significant digits plus one).
+pub(crate) fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+fn value_size(v: &AttributeValue) -> usize {
+    let number = |n: &str| {
+        let digits = n
+            .trim_start_matches('-')
+            .trim_start_matches('0')
+            .replace('.', "");
+        digits.trim_end_matches('0').len().div_ceil(2) + 1
+    };
+    match v {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => number(n),
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Ss(v) => v.iter().map(String::len).sum(),
+        AttributeValue::Ns(v) => v.iter().map(|n| number(n)).sum(),
+        AttributeValue::L(v) => 3 + v.iter().map(|x| 1 + value_size(x)).sum::<usize>(),
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, x)| 1 + k.len() + value_size(x))
+                .sum::<usize>()
+        }
+        _ => 1,
     }
 }
 
@@ -127,7 +172,8 @@ impl Table<'_> {
                 .await
                 .map_err(|e| store_error(BACKEND, "Query", e))?;
             self.cost.add(
-                resp.items().len(),
+                resp.items(),
+                consistent,
                 resp.consumed_capacity().and_then(|c| c.capacity_units()),
             );
             out.extend(resp.items().iter().cloned());
@@ -192,7 +238,8 @@ impl Table<'_> {
             .await
             .map_err(|e| store_error(BACKEND, "GetItem of an aggregate", e))?;
         self.cost.add(
-            usize::from(resp.item().is_some()),
+            resp.item().map(std::slice::from_ref).unwrap_or_default(),
+            true,
             resp.consumed_capacity().and_then(|c| c.capacity_units()),
         );
         resp.item()
@@ -780,4 +827,31 @@ async fn raw(
         builder.push(time(ts)?, v)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    #[test]
+    fn item_sizes_follow_dynamodbs_rules() {
+        let item: HashMap<String, AttributeValue> = [
+            ("pk".to_owned(), AttributeValue::S("M1#volume".into())),
+            ("t".to_owned(), AttributeValue::N("1714557600000".into())),
+            ("v".to_owned(), AttributeValue::N("-0012.50".into())),
+            ("ok".to_owned(), AttributeValue::Bool(true)),
+        ]
+        .into_iter()
+        .collect();
+        // Names plus values; numbers lose leading and trailing zeros (17145576: 4 + 1 bytes,
+        // 125: 2 + 1).
+        assert_eq!(item_size(&item), (2 + 9) + (1 + 5) + (1 + 3) + (2 + 1));
+        let cost = ReadCost::default();
+        cost.add(&[], false, None);
+        cost.add(&vec![item; 400], true, Some(1.0));
+        // An empty answer costs the minimum half unit; 400 items of 24 bytes are 3 blocks.
+        assert_eq!(*cost.billed_units.lock().unwrap(), 0.5 + 3.0);
+        assert_eq!(*cost.units.lock().unwrap(), 1.0);
+        assert_eq!(cost.items.load(std::sync::atomic::Ordering::Relaxed), 400);
+    }
 }
