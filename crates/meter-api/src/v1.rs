@@ -8,7 +8,8 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use meter_core::ports::{registered_register, Cursor, MeterInfo, RangeQuery, RollupQuery};
 use meter_core::time::TimeRange;
-use meter_core::{Granularity, Kind, MeasureName, MeterId, Reading, Rollup};
+use meter_core::{Bucket, Granularity, Kind, MeasureName, MeterId, Reading, Rollup};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Value};
 
 use crate::chart;
@@ -173,48 +174,62 @@ pub(crate) async fn readings(
     .into_response())
 }
 
-fn rollup_json(r: &Rollup) -> Value {
-    let key = match r.granularity {
-        Granularity::Day => "date",
-        Granularity::Hour => "hour",
-    };
-    json!({
-        "meter": r.meter.as_str(),
-        "measure": r.measure.as_str(),
-        "unit": r.unit.symbol(),
-        "kind": r.kind.as_str(),
-        "rule": r.rule.as_str(),
-        "zone": r.zone,
-        "granularity": r.granularity,
-        "buckets": r.buckets.iter().map(|b| {
-            let mut v = json!({
-                key: b.label,
-                "start": b.start.to_rfc3339(),
-                "end": b.end.to_rfc3339(),
-                "value": b.value,
-                "count": b.count,
-            });
-            if b.min.is_some() {
-                v["min"] = json!(b.min);
-                v["max"] = json!(b.max);
+/// A rollup's JSON, serialized straight from the rollup: a year of days is 366 buckets, and
+/// building a `Value` tree of them first cost more than the store's read.
+struct RollupJson<'a>(&'a Rollup);
+
+struct BucketJson<'a>(&'a Bucket, &'static str);
+
+impl Serialize for RollupJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let key = match r.granularity {
+            Granularity::Day => "date",
+            Granularity::Hour => "hour",
+        };
+        let mut m = s.serialize_map(Some(8))?;
+        m.serialize_entry("meter", r.meter.as_str())?;
+        m.serialize_entry("measure", r.measure.as_str())?;
+        m.serialize_entry("unit", r.unit.symbol())?;
+        m.serialize_entry("kind", r.kind.as_str())?;
+        m.serialize_entry("rule", r.rule.as_str())?;
+        m.serialize_entry("zone", &r.zone)?;
+        m.serialize_entry("granularity", &r.granularity)?;
+        let buckets: Vec<BucketJson<'_>> = r.buckets.iter().map(|b| BucketJson(b, key)).collect();
+        m.serialize_entry("buckets", &buckets)?;
+        m.end()
+    }
+}
+
+impl Serialize for BucketJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (b, key) = (self.0, self.1);
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry(key, &b.label)?;
+        m.serialize_entry("start", &b.start.to_rfc3339())?;
+        m.serialize_entry("end", &b.end.to_rfc3339())?;
+        m.serialize_entry("value", &b.value)?;
+        m.serialize_entry("count", &b.count)?;
+        if b.min.is_some() {
+            m.serialize_entry("min", &b.min)?;
+            m.serialize_entry("max", &b.max)?;
+        }
+        for (name, n) in [
+            ("glitches", b.glitches),
+            ("jitters", b.jitters),
+            ("spikes", b.spikes),
+            ("resets", b.resets),
+            ("wraps", b.wraps),
+        ] {
+            if n > 0 {
+                m.serialize_entry(name, &n)?;
             }
-            for (name, n) in [
-                ("glitches", b.glitches),
-                ("jitters", b.jitters),
-                ("spikes", b.spikes),
-                ("resets", b.resets),
-                ("wraps", b.wraps),
-            ] {
-                if n > 0 {
-                    v[name] = json!(n);
-                }
-            }
-            if b.provisional {
-                v["provisional"] = json!(true);
-            }
-            v
-        }).collect::<Vec<_>>(),
-    })
+        }
+        if b.provisional {
+            m.serialize_entry("provisional", &true)?;
+        }
+        m.end()
+    }
 }
 
 async fn rollup(
@@ -222,7 +237,7 @@ async fn rollup(
     meter: String,
     q: RawQuery,
     granularity: Granularity,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let p = Params::new(q)?;
     let meter = meter_id(&meter)?;
     let zone = p.zone(&state, Some(&meter)).await?;
@@ -254,7 +269,7 @@ async fn rollup(
         .readings
         .rollup(&RollupQuery::new(meter, measure, range, granularity, zone).with_register(register))
         .await?;
-    Ok(Json(rollup_json(&r)))
+    Ok(Json(RollupJson(&r)).into_response())
 }
 
 /// `GET /v1/meters/{meter}/daily?from=yyyy-MM-dd&to=yyyy-MM-dd[&tz&measure]`
@@ -262,7 +277,7 @@ pub(crate) async fn daily(
     State(state): State<ApiState>,
     Path(meter): Path<String>,
     q: RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     rollup(state, meter, q, Granularity::Day).await
 }
 
@@ -271,7 +286,7 @@ pub(crate) async fn hourly(
     State(state): State<ApiState>,
     Path(meter): Path<String>,
     q: RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     rollup(state, meter, q, Granularity::Hour).await
 }
 
