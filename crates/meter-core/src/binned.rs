@@ -139,6 +139,7 @@ pub fn fill(
                     sum: b.sum,
                     min: b.min,
                     max: b.max,
+                    // A builder reads only count, sum, min and max of a gauge's summary.
                     first: (start, b.min),
                     last: (start, b.max),
                     verdicts: [0; 6],
@@ -244,7 +245,8 @@ fn touched_by_gaps(kept: &[Kept]) -> Result<Vec<bool>, BinnedError> {
 /// What a database following this module's query answers for one series' readings (in time
 /// order, every reading from the context before the range to the few after it): the bins of
 /// the range and, for a counter, the kept readings. The reference the query's SQL is checked
-/// against, and the recorded answers of the adapters' tests.
+/// against, and the recorded answers of the adapters' tests (feature `test-util`).
+#[cfg(any(test, feature = "test-util"))]
 pub fn answer(
     readings: &[(i64, f64)],
     range: TimeRange,

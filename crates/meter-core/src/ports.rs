@@ -375,6 +375,24 @@ impl RollupQuery {
     pub fn with_register(self, register: Option<f64>) -> Self {
         Self { register, ..self }
     }
+
+    /// The answer to this query: `builder`'s buckets for the series `(measure, unit, kind)`.
+    pub fn answer(
+        &self,
+        (measure, unit, kind): (MeasureName, Unit, Kind),
+        builder: RollupBuilder,
+    ) -> Result<Rollup, StoreError> {
+        Ok(Rollup {
+            meter: self.meter.clone(),
+            measure,
+            unit,
+            kind,
+            rule: RollupRule::for_kind(kind),
+            zone: self.zone.name().to_owned(),
+            granularity: self.granularity,
+            buckets: builder.finish_checked()?,
+        })
+    }
 }
 
 impl RollupBuilder {
@@ -447,22 +465,24 @@ pub trait ReadingReader: RangeReader {
         let info = self.meter(&query.meter).await?.ok_or_else(|| {
             StoreError::InvalidQuery(format!("no readings are stored for meter {}", query.meter))
         })?;
-        let series = info.pick(query.measure.as_ref())?.clone();
-        rollup_from_readings(self, query, series).await
+        let s = info.pick(query.measure.as_ref())?.clone();
+        rollup_from_readings(self, query, (s.measure, s.unit, s.kind)).await
     }
 }
 
-/// The rollup of `series` (one of the query's meter) from its raw readings: the range page by
-/// page, with a counter's context before and after it, through the streaming builder.
+/// The rollup of the series `(measure, unit, kind)` of the query's meter from its raw
+/// readings: the range page by page, with a counter's context before and after it, through the
+/// streaming builder.
 pub async fn rollup_from_readings<R: ReadingReader + ?Sized>(
     reader: &R,
     query: &RollupQuery,
-    series: SeriesInfo,
+    series: (MeasureName, Unit, Kind),
 ) -> Result<Rollup, StoreError> {
-    let mut builder = RollupBuilder::for_query(query, series.kind)?;
-    let counter = series.kind == Kind::Cumulative;
+    let (measure, _, kind) = &series;
+    let mut builder = RollupBuilder::for_query(query, *kind)?;
+    let counter = *kind == Kind::Cumulative;
     if counter {
-        let key = (&query.meter, &series.measure);
+        let key = (&query.meter, measure);
         for b in reader
             .before(key, query.range.from(), CONTEXT_BEFORE)
             .await?
@@ -472,7 +492,7 @@ pub async fn rollup_from_readings<R: ReadingReader + ?Sized>(
     }
     let mut page_query = RangeQuery {
         meter: query.meter.clone(),
-        measure: Some(series.measure.clone()),
+        measure: Some(measure.clone()),
         range: query.range,
         limit: ROLLUP_PAGE,
         after: None,
@@ -502,16 +522,7 @@ pub async fn rollup_from_readings<R: ReadingReader + ?Sized>(
             builder.push(r.time(), r.value())?;
         }
     }
-    Ok(Rollup {
-        meter: query.meter.clone(),
-        measure: series.measure,
-        unit: series.unit,
-        kind: series.kind,
-        rule: RollupRule::for_kind(series.kind),
-        zone: query.zone.name().to_owned(),
-        granularity: query.granularity,
-        buckets: builder.finish_checked()?,
-    })
+    query.answer(series, builder)
 }
 
 /// One thing to poll or accept: an SST Cloud account, an HTTP JSON identifier, a CSV meter.

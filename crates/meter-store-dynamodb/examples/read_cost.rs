@@ -181,8 +181,8 @@ async fn main() -> anyhow::Result<()> {
         .await?;
         let d = cost(&store, async {
             let info = store.meter(&meter).await?.expect("the meter");
-            let series = info.pick(Some(&volume))?.clone();
-            let raw = rollup_from_readings(&store, &daily, series).await?;
+            let s = info.pick(Some(&volume))?.clone();
+            let raw = rollup_from_readings(&store, &daily, (s.measure, s.unit, s.kind)).await?;
             anyhow::ensure!(raw.buckets.len() == 366);
             Ok(())
         })

@@ -46,8 +46,8 @@ use meter_core::ports::{
     RollupQuery, SeriesInfo, StoreError, WriteReport, DEDUPE_WINDOW_SECS,
 };
 use meter_core::rollup::RollupBuilder;
+use meter_core::Rollup;
 use meter_core::{Kind, MeasureName, MeterId, Reading, SourceName, Tags, Unit};
-use meter_core::{Rollup, RollupRule};
 
 mod keys;
 mod rollups;
@@ -894,16 +894,7 @@ impl ReadingReader for DynamoReadings {
         let kind = settings.kind;
         let mut builder = RollupBuilder::for_query(q, kind)?;
         rollups::fill(self.table(), &settings, q, &mut builder).await?;
-        Ok(Rollup {
-            meter: q.meter.clone(),
-            measure,
-            unit,
-            kind,
-            rule: RollupRule::for_kind(kind),
-            zone: q.zone.name().to_owned(),
-            granularity: q.granularity,
-            buckets: builder.finish_checked()?,
-        })
+        q.answer((measure, unit, kind), builder)
     }
 }
 

@@ -26,7 +26,7 @@ use meter_core::ports::{
 };
 use meter_core::rollup::RollupBuilder;
 use meter_core::time::parse_zone;
-use meter_core::{Kind, MeasureName, MeterId, Reading, Rollup, RollupRule, SourceName, Tags, Unit};
+use meter_core::{Kind, MeasureName, MeterId, Reading, Rollup, SourceName, Tags, Unit};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 mod rollups;
@@ -1288,16 +1288,7 @@ impl SqliteStore {
                 rollups::raw(conn, id, series.kind, q.range, &mut builder)
             }
         })?;
-        Ok(Rollup {
-            meter: q.meter.clone(),
-            measure: series.measure,
-            unit: series.unit,
-            kind: series.kind,
-            rule: RollupRule::for_kind(series.kind),
-            zone: q.zone.name().to_owned(),
-            granularity: q.granularity,
-            buckets: builder.finish_checked()?,
-        })
+        q.answer((series.measure, series.unit, series.kind), builder)
     }
 }
 

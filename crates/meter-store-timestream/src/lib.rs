@@ -39,10 +39,10 @@ use meter_core::batch::TIMESTREAM_MAX_RECORDS;
 use meter_core::binned::{self, BinnedError};
 use meter_core::ports::{
     rollup_from_readings, ItemFailure, MeterInfo, Page, RangeQuery, RangeReader, ReadingReader,
-    ReadingWriter, RollupQuery, SeriesInfo, StoreError, WriteReport,
+    ReadingWriter, RollupQuery, StoreError, WriteReport,
 };
 use meter_core::rollup::RollupBuilder;
-use meter_core::{MeasureName, MeterId, Reading, Rollup, RollupRule};
+use meter_core::{MeasureName, MeterId, Reading, Rollup};
 use tokio::sync::OnceCell;
 
 use crate::layout::PlannedRecord;
@@ -559,11 +559,12 @@ impl ReadingReader for TimestreamReadings {
                     query.meter
                 ))
             })?;
-            Ok::<SeriesInfo, StoreError>(info.pick(query.measure.as_ref())?.clone())
+            let s = info.pick(query.measure.as_ref())?;
+            Ok::<_, StoreError>((s.measure.clone(), s.unit.clone(), s.kind))
         };
         let measure = match &query.measure {
             Some(m) => m.clone(),
-            None => info().await?.measure,
+            None => info().await?.0,
         };
         let Some(width) = binned::bin_width(query.range, query.granularity, query.zone)? else {
             return rollup_from_readings(self, query, info().await?).await;
@@ -573,8 +574,8 @@ impl ReadingReader for TimestreamReadings {
         let (unit, kind) = match answer.series {
             Some(series) => series,
             None => {
-                let s = info().await?;
-                (s.unit, s.kind)
+                let (_, unit, kind) = info().await?;
+                (unit, kind)
             }
         };
         let mut builder = RollupBuilder::for_query(query, kind)?;
@@ -588,28 +589,11 @@ impl ReadingReader for TimestreamReadings {
             &answer.kept,
         );
         match filled {
-            Ok(()) => Ok(Rollup {
-                meter: query.meter.clone(),
-                rule: RollupRule::for_kind(kind),
-                measure,
-                unit,
-                kind,
-                zone: query.zone.name().to_owned(),
-                granularity: query.granularity,
-                buckets: builder.finish_checked()?,
-            }),
+            Ok(()) => query.answer((measure, unit, kind), builder),
             Err(BinnedError::Undecidable { at }) => {
                 self.stats.raw_rollups.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(meter = %query.meter, %measure, %at, "rollup reads raw readings: the binned answer cannot decide the counter there");
-                let series = SeriesInfo {
-                    measure,
-                    unit,
-                    kind,
-                    count: None,
-                    first: query.range.from(),
-                    last: query.range.to(),
-                };
-                rollup_from_readings(self, query, series).await
+                rollup_from_readings(self, query, (measure, unit, kind)).await
             }
             Err(BinnedError::Rollup(e)) => Err(e.into()),
             Err(e @ BinnedError::Inconsistent(_)) => Err(StoreError::Corrupt(e.to_string())),
