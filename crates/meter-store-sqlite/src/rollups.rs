@@ -196,82 +196,121 @@ fn write(
     Ok(())
 }
 
-/// Adds new readings' summaries to their hours, in SQL, many hours per statement (a statement's
-/// run costs more than its rows).
-fn merge_hours(
+/// Aggregate rows bound as statement parameters, `per_row` values each.
+fn bind_rows<'a>(
+    rows: &'a [(i64, i64, Aggregate)],
+    full: bool,
+) -> impl Iterator<Item = rusqlite::types::Value> + 'a {
+    use rusqlite::types::Value::{Integer, Null, Real};
+    rows.iter().flat_map(move |(series, start, a)| {
+        let base = [
+            Integer(*series),
+            Integer(*start),
+            Integer(a.count as i64),
+            Real(a.sum),
+            Real(a.min),
+            Real(a.max),
+            Integer(a.first.0),
+            Real(a.first.1),
+            Integer(a.last.0),
+            Real(a.last.1),
+        ];
+        let rules = full.then(|| {
+            [
+                Integer(a.verdicts(Verdict::Glitch).into()),
+                Integer(a.verdicts(Verdict::Jitter).into()),
+                Integer(a.verdicts(Verdict::Spike).into()),
+                Integer(a.verdicts(Verdict::Reset).into()),
+                Integer(a.verdicts(Verdict::Wrap).into()),
+                Integer(a.provisional.into()),
+                a.level.map_or(Null, Real),
+            ]
+        });
+        base.into_iter().chain(rules.into_iter().flatten())
+    })
+}
+
+/// Runs `sql(table, n)` over `rows` in chunks of [`BATCH_SIZES`] (a statement's run costs more
+/// than its rows, so a commit's aggregates of every series go in a few statements).
+fn batched(
     conn: &Connection,
-    series: i64,
-    hours: &[(i64, Aggregate)],
+    table: Table,
+    rows: &[(i64, i64, Aggregate)],
+    replace: bool,
 ) -> Result<(), StoreError> {
-    let mut rest = hours;
+    let mut rest = rows;
     while !rest.is_empty() {
-        let n = MERGE_SIZES
+        let n = BATCH_SIZES
             .iter()
             .copied()
             .find(|n| *n <= rest.len())
             .unwrap_or(1);
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
-        let mut stmt = conn.prepare_cached(merge_sql(n)).map_err(store_err)?;
-        let values: Vec<rusqlite::types::Value> = chunk
-            .iter()
-            .flat_map(|(h, a)| {
-                use rusqlite::types::Value::{Integer, Real};
-                [
-                    Integer(series),
-                    Integer(*h),
-                    Integer(a.count as i64),
-                    Real(a.sum),
-                    Real(a.min),
-                    Real(a.max),
-                    Integer(a.first.0),
-                    Real(a.first.1),
-                    Integer(a.last.0),
-                    Real(a.last.1),
-                ]
-            })
-            .collect();
-        stmt.execute(rusqlite::params_from_iter(values))
+        let mut stmt = conn
+            .prepare_cached(batch_sql(table, replace, n))
+            .map_err(store_err)?;
+        stmt.execute(rusqlite::params_from_iter(bind_rows(chunk, replace)))
             .map_err(store_err)?;
     }
     Ok(())
 }
 
-/// Hours per merging statement, largest first.
-const MERGE_SIZES: [usize; 6] = [32, 16, 8, 4, 2, 1];
+/// Aggregate rows per batched statement, largest first.
+const BATCH_SIZES: [usize; 6] = [32, 16, 8, 4, 2, 1];
 
-/// The upsert of `n` hours (one of [`MERGE_SIZES`]); SQL's `SET` reads the row's old values.
-fn merge_sql(n: usize) -> &'static str {
+/// The statement writing `n` aggregate rows (one of [`BATCH_SIZES`]) into `table`: with
+/// `replace`, whole rows (counter rules included) replace the stored ones; else the rows are
+/// summaries of new gauge or interval readings, merged into the stored ones (SQL's `SET` reads
+/// the row's old values).
+fn batch_sql(table: Table, replace: bool, n: usize) -> &'static str {
     static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let all = SQL.get_or_init(|| {
-        MERGE_SIZES
-            .iter()
-            .map(|n| {
-                format!(
-                    "INSERT INTO hourly (series, start, count, sum, min, max,
-                                         first_ts, first_value, last_ts, last_value)
-                     VALUES {}
-                     ON CONFLICT (series, start) DO UPDATE SET
-                         count = count + excluded.count,
-                         sum = sum + excluded.sum,
-                         min = min(min, excluded.min),
-                         max = max(max, excluded.max),
-                         first_value = CASE WHEN excluded.first_ts < first_ts
-                                            THEN excluded.first_value ELSE first_value END,
-                         first_ts = min(first_ts, excluded.first_ts),
-                         last_value = CASE WHEN excluded.last_ts >= last_ts
-                                           THEN excluded.last_value ELSE last_value END,
-                         last_ts = max(last_ts, excluded.last_ts)",
-                    vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; *n].join(", ")
-                )
-            })
-            .collect()
+        let mut out = Vec::new();
+        for table in [Table::Hourly, Table::Daily] {
+            for replace in [false, true] {
+                for n in BATCH_SIZES {
+                    out.push(if replace {
+                        format!(
+                            "INSERT OR REPLACE INTO {} (series, start, {COLUMNS}) VALUES {}",
+                            table.name(),
+                            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; n]
+                                .join(", ")
+                        )
+                    } else {
+                        format!(
+                            "INSERT INTO {} (series, start, count, sum, min, max,
+                                             first_ts, first_value, last_ts, last_value)
+                             VALUES {}
+                             ON CONFLICT (series, start) DO UPDATE SET
+                                 count = count + excluded.count,
+                                 sum = sum + excluded.sum,
+                                 min = min(min, excluded.min),
+                                 max = max(max, excluded.max),
+                                 first_value = CASE WHEN excluded.first_ts < first_ts
+                                                    THEN excluded.first_value ELSE first_value END,
+                                 first_ts = min(first_ts, excluded.first_ts),
+                                 last_value = CASE WHEN excluded.last_ts >= last_ts
+                                                   THEN excluded.last_value ELSE last_value END,
+                                 last_ts = max(last_ts, excluded.last_ts)",
+                            table.name(),
+                            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; n].join(", ")
+                        )
+                    });
+                }
+            }
+        }
+        out
     });
-    let i = MERGE_SIZES
+    let t = match table {
+        Table::Hourly => 0,
+        Table::Daily => 1,
+    };
+    let size = BATCH_SIZES
         .iter()
         .position(|s| *s == n)
-        .unwrap_or(MERGE_SIZES.len() - 1);
-    &all[i]
+        .unwrap_or(BATCH_SIZES.len() - 1);
+    &all[(t * 2 + usize::from(replace)) * BATCH_SIZES.len() + size]
 }
 
 /// Calls `each` with a series' readings from `from` on, in time order, until it answers false.
@@ -339,45 +378,113 @@ pub(crate) struct Touched<'a> {
     pub(crate) appended: bool,
 }
 
-/// Brings a series' hours and days up to date after a write.
-pub(crate) fn maintain(conn: &Connection, t: &Touched<'_>) -> Result<(), StoreError> {
+/// The aggregate rows a commit writes, gathered over every series it touched and written in
+/// a few multi-row statements at its end ([`Pending::flush`]) instead of a few per series.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// Summaries of new gauge or interval readings per (series, hour), merged into the stored
+    /// hours.
+    merge_hours: Vec<(i64, i64, Aggregate)>,
+    /// The same per (series, local day).
+    merge_days: Vec<(i64, i64, Aggregate)>,
+    /// Counter hours the rules recomputed, replacing the stored ones.
+    put_hours: Vec<(i64, i64, Aggregate)>,
+    /// Counter series whose days are merged again from their hours once those are written.
+    days_from: Vec<(i64, Tz, BTreeSet<i64>)>,
+}
+
+impl Pending {
+    /// Writes what was gathered, in order: hours first, then the days made of them.
+    pub(crate) fn flush(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        batched(conn, Table::Hourly, &self.merge_hours, false)?;
+        batched(conn, Table::Hourly, &self.put_hours, true)?;
+        batched(conn, Table::Daily, &self.merge_days, false)?;
+        let mut days = Vec::new();
+        for (series, zone, hours) in &self.days_from {
+            days_from_hours(conn, *series, *zone, hours, &mut days)?;
+        }
+        batched(conn, Table::Daily, &days, true)?;
+        self.clear();
+        Ok(())
+    }
+
+    /// Forgets what was gathered (the transaction rolled back).
+    pub(crate) fn clear(&mut self) {
+        self.merge_hours.clear();
+        self.merge_days.clear();
+        self.put_hours.clear();
+        self.days_from.clear();
+    }
+}
+
+/// Brings a series' hours and days up to date after a write: most of it is gathered in
+/// `pending`, which the commit writes for all its series at once.
+pub(crate) fn maintain(
+    conn: &Connection,
+    t: &Touched<'_>,
+    pending: &mut Pending,
+) -> Result<(), StoreError> {
     let (Some(first), Some(last)) = (t.rows.first(), t.rows.last()) else {
         return Ok(());
     };
-    let mut hours = BTreeSet::new();
     if t.settings.kind == Kind::Cumulative {
-        walk_counter(
+        let mut hours = BTreeSet::new();
+        for (h, agg) in walk_counter(
             conn,
             t.series,
             t.settings.register,
             (first.0, last.0),
             t.appended.then_some(t.rows),
-            &mut hours,
-        )?;
-    } else if t.changed {
-        // A replaced value may have been an hour's minimum: its hours are summed again.
-        for (ts, _) in t.rows {
-            hours.insert(hour_of(*ts));
+        )? {
+            pending.put_hours.push((t.series, h, agg));
+            hours.insert(h);
         }
+        pending.days_from.push((t.series, t.settings.zone, hours));
+    } else if t.changed {
+        // A replaced value may have been an hour's minimum: its hours are summed again, and
+        // their days merged again from them (at once: nothing of this series is pending).
+        let hours: BTreeSet<i64> = t.rows.iter().map(|(ts, _)| hour_of(*ts)).collect();
         for h in &hours {
             value_hours(conn, t.series, (*h, h + HOUR_MS), |h, agg| {
                 write(conn, Table::Hourly, t.series, h, &agg)
             })?;
         }
+        let mut days = Vec::new();
+        days_from_hours(conn, t.series, t.settings.zone, &hours, &mut days)?;
+        batched(conn, Table::Daily, &days, true)?;
     } else {
-        let merged = hours_of_values(t.rows);
-        merge_hours(conn, t.series, &merged)?;
-        hours.extend(merged.iter().map(|(h, _)| *h));
+        // New readings only: their summaries add to the stored hours and days.
+        let mut day: Option<((i64, i64), Aggregate)> = None;
+        for (h, agg) in hours_of_values(t.rows) {
+            pending.merge_hours.push((t.series, h, agg));
+            let Some(d) = day_of(h, t.settings.zone) else {
+                continue;
+            };
+            match &mut day {
+                Some((span, acc)) if span.0 <= h && h < span.1 => acc.merge(&agg),
+                _ => {
+                    if let Some((span, acc)) = day.take() {
+                        pending.merge_days.push((t.series, span.0, acc));
+                    }
+                    day = Some((d, agg));
+                }
+            }
+        }
+        if let Some((span, acc)) = day {
+            pending.merge_days.push((t.series, span.0, acc));
+        }
     }
-    days_from_hours(conn, t.series, t.settings.zone, &hours)
+    Ok(())
 }
 
-/// Merges the days holding `hours` again from their hours.
+/// Merges the days holding `hours` again from their stored hours, into `out` as (series, day,
+/// aggregate) rows.
 fn days_from_hours(
     conn: &Connection,
     series: i64,
     zone: Tz,
     hours: &BTreeSet<i64>,
+    out: &mut Vec<(i64, i64, Aggregate)>,
 ) -> Result<(), StoreError> {
     let mut last_day = None;
     for h in hours {
@@ -397,7 +504,7 @@ fn days_from_hours(
             Ok(())
         })?;
         if let Some(a) = agg {
-            write(conn, Table::Daily, series, day.0, &a)?;
+            out.push((series, day.0, a));
         }
     }
     Ok(())
@@ -405,15 +512,14 @@ fn days_from_hours(
 
 /// Recomputes a counter's hours around the readings in `touched` (first and last time), from
 /// the [`WINDOW`] readings before the first (whose decisions looked at it) until an hour after
-/// the last comes out as stored; adds the hours it rewrote to `hours`.
+/// the last comes out as stored; answers the hours that changed, in order.
 fn walk_counter(
     conn: &Connection,
     series: i64,
     register: Option<f64>,
     (first, last): (i64, i64),
     appended: Option<&[(i64, f64)]>,
-    hours: &mut BTreeSet<i64>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<(i64, Aggregate)>, StoreError> {
     let affected: Option<i64> = conn
         .prepare_cached(
             "SELECT ts FROM readings WHERE series = ?1 AND ts < ?2
@@ -473,11 +579,7 @@ fn walk_counter(
             walk.push(ts, v, &mut stored)
         })?,
     }
-    for (h, agg) in walk.finish(&mut stored)? {
-        write(conn, Table::Hourly, series, h, &agg)?;
-        hours.insert(h);
-    }
-    Ok(())
+    walk.finish(&mut stored)
 }
 
 /// The counter rules' state at `start` (an hour): the level stored with the last hour before
@@ -523,24 +625,21 @@ pub(crate) fn rebuild(conn: &Connection, series: i64, s: Settings) -> Result<(),
         )
         .map_err(store_err)?;
     }
-    let mut hours = BTreeSet::new();
+    let mut rows = Vec::new();
     if s.kind == Kind::Cumulative {
-        walk_counter(
-            conn,
-            series,
-            s.register,
-            (i64::MIN, i64::MAX),
-            None,
-            &mut hours,
-        )?;
+        let changed = walk_counter(conn, series, s.register, (i64::MIN, i64::MAX), None)?;
+        rows.extend(changed.into_iter().map(|(h, agg)| (series, h, agg)));
     } else {
         value_hours(conn, series, (i64::MIN, i64::MAX), |h, agg| {
-            write(conn, Table::Hourly, series, h, &agg)?;
-            hours.insert(h);
+            rows.push((series, h, agg));
             Ok(())
         })?;
     }
-    days_from_hours(conn, series, s.zone, &hours)
+    batched(conn, Table::Hourly, &rows, true)?;
+    let hours = rows.iter().map(|(_, h, _)| *h).collect();
+    let mut days = Vec::new();
+    days_from_hours(conn, series, s.zone, &hours, &mut days)?;
+    batched(conn, Table::Daily, &days, true)
 }
 
 /// Feeds `builder` the pieces of `q`'s range: stored days and hours where they fit, readings

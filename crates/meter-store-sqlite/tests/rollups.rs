@@ -78,3 +78,50 @@ proptest! {
         check(&s, &case)?;
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A commit gathers the aggregate rows of all its series and writes them together: series
+    /// written in the same batches, some appended and some overlapping what is stored, each
+    /// still get their own rollups.
+    #[test]
+    fn series_sharing_batches_keep_their_own_rollups(
+        cases in prop::collection::vec(rollup_cases::case(), 3),
+        open in any::<bool>(),
+    ) {
+        let cases: Vec<Case> = cases
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| c.for_meter(&format!("m{i}")))
+            .collect();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path().join("p.db")).unwrap();
+        for case in cases.iter().filter(|c| !c.register_late) {
+            rt.block_on(s.put(&entry(case))).unwrap();
+        }
+        let most = cases.iter().map(|c| c.writes.len()).max().unwrap_or(0);
+        for i in 0..most {
+            let batch: Vec<_> = cases
+                .iter()
+                .filter_map(|c| c.writes.get(i))
+                .flatten()
+                .cloned()
+                .collect();
+            let report = if open {
+                s.write_open(&batch).unwrap().report
+            } else {
+                s.write_batch(&batch).unwrap()
+            };
+            prop_assert!(report.failures.is_empty(), "{:?}", report.failures);
+        }
+        s.commit_open().unwrap();
+        for case in cases.iter().filter(|c| c.register_late) {
+            rt.block_on(s.put(&entry(case))).unwrap();
+        }
+        for case in &cases {
+            check(&s, case)?;
+        }
+    }
+}
