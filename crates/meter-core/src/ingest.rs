@@ -570,7 +570,8 @@ struct Open {
 pub struct Pipeline {
     max_batch: usize,
     next_unit: u64,
-    open: HashMap<UnitId, Open>,
+    /// A few units at most: looked up twice per record, so by compare rather than by hash.
+    open: BTreeMap<UnitId, Open>,
     batch: Batch,
 }
 
@@ -583,7 +584,7 @@ impl Pipeline {
         Self {
             max_batch,
             next_unit: 0,
-            open: HashMap::new(),
+            open: BTreeMap::new(),
             batch: Batch::new(0, max_batch.min(65_536)),
         }
     }

@@ -186,6 +186,10 @@ pub struct InstantParser {
     zone: Tz,
     last_date: [u8; 10],
     last_day: Option<NaiveDate>,
+    /// The last cell parsed and its instant: a file in time order repeats each time for every
+    /// meter read at it.
+    last_cell: Vec<u8>,
+    last_instant: Option<DateTime<Utc>>,
     /// Per series, where it is in a repeated hour: only rows of such hours touch this.
     repeats: std::collections::HashMap<Vec<u8>, Repeat>,
 }
@@ -205,6 +209,8 @@ impl InstantParser {
             zone,
             last_date: [0; 10],
             last_day: None,
+            last_cell: Vec::new(),
+            last_instant: None,
             repeats: std::collections::HashMap::new(),
         }
     }
@@ -257,6 +263,18 @@ impl InstantParser {
     /// Parses one cell.
     pub fn parse(&mut self, bytes: &[u8]) -> Result<DateTime<Utc>, TimeError> {
         let b = bytes.trim_ascii();
+        if let Some(t) = self.last_instant.filter(|_| self.last_cell == b) {
+            return Ok(t);
+        }
+        let t = self.parse_new(b)?;
+        self.last_cell.clear();
+        self.last_cell.extend_from_slice(b);
+        self.last_instant = Some(t);
+        Ok(t)
+    }
+
+    /// Parses a trimmed cell unlike the last one.
+    fn parse_new(&mut self, b: &[u8]) -> Result<DateTime<Utc>, TimeError> {
         let cacheable = matches!(self.format, TimeFormat::Auto | TimeFormat::Rfc3339)
             || (self.format == TimeFormat::Local && self.zone == Tz::UTC);
         if cacheable && b.len() > 10 {
