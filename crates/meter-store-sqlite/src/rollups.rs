@@ -2,13 +2,15 @@
 //! per series and local day of the series' zone, kept in the writer's transaction, and the
 //! rollup query that reads them.
 //!
-//! Gauges and interval series merge new readings into their hours (one upsert per hour); a
-//! changed value recomputes its hour from the readings. A counter's hour depends on its
-//! neighbours (the counter rules decide each reading from a window around it and the level
-//! before it), so a write resumes the rules a few readings before the first reading it touched,
-//! from the level stored with the hour before, and walks forward until an hour after the last
-//! touched reading comes out as it was stored. Days are merged from their hours, so a day is
-//! stored only where the zone's days are whole UTC hours.
+//! Gauges and interval series merge new readings' summaries into their hours and days (an
+//! upsert per row; a commit gathers the rows of all its series and writes them in a few
+//! multi-row statements, see [`Pending`]); a changed value recomputes its hour from the
+//! readings. A counter's hour depends on its neighbours (the counter rules decide each reading
+//! from a window around it and the level before it), so a write resumes the rules a few
+//! readings before the first reading it touched, from the level stored with the hour before,
+//! and walks forward until an hour after the last touched reading comes out as it was stored;
+//! its days are then merged again from their hours. A day is stored only where the zone's days
+//! are whole UTC hours.
 
 use std::collections::BTreeSet;
 

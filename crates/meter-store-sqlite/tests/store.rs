@@ -662,3 +662,36 @@ fn an_open_transaction_is_durable_only_once_committed() {
         3 + meter_store_sqlite::OPEN_COMMIT_ROWS as u64
     );
 }
+
+#[test]
+fn new_stores_get_large_pages_and_old_ones_keep_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let page_size = |path: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap()
+    };
+    let fresh = dir.path().join("new.db");
+    let s = SqliteStore::open(&fresh).unwrap();
+    s.write_batch(&[volume("m", "2024-05-01T00:00:00Z", 1.0)])
+        .unwrap();
+    drop(s);
+    assert_eq!(page_size(&fresh), 32 * 1024);
+
+    // A file made with SQLite's default pages is read and written as it is.
+    let old = dir.path().join("old.db");
+    rusqlite::Connection::open(&old)
+        .unwrap()
+        .execute_batch("PRAGMA page_size = 4096; CREATE TABLE t (x); DROP TABLE t;")
+        .unwrap();
+    let s = SqliteStore::open(&old).unwrap();
+    s.write_batch(&[
+        volume("m", "2024-05-01T00:00:00Z", 1.0),
+        volume("m", "2024-05-01T00:05:00Z", 2.0),
+    ])
+    .unwrap();
+    assert_eq!(s.count_readings().unwrap(), 2);
+    drop(s);
+    assert_eq!(page_size(&old), 4096);
+}
