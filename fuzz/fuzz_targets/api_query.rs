@@ -41,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
         forecasts: store.clone(),
         registry: Some(store.clone()),
         counters: store,
+        push: None,
         auth: AuthConfig::disabled(),
         default_zone: chrono_tz::Tz::UTC,
         clock: Arc::new(chrono::Utc::now),

@@ -20,12 +20,13 @@ mod params;
 mod seeds;
 mod v1;
 mod webhook;
+pub mod write;
 
 use std::fmt;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{middleware, Router};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -33,6 +34,7 @@ use meter_core::ports::{Counters, MeterRegistry, RangeReader, ReadingReader};
 
 pub use error::ApiError;
 pub use webhook::WebhookState;
+pub use write::PushState;
 
 /// The header mbed Connector sends with every notification, holding the webhook's shared
 /// secret (Connector's callback registration takes fixed headers for exactly this).
@@ -82,6 +84,8 @@ pub struct AuthConfig {
     pub seed003_token: Option<Secret>,
     /// The webhook's shared secret; the webhook refuses everything when unset.
     pub webhook_secret: Option<Secret>,
+    /// The token of the InfluxDB write routes; the API token when unset.
+    pub write_token: Option<Secret>,
 }
 
 impl AuthConfig {
@@ -92,6 +96,7 @@ impl AuthConfig {
             api_token: None,
             seed003_token: None,
             webhook_secret: None,
+            write_token: None,
         }
     }
 }
@@ -112,6 +117,8 @@ pub struct ApiState {
     pub counters: Arc<dyn Counters>,
     /// Authentication.
     pub auth: AuthConfig,
+    /// The InfluxDB write routes' store, when this API takes writes.
+    pub push: Option<PushState>,
     /// The zone used when neither the caller nor the registry names one.
     pub default_zone: Tz,
     /// The clock.
@@ -144,6 +151,14 @@ pub fn webhook_router(state: WebhookState) -> Router {
         .with_state(state)
 }
 
+/// The InfluxDB write routes, with their own body limit and authentication.
+fn write_router() -> Router<ApiState> {
+    Router::new()
+        .route("/api/v2/write", post(write::write))
+        .route("/write", post(write::write))
+        .layer(DefaultBodyLimit::max(write::MAX_WRITE_BODY_BYTES))
+}
+
 /// The whole API.
 pub fn router(state: ApiState) -> Router {
     let protected = Router::new()
@@ -164,7 +179,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/ui/login", get(page::login_form).post(page::login))
         .route("/timeSeries-data", get(seeds::time_series))
-        .route("/webhook", put(webhook::notify).post(webhook::notify));
+        .route("/webhook", put(webhook::notify).post(webhook::notify))
+        .merge(write_router());
     protected
         .merge(open)
         .fallback(error::not_found)

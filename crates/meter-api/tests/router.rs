@@ -105,6 +105,7 @@ impl App {
             api_token: Secret::new(TOKEN),
             seed003_token: Secret::new(SEED003),
             webhook_secret: Secret::new(HOOK),
+            write_token: None,
         };
         Self { store, auth }
     }
@@ -115,6 +116,7 @@ impl App {
             forecasts: self.store.clone(),
             registry: Some(self.store.clone()),
             counters: self.store.clone(),
+            push: None,
             auth: self.auth.clone(),
             default_zone: Tz::UTC,
             clock: Arc::new(now),

@@ -150,6 +150,10 @@ pub(crate) struct ServeArgs {
     /// row), latin1 or windows-1252.
     #[arg(long, value_name = "ENCODING", value_parser = encoding)]
     pub(crate) encoding: Option<&'static encoding_rs::Encoding>,
+    /// The InfluxDB line-protocol tag that names the meter of a point written to /api/v2/write
+    /// or /write (default `meter`, then `device`, then `host`).
+    #[arg(long, value_name = "TAG")]
+    pub(crate) meter_tag: Option<String>,
 }
 
 /// Input formats, as named on the command line.
@@ -167,11 +171,14 @@ pub(crate) enum FormatArg {
     Mbed,
     /// SST Cloud counter lists.
     Sst,
+    /// InfluxDB line protocol (`measurement,meter=M field=1 <ns>`).
+    LineProtocol,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
-    /// Files or folders (folders are walked for .csv, .json, .jsonl and .txt files).
+    /// Files or folders (folders are walked for .csv, .json, .jsonl, .txt and .lp files), or
+    /// `-` for standard input.
     #[arg(required = true, value_name = "PATH")]
     pub(crate) paths: Vec<PathBuf>,
 
@@ -196,6 +203,14 @@ pub(crate) struct ImportArgs {
     /// latin1 or windows-1252.
     #[arg(long, value_name = "ENCODING", value_parser = encoding)]
     pub(crate) encoding: Option<&'static encoding_rs::Encoding>,
+
+    /// The unit of line-protocol timestamps: ns (the default), us, ms or s.
+    #[arg(long, value_name = "PRECISION", default_value = "ns")]
+    pub(crate) precision: String,
+
+    /// The line-protocol tag that names the meter (default `meter`, then `device`, then `host`).
+    #[arg(long, value_name = "TAG")]
+    pub(crate) meter_tag: Option<String>,
 
     /// The meter of every reading (for files that do not name one).
     #[arg(long, value_name = "ID")]

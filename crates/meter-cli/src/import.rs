@@ -15,7 +15,7 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use meter_core::batch::SQLITE_MAX_BATCH;
-use meter_core::decode::{self, DecodeOptions, Format, Rejection};
+use meter_core::decode::{self, DecodeOptions, Format, KnownSeries, Rejection};
 use meter_core::ingest::{Batch, FileReport, Pipeline, Report, Settled};
 use meter_core::ports::{write_all, ReadingWriter, StoreError, WriteReport};
 use meter_core::time::parse_zone;
@@ -28,7 +28,9 @@ use crate::stores::{open_cloud, StoreSpec};
 use crate::Outcome;
 
 /// Extensions picked up when walking a folder.
-const EXTENSIONS: &[&str] = &["csv", "json", "jsonl", "txt"];
+const EXTENSIONS: &[&str] = &["csv", "json", "jsonl", "txt", "lp"];
+/// The path that means standard input.
+const STDIN: &str = "-";
 
 /// The whole import, as printed at the end: the pipeline's report and where rejections went.
 #[derive(Debug, Serialize)]
@@ -98,6 +100,41 @@ impl Quarantine {
     }
 }
 
+/// The quarantine file shared by a server's writers (the InfluxDB write routes, MQTT): each
+/// call appends its records and flushes them before answering, so a record said to be kept is
+/// in the file.
+pub(crate) struct FileQuarantine(std::sync::Mutex<Quarantine>);
+
+impl FileQuarantine {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        Self(std::sync::Mutex::new(Quarantine::new(path)))
+    }
+
+    fn keep_sync(&self, rejections: &[Rejection]) -> anyhow::Result<()> {
+        let mut q = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for r in rejections {
+            q.add(r)?;
+        }
+        q.finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl meter_core::ports::Quarantine for FileQuarantine {
+    async fn keep(&self, rejections: &[Rejection]) -> Result<(), StoreError> {
+        // A few lines appended to a local file: not worth a trip to the blocking pool.
+        self.keep_sync(rejections)
+            .map_err(|e| StoreError::Unavailable {
+                backend: "quarantine",
+                message: format!("{e:#}"),
+                source: None,
+            })
+    }
+}
+
 /// Counts the bytes read, for the progress bar.
 struct Counting<R> {
     inner: R,
@@ -117,6 +154,8 @@ pub(crate) fn base_options(args: &ImportArgs) -> anyhow::Result<DecodeOptions> {
     o.zone = parse_zone(&args.tz)?;
     o.encoding = args.encoding;
     o.time_format = args.time_format.parse().context("--time-format")?;
+    o.precision = args.precision.parse().context("--precision")?;
+    o.meter_tag = args.meter_tag.clone();
     o.meter = args
         .meter
         .as_deref()
@@ -162,6 +201,7 @@ fn forced_format(f: FormatArg) -> Option<Format> {
         FormatArg::PiJson => Some(Format::PiJson),
         FormatArg::Mbed => Some(Format::Mbed),
         FormatArg::Sst => Some(Format::SstCounters),
+        FormatArg::LineProtocol => Some(Format::LineProtocol),
     }
 }
 
@@ -170,7 +210,9 @@ fn forced_format(f: FormatArg) -> Option<Format> {
 fn collect_files(paths: &[PathBuf], missing: &mut Vec<FileReport>) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for p in paths {
-        if p.is_dir() {
+        if p.as_os_str() == STDIN {
+            out.push(p.clone());
+        } else if p.is_dir() {
             walk(p, &mut out, missing);
         } else if p.is_file() {
             out.push(p.clone());
@@ -360,13 +402,22 @@ pub(crate) fn feed_file(
     read_bytes: Option<&Arc<AtomicU64>>,
     emit: &mut dyn FnMut(Batch) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let name = path.display().to_string();
+    let stdin = path.as_os_str() == STDIN;
+    let name = if stdin {
+        "<stdin>".to_owned()
+    } else {
+        path.display().to_string()
+    };
     let unit = pipeline.begin(&name, 0);
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            pipeline.fail(unit, format_args!("cannot open {name}: {e}"));
-            return Ok(());
+    let file: Box<dyn Read + Send> = if stdin {
+        Box::new(std::io::stdin())
+    } else {
+        match File::open(path) {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                pipeline.fail(unit, format_args!("cannot open {name}: {e}"));
+                return Ok(());
+            }
         }
     };
     let count = read_bytes.cloned().unwrap_or_default();
@@ -405,12 +456,15 @@ pub(crate) fn run(spec: &StoreSpec, args: ImportArgs) -> anyhow::Result<Outcome>
     let mut problems = Vec::new();
     let files = collect_files(&args.paths, &mut problems);
     if files.is_empty() && problems.is_empty() {
-        bail!("no .csv, .json, .jsonl or .txt files found in the given paths");
+        bail!("no .csv, .json, .jsonl, .txt or .lp files found in the given paths");
     }
+    let mut base = base;
     let sink = if args.dry_run {
         None
     } else if let StoreSpec::Local(path) = spec {
-        Some(Sink::Local(SqliteStore::open(path)?))
+        let store = SqliteStore::open(path)?;
+        base.known = Some(KnownSeries(Arc::new(store.clone())));
+        Some(Sink::Local(store))
     } else {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

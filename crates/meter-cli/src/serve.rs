@@ -11,18 +11,18 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context};
 use chrono::Utc;
 use chrono_tz::Tz;
-use meter_api::{router, ApiState, AuthConfig, Secret};
+use meter_api::{router, ApiState, AuthConfig, PushState, Secret};
 use meter_core::batch::SQLITE_MAX_BATCH;
 use meter_core::collect::{collect_all, Source};
 use meter_core::contract;
-use meter_core::decode::DecodeOptions;
+use meter_core::decode::{DecodeOptions, KnownSeries};
 use meter_core::ingest::{Batch, Pipeline, Report, MAX_LISTED};
 use meter_core::time::parse_zone;
 use meter_store_sqlite::SqliteStore;
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
-use crate::import::{feed_file, Sink, Writer};
+use crate::import::{feed_file, FileQuarantine, Sink, Writer};
 use crate::Outcome;
 
 /// Parses `500ms`, `30s`, `10m`, `1h`.
@@ -82,7 +82,15 @@ fn auth_config(no_auth: bool) -> anyhow::Result<AuthConfig> {
         webhook_secret: env_opt(contract::ENV_WEBHOOK_SECRET)
             .as_deref()
             .and_then(Secret::new),
+        write_token: env_opt(contract::ENV_WRITE_TOKEN)
+            .as_deref()
+            .and_then(Secret::new),
     })
+}
+
+/// The quarantine of everything pushed to the server: next to the store, as for imports.
+fn quarantine_path(store: &Path) -> PathBuf {
+    crate::stores::StoreSpec::Local(store.to_path_buf()).default_quarantine()
 }
 
 /// A line for the operator (and for tests, which wait on these lines rather than on time).
@@ -131,6 +139,12 @@ pub(crate) async fn run(store_path: &Path, args: ServeArgs) -> anyhow::Result<Ou
         forecasts: shared.clone(),
         registry: Some(shared.clone()),
         counters: shared.clone(),
+        push: Some(PushState {
+            writer: shared.clone(),
+            quarantine: Arc::new(FileQuarantine::new(quarantine_path(store_path))),
+            known: Some(KnownSeries(shared.clone())),
+            meter_tag: args.meter_tag.clone(),
+        }),
         auth,
         default_zone: zone,
         clock: Arc::new(Utc::now),

@@ -23,6 +23,8 @@ pub const ENV_API_TOKEN: &str = "METER_API_TOKEN";
 pub const ENV_API_TOKEN_FILE: &str = "METER_API_TOKEN_FILE";
 /// The mbed webhook's shared secret.
 pub const ENV_WEBHOOK_SECRET: &str = "METER_WEBHOOK_SECRET";
+/// The token of the InfluxDB write routes (`meter serve`); the API token when unset.
+pub const ENV_WRITE_TOKEN: &str = "METER_WRITE_TOKEN";
 /// Seed 003's `x-security-token` value, when it differs from the API token.
 pub const ENV_SEED003_TOKEN: &str = "METER_SEED003_TOKEN";
 

@@ -671,6 +671,14 @@ pub trait MetricPublisher: Send + Sync {
     async fn publish(&self, data: &[MetricDatum]) -> Result<WriteReport, StoreError>;
 }
 
+/// Where records that did not land are kept, with their reasons, for people to read and replay
+/// (a JSON-lines file next to a local store, objects under `quarantine/` on AWS).
+#[async_trait]
+pub trait Quarantine: Send + Sync {
+    /// Keeps `rejections`; an error means they are not kept and the caller must say so.
+    async fn keep(&self, rejections: &[crate::ingest::Rejection]) -> Result<(), StoreError>;
+}
+
 /// Where secrets come from (Secrets Manager or SSM on AWS). Values are never logged.
 #[async_trait]
 pub trait SecretStore: Send + Sync {

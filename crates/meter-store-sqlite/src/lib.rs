@@ -681,6 +681,32 @@ impl SqliteStore {
         })
     }
 
+    /// The unit and kind of one stored series, if it exists.
+    pub fn series_unit_kind(
+        &self,
+        meter: &MeterId,
+        measure: &MeasureName,
+    ) -> Result<Option<(Unit, Kind)>, StoreError> {
+        self.read(|conn| {
+            let row = conn
+                .prepare_cached("SELECT unit, kind FROM series WHERE meter = ?1 AND measure = ?2")
+                .and_then(|mut stmt| {
+                    stmt.query_row([meter.as_str(), measure.as_str()], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                    })
+                    .optional()
+                })
+                .map_err(store_err)?;
+            row.map(|(unit, kind)| {
+                Ok((
+                    Unit::parse(&unit).map_err(corrupt)?,
+                    kind.parse().map_err(corrupt)?,
+                ))
+            })
+            .transpose()
+        })
+    }
+
     /// How many readings are stored in all.
     pub fn count_readings(&self) -> Result<u64, StoreError> {
         self.read(|conn| {
@@ -1256,6 +1282,15 @@ fn update_series_labels(
         row.tags = r.tags().clone();
     }
     Ok(())
+}
+
+/// The series a decoder asks about when a message leaves out its unit or kind. A store that
+/// cannot be read answers "no such series": the reading then carries the defaults, and the
+/// write reports any conflict with the series it meets.
+impl meter_core::decode::SeriesLookup for SqliteStore {
+    fn series(&self, meter: &MeterId, measure: &MeasureName) -> Option<(Unit, Kind)> {
+        self.series_unit_kind(meter, measure).ok().flatten()
+    }
 }
 
 #[async_trait]

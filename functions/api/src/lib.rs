@@ -164,6 +164,7 @@ impl Api {
                     api_token: Secret::new(token.trim()),
                     seed003_token: None,
                     webhook_secret: None,
+                    write_token: None,
                 }
             }
         };
@@ -172,6 +173,7 @@ impl Api {
             forecasts: self.forecasts.clone(),
             registry: Some(self.registry.clone()),
             counters: self.counters.clone(),
+            push: None,
             auth,
             default_zone: self.zone,
             clock: Arc::new(chrono::Utc::now),

@@ -94,6 +94,7 @@ impl Webhook {
                 api_token: None,
                 seed003_token: None,
                 webhook_secret: Secret::new(value.trim()),
+                write_token: None,
             },
             clock: Arc::new(chrono::Utc::now),
         }))

@@ -12,6 +12,7 @@
 //! | Pi logger JSON (`timestamp`, `celcius`, `fahrenheit`) | [`pi_json`] | seed 001 |
 //! | mbed Connector notifications | [`mbed`] | seed 002 |
 //! | SST Cloud counter lists | [`sst`] | seed 000 |
+//! | InfluxDB line protocol | [`line_protocol`] | Telegraf, InfluxDB clients, MQTT bridges |
 
 use std::fmt;
 use std::io::{BufRead, Read};
@@ -29,6 +30,7 @@ use crate::time::TimeFormat;
 pub use encoding::{encoding_named, Utf8Reader};
 
 pub mod encoding;
+pub mod line_protocol;
 pub mod lines;
 pub mod long_csv;
 pub mod mbed;
@@ -81,6 +83,38 @@ pub struct DecodeOptions {
     pub received_at: DateTime<Utc>,
     /// The text encoding, when not UTF-8 (`--encoding`, an object's `Content-Type` charset).
     pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// The unit of line-protocol timestamps.
+    pub precision: line_protocol::Precision,
+    /// The line-protocol tag that names the meter, when not `meter`.
+    pub meter_tag: Option<String>,
+    /// The series already stored, for formats that may not say a unit or kind (line protocol,
+    /// MQTT messages).
+    pub known: Option<KnownSeries>,
+}
+
+/// The unit and kind of series already stored, asked by decoders of formats that may leave
+/// them out: a new reading then joins its series instead of being refused for a unit that
+/// conflicts with it.
+pub trait SeriesLookup: Send + Sync {
+    /// The unit and kind of a stored series, if there is one.
+    fn series(&self, meter: &MeterId, measure: &MeasureName) -> Option<(Unit, Kind)>;
+}
+
+/// A shared [`SeriesLookup`].
+#[derive(Clone)]
+pub struct KnownSeries(pub Arc<dyn SeriesLookup>);
+
+impl KnownSeries {
+    /// The unit and kind of a stored series, if there is one.
+    pub fn series(&self, meter: &MeterId, measure: &MeasureName) -> Option<(Unit, Kind)> {
+        self.0.series(meter, measure)
+    }
+}
+
+impl fmt::Debug for KnownSeries {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KnownSeries")
+    }
 }
 
 impl DecodeOptions {
@@ -98,6 +132,9 @@ impl DecodeOptions {
             tags: Tags::empty(),
             received_at: Utc::now(),
             encoding: None,
+            precision: line_protocol::Precision::default(),
+            meter_tag: None,
+            known: None,
         }
     }
 
@@ -128,6 +165,8 @@ pub enum Format {
     Mbed,
     /// Seed 000's SST Cloud counter list.
     SstCounters,
+    /// InfluxDB line protocol.
+    LineProtocol,
 }
 
 impl Format {
@@ -139,6 +178,7 @@ impl Format {
             Self::PiJson => "pi-json",
             Self::Mbed => "mbed",
             Self::SstCounters => "sst",
+            Self::LineProtocol => "line-protocol",
         }
     }
 }
@@ -163,8 +203,11 @@ impl FromStr for Format {
             ("mbed", Self::Mbed),
             ("sst", Self::SstCounters),
             ("sst-counters", Self::SstCounters),
+            ("line-protocol", Self::LineProtocol),
+            ("lp", Self::LineProtocol),
+            ("influx", Self::LineProtocol),
         ];
-        let expected = "wide-csv, long-csv, pi-json, mbed or sst";
+        let expected = "wide-csv, long-csv, pi-json, mbed, sst or line-protocol";
         pick(s, &aliases, "format", expected)
     }
 }
@@ -202,6 +245,9 @@ pub fn detect(name: &str, head: &[u8]) -> Result<Format, DetectError> {
     let text = String::from_utf8_lossy(&head[..head.len().min(64 * 1024)]);
     let trimmed = text.trim_start();
     let lower_name = name.to_ascii_lowercase();
+    if lower_name.ends_with(".lp") || lower_name.ends_with(".line") {
+        return Ok(Format::LineProtocol);
+    }
     if trimmed.is_empty() {
         return if lower_name.ends_with(".csv") {
             Ok(Format::LongCsv)
@@ -233,6 +279,13 @@ pub fn detect(name: &str, head: &[u8]) -> Result<Format, DetectError> {
         });
     }
     let first_line = trimmed.lines().next().unwrap_or("");
+    let first_point = trimmed
+        .lines()
+        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .unwrap_or("");
+    if matches!(line_protocol::parse_line(first_point), Ok(Some(_))) {
+        return Ok(Format::LineProtocol);
+    }
     if wide_csv::looks_like_header(first_line) {
         Ok(Format::WideCsv)
     } else {
@@ -296,6 +349,7 @@ pub fn decoder<'a, R: BufRead + Send + 'a>(
         Format::PiJson => Box::new(pi_json::PiJsonDecoder::new(reader, options)),
         Format::Mbed => Box::new(mbed::MbedDecoder::new(reader, options)),
         Format::SstCounters => Box::new(sst::SstCountersDecoder::new(reader, options)),
+        Format::LineProtocol => Box::new(line_protocol::LineProtocolDecoder::new(reader, options)),
     }
 }
 
