@@ -68,6 +68,18 @@ if [ ! -x "$venv/bin/cfn-lint" ] || [ ! -x "$venv/bin/checkov" ]; then
 fi
 "$venv/bin/cfn-lint" --version
 
+step "push clients (influxdb-client, paho-mqtt) and the MQTT broker (mosquitto)"
+# The push tests drive meter serve with the clients users run, against a real broker.
+push_venv=${METER_PUSH_VENV:-$HOME/.cache/meterflow/push-venv}
+if ! "$push_venv/bin/python" -c "import influxdb_client, paho.mqtt" 2>/dev/null; then
+  python3 -m venv "$push_venv"
+  "$push_venv/bin/pip" install -q --disable-pip-version-check "influxdb-client==1.50.0" "paho-mqtt==2.1.0"
+fi
+export METER_PUSH_PYTHON="$push_venv/bin/python"
+needs mosquitto
+export METER_REQUIRE_PUSH=1
+"$METER_PUSH_PYTHON" -c "import influxdb_client; print('influxdb-client', influxdb_client.__version__)"
+
 step "shellcheck"
 needs shellcheck
 shellcheck scripts/*.sh .ci/run
