@@ -384,7 +384,8 @@ pub struct LineProtocolDecoder<R> {
     reader: R,
     options: DecodeOptions,
     buf: Vec<u8>,
-    line: u64,
+    /// Lines read so far (the one being decoded).
+    lines_read: u64,
     /// The line of the last item handed out.
     item_line: u64,
     queue: VecDeque<Decoded>,
@@ -399,7 +400,7 @@ impl<R> fmt::Debug for LineProtocolDecoder<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LineProtocolDecoder")
             .field("file", &self.options.file)
-            .field("line", &self.line)
+            .field("line", &self.lines_read)
             .finish_non_exhaustive()
     }
 }
@@ -412,7 +413,7 @@ impl<R: BufRead> LineProtocolDecoder<R> {
             reader,
             options,
             buf: Vec::new(),
-            line: 0,
+            lines_read: 0,
             item_line: 0,
             queue: VecDeque::new(),
             claimed: HashMap::new(),
@@ -422,7 +423,7 @@ impl<R: BufRead> LineProtocolDecoder<R> {
     }
 
     fn reject(&self, field: Option<&str>, reason: impl fmt::Display, raw: &str) -> Rejection {
-        Rejection::decode(&self.options.file, self.line, field, reason, raw)
+        Rejection::decode(&self.options.file, self.lines_read, field, reason, raw)
     }
 
     fn known_series(&mut self, meter: &MeterId, measure: &MeasureName) -> Option<(Unit, Kind)> {
@@ -565,7 +566,7 @@ impl<R: BufRead> LineProtocolDecoder<R> {
                         continue;
                     }
                     _ => {
-                        self.claimed.insert(key, (t, self.line));
+                        self.claimed.insert(key, (t, self.lines_read));
                     }
                 }
             }
@@ -624,7 +625,7 @@ impl<R: BufRead> Iterator for LineProtocolDecoder<R> {
     fn next(&mut self) -> Option<Decoded> {
         loop {
             if let Some(item) = self.queue.pop_front() {
-                self.item_line = self.line;
+                self.item_line = self.lines_read;
                 return Some(item);
             }
             if self.done {
@@ -632,14 +633,14 @@ impl<R: BufRead> Iterator for LineProtocolDecoder<R> {
             }
             self.buf.clear();
             let read = read_line_bounded(&mut self.reader, &mut self.buf, MAX_LINE_BYTES);
-            self.line += 1;
+            self.lines_read += 1;
             match read {
                 Ok(LineRead::Eof) => {
                     self.done = true;
                     return None;
                 }
                 Ok(LineRead::TooLong) => {
-                    let r = super::lines::too_long(&self.options.file, self.line);
+                    let r = super::lines::too_long(&self.options.file, self.lines_read);
                     self.queue.push_back(Err(r));
                 }
                 Ok(LineRead::Line) => {
@@ -656,7 +657,7 @@ impl<R: BufRead> Iterator for LineProtocolDecoder<R> {
                 }
                 Err(e) => {
                     self.done = true;
-                    let r = Rejection::unreadable(&self.options.file, self.line, e, "");
+                    let r = Rejection::unreadable(&self.options.file, self.lines_read, e, "");
                     self.queue.push_back(Err(r));
                 }
             }
