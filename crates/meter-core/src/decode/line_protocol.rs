@@ -180,6 +180,19 @@ impl<'a> Scanner<'a> {
         String::from_utf8(out).unwrap_or_default()
     }
 
+    /// A tag or field key and the `=` after it.
+    fn key(&mut self, what: &str) -> Result<String, SyntaxError> {
+        let key = self.token(b",= ", b",= ");
+        if key.is_empty() {
+            return self.err(format!("a {what} has no key"));
+        }
+        if self.peek() != Some(b'=') {
+            return self.err(format!("{what} {key:?} has no '=' and value"));
+        }
+        self.pos += 1;
+        Ok(key)
+    }
+
     fn skip_spaces(&mut self) -> usize {
         let start = self.pos;
         while matches!(self.peek(), Some(b' ' | b'\t')) {
@@ -267,14 +280,7 @@ fn parse(line: &str) -> Result<Option<Point>, SyntaxError> {
     let mut tags = Vec::new();
     while sc.peek() == Some(b',') {
         sc.pos += 1;
-        let key = sc.token(b",= ", b",= ");
-        if key.is_empty() {
-            return sc.err("a tag has no key");
-        }
-        if sc.peek() != Some(b'=') {
-            return sc.err(format!("tag {key:?} has no '=' and value"));
-        }
-        sc.pos += 1;
+        let key = sc.key("tag")?;
         let value = sc.token(b", ", b",= ");
         if value.is_empty() {
             return sc.err(format!("tag {key:?} has no value"));
@@ -286,14 +292,7 @@ fn parse(line: &str) -> Result<Option<Point>, SyntaxError> {
     }
     let mut fields = Vec::new();
     loop {
-        let key = sc.token(b",= ", b",= ");
-        if key.is_empty() {
-            return sc.err("a field has no key");
-        }
-        if sc.peek() != Some(b'=') {
-            return sc.err(format!("field {key:?} has no '=' and value"));
-        }
-        sc.pos += 1;
+        let key = sc.key("field")?;
         let value = if sc.peek() == Some(b'"') {
             FieldValue::String(sc.quoted()?)
         } else {
@@ -426,14 +425,16 @@ impl<R: BufRead> LineProtocolDecoder<R> {
         Rejection::decode(&self.options.file, self.lines_read, field, reason, raw)
     }
 
+    /// The unit and kind of a series: as given earlier in this input (the store has not
+    /// committed it yet), else as stored.
     fn known_series(&mut self, meter: &MeterId, measure: &MeasureName) -> Option<(Unit, Kind)> {
-        let lookup = self.options.known.as_ref()?;
         if self.known.len() >= 10_000 {
             self.known.clear();
         }
+        let lookup = &self.options.known;
         self.known
             .entry((meter.clone(), measure.clone()))
-            .or_insert_with(|| lookup.series(meter, measure))
+            .or_insert_with(|| lookup.as_ref().and_then(|l| l.series(meter, measure)))
             .clone()
     }
 
@@ -588,6 +589,8 @@ impl<R: BufRead> LineProtocolDecoder<R> {
                 .or(kind_tag)
                 .or(known.as_ref().map(|k| k.1))
                 .unwrap_or(Kind::Gauge);
+            self.known
+                .insert((meter.clone(), measure.clone()), Some((unit.clone(), kind)));
             let reading = Reading::new(
                 meter.clone(),
                 measure,
@@ -822,6 +825,17 @@ mod tests {
             (&Unit::KilowattHour, Kind::Interval)
         );
         assert!(r[2].tags().is_empty());
+    }
+
+    #[test]
+    fn a_series_keeps_the_unit_and_kind_it_was_given_earlier_in_the_input() {
+        let out = decode(
+            "water,meter=A,unit=L,kind=cumulative volume=10 1000000000\n\
+             water,meter=A volume=12 2000000000\n",
+            opts(),
+        );
+        let r: Vec<_> = out.into_iter().map(Result::unwrap).collect();
+        assert_eq!((r[1].unit(), r[1].kind()), (&Unit::Litre, Kind::Cumulative));
     }
 
     #[test]
