@@ -154,6 +154,23 @@ pub(crate) struct ServeArgs {
     /// or /write (default `meter`, then `device`, then `host`).
     #[arg(long, value_name = "TAG")]
     pub(crate) meter_tag: Option<String>,
+    /// Subscribe to an MQTT broker: mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (user and
+    /// password from METER_MQTT_USERNAME and METER_MQTT_PASSWORD).
+    #[arg(long, value_name = "URL")]
+    pub(crate) mqtt: Option<String>,
+    /// A topic filter to subscribe to (repeatable; default `meters/#`).
+    #[arg(long = "mqtt-topic", value_name = "FILTER", requires = "mqtt")]
+    pub(crate) mqtt_topics: Vec<String>,
+    /// A TOML file of `[[map]]` rules reading JSON messages of any shape.
+    #[arg(long, value_name = "FILE", requires = "mqtt")]
+    pub(crate) mqtt_map: Option<PathBuf>,
+    /// The MQTT client id, which names the broker's persistent session (default: derived from
+    /// the store's path, the same on every start).
+    #[arg(long, value_name = "ID", requires = "mqtt")]
+    pub(crate) mqtt_client_id: Option<String>,
+    /// The PEM file of the certificate authority of an mqtts:// broker (default: the system's).
+    #[arg(long, value_name = "FILE", requires = "mqtt")]
+    pub(crate) mqtt_ca: Option<PathBuf>,
 }
 
 /// Input formats, as named on the command line.

@@ -8,6 +8,7 @@
 
 mod cli;
 mod import;
+mod mqtt;
 mod output;
 mod query;
 mod registry;

@@ -94,7 +94,7 @@ fn quarantine_path(store: &Path) -> PathBuf {
 }
 
 /// A line for the operator (and for tests, which wait on these lines rather than on time).
-fn say(line: &str) {
+pub(crate) fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
@@ -106,6 +106,7 @@ pub(crate) async fn run(store_path: &Path, args: ServeArgs) -> anyhow::Result<Ou
         Some(z) => parse_zone(&z).context("--tz")?,
         None => Tz::UTC,
     };
+    let mqtt = crate::mqtt::MqttConfig::from_args(&args, store_path, zone)?;
     let scan = duration(&args.scan_every, "scan-every")?;
     let settle = duration(&args.settle, "settle")?;
     let every = duration(&args.collect_every, "collect-every")?;
@@ -134,6 +135,7 @@ pub(crate) async fn run(store_path: &Path, args: ServeArgs) -> anyhow::Result<Ou
     let writes = Writes::watch(&drop_dir);
 
     let shared = Arc::new(store.clone());
+    let quarantine = Arc::new(FileQuarantine::new(quarantine_path(store_path)));
     let state = ApiState {
         readings: shared.clone(),
         forecasts: shared.clone(),
@@ -141,7 +143,7 @@ pub(crate) async fn run(store_path: &Path, args: ServeArgs) -> anyhow::Result<Ou
         counters: shared.clone(),
         push: Some(PushState {
             writer: shared.clone(),
-            quarantine: Arc::new(FileQuarantine::new(quarantine_path(store_path))),
+            quarantine: quarantine.clone(),
             known: Some(KnownSeries(shared.clone())),
             meter_tag: args.meter_tag.clone(),
         }),
@@ -175,7 +177,16 @@ pub(crate) async fn run(store_path: &Path, args: ServeArgs) -> anyhow::Result<Ou
     for n in notes {
         say(&format!("meter serve: source {n}"));
     }
-    let collector = tokio::spawn(collect_loop(store.clone(), sources, every, stop_rx));
+    let collector = tokio::spawn(collect_loop(store.clone(), sources, every, stop_rx.clone()));
+    let subscriber = mqtt.map(|config| {
+        say(&format!("meter serve: mqtt {}", config.describe()));
+        tokio::spawn(crate::mqtt::run(
+            config,
+            store.clone(),
+            quarantine.clone(),
+            stop_rx,
+        ))
+    });
 
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
@@ -188,6 +199,11 @@ pub(crate) async fn run(store_path: &Path, args: ServeArgs) -> anyhow::Result<Ou
     // The drop folder finishes the file it is importing; nothing is left half-written.
     let _ = dropper.await;
     let _ = collector.await;
+    if let Some(subscriber) = subscriber {
+        if let Ok(stats) = subscriber.await {
+            say(&format!("meter serve: {}", stats.summary()));
+        }
+    }
     say("meter serve: stopped");
     Ok(Outcome::Success)
 }

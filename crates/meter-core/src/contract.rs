@@ -25,6 +25,10 @@ pub const ENV_API_TOKEN_FILE: &str = "METER_API_TOKEN_FILE";
 pub const ENV_WEBHOOK_SECRET: &str = "METER_WEBHOOK_SECRET";
 /// The token of the InfluxDB write routes (`meter serve`); the API token when unset.
 pub const ENV_WRITE_TOKEN: &str = "METER_WRITE_TOKEN";
+/// The user name `meter serve --mqtt` connects to the broker with.
+pub const ENV_MQTT_USERNAME: &str = "METER_MQTT_USERNAME";
+/// The password `meter serve --mqtt` connects to the broker with.
+pub const ENV_MQTT_PASSWORD: &str = "METER_MQTT_PASSWORD";
 /// Seed 003's `x-security-token` value, when it differs from the API token.
 pub const ENV_SEED003_TOKEN: &str = "METER_SEED003_TOKEN";
 

@@ -109,16 +109,27 @@ impl Server {
 
     /// Starts on a given store with extra environment variables.
     pub(crate) fn start_with(auth: bool, store: Option<&Path>, env: &[(&str, &str)]) -> Self {
-        Self::launch(auth, store, env, false)
+        Self::launch(auth, store, env, false, &[])
+    }
+
+    /// Starts on a given store with extra `meter serve` flags.
+    pub(crate) fn start_args(auth: bool, store: Option<&Path>, args: &[&str]) -> Self {
+        Self::launch(auth, store, &[], false, args)
     }
 
     /// Starts as the unprivileged user `nobody` when the tests run as root (as CI does), so
     /// file permissions apply to the server as they do on a user's machine.
     pub(crate) fn start_unprivileged() -> Self {
-        Self::launch(false, None, &[], true)
+        Self::launch(false, None, &[], true, &[])
     }
 
-    fn launch(auth: bool, store: Option<&Path>, env: &[(&str, &str)], unprivileged: bool) -> Self {
+    fn launch(
+        auth: bool,
+        store: Option<&Path>,
+        env: &[(&str, &str)],
+        unprivileged: bool,
+        extra: &[&str],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let drop = dir.path().join("drop");
         let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
@@ -147,6 +158,7 @@ impl Server {
                 "--drop",
             ])
             .arg(&drop)
+            .args(extra)
             .env_remove("METER_API_TOKEN_FILE")
             .env_remove("METER_TZ")
             .stdout(Stdio::piped())

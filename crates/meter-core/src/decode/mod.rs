@@ -13,6 +13,7 @@
 //! | mbed Connector notifications | [`mbed`] | seed 002 |
 //! | SST Cloud counter lists | [`sst`] | seed 000 |
 //! | InfluxDB line protocol | [`line_protocol`] | Telegraf, InfluxDB clients, MQTT bridges |
+//! | MQTT messages (numbers, JSON, mapped JSON, line protocol) | [`mqtt`] | meter readers publishing to a broker |
 
 use std::fmt;
 use std::io::{BufRead, Read};
@@ -34,6 +35,7 @@ pub mod line_protocol;
 pub mod lines;
 pub mod long_csv;
 pub mod mbed;
+pub mod mqtt;
 pub mod pi_json;
 pub mod sst;
 pub mod wide_csv;
@@ -108,6 +110,57 @@ impl KnownSeries {
     /// The unit and kind of a stored series, if there is one.
     pub fn series(&self, meter: &MeterId, measure: &MeasureName) -> Option<(Unit, Kind)> {
         self.0.series(meter, measure)
+    }
+}
+
+/// A [`SeriesLookup`] that remembers the series it found: once stored, a series keeps its unit
+/// and kind, so a stream of messages asks the store once per series rather than once per
+/// message. Series not found are asked again (they may be stored by then).
+pub struct CachedSeries {
+    inner: KnownSeries,
+    found: std::sync::Mutex<std::collections::HashMap<(MeterId, MeasureName), (Unit, Kind)>>,
+}
+
+impl fmt::Debug for CachedSeries {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CachedSeries")
+    }
+}
+
+impl CachedSeries {
+    /// The most series remembered; past it the memory starts again empty.
+    pub const MAX_REMEMBERED: usize = 100_000;
+
+    /// Remembers what `inner` finds.
+    pub fn new(inner: KnownSeries) -> Self {
+        Self {
+            inner,
+            found: std::sync::Mutex::default(),
+        }
+    }
+}
+
+impl SeriesLookup for CachedSeries {
+    fn series(&self, meter: &MeterId, measure: &MeasureName) -> Option<(Unit, Kind)> {
+        let key = (meter.clone(), measure.clone());
+        if let Some(hit) = self
+            .found
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
+            return Some(hit.clone());
+        }
+        let found = self.inner.series(meter, measure)?;
+        let mut memory = self
+            .found
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if memory.len() >= Self::MAX_REMEMBERED {
+            memory.clear();
+        }
+        memory.insert(key, found.clone());
+        Some(found)
     }
 }
 
