@@ -185,11 +185,7 @@ impl MqttConfig {
             ),
             (None, None) => None,
         };
-        let mapping = args
-            .mqtt_map
-            .as_ref()
-            .map(read_mapping)
-            .transpose()?;
+        let mapping = args.mqtt_map.as_ref().map(read_mapping).transpose()?;
         Ok(Some(Self {
             shown: format!(
                 "{}://{host}:{port}",
