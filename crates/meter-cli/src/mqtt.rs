@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cli::ServeArgs;
 use crate::import::{FileQuarantine, Sink, Writer};
+use crate::serve::env_opt;
 
 /// Messages written in one transaction at most.
 const MAX_ROUND: usize = 8_192;
@@ -125,10 +126,6 @@ fn parse_url(url: &str) -> anyhow::Result<(String, u16, bool)> {
         bail!("--mqtt {url:?}: the host is missing");
     }
     Ok((host.to_owned(), port, tls))
-}
-
-fn env_opt(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 impl MqttConfig {

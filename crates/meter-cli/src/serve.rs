@@ -46,7 +46,7 @@ fn duration(text: &str, flag: &str) -> anyhow::Result<Duration> {
     Ok(d)
 }
 
-fn env_opt(name: &str) -> Option<String> {
+pub(crate) fn env_opt(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 

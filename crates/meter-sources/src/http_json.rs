@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use meter_core::collect::{Collected, Source, SourceError};
+use meter_core::decode::mqtt::field;
 use meter_core::decode::Rejection;
 use meter_core::ports::{RegistryEntry, SecretStore};
 use meter_core::time::{parse_instant, TimeFormat};
@@ -64,15 +65,6 @@ fn encode(s: &str) -> String {
         }
     }
     out
-}
-
-/// A field by name, or by JSON pointer when it starts with `/`.
-fn field<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    if path.starts_with('/') {
-        v.pointer(path)
-    } else {
-        v.get(path)
-    }
 }
 
 impl HttpJsonSource {

@@ -298,8 +298,9 @@ fn level(topic: &str, level: i32) -> Option<&str> {
     levels.get(i).copied().filter(|l| !l.is_empty())
 }
 
-/// A field by name, or by JSON pointer when it starts with `/`.
-fn field<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+/// A field by name, or by JSON pointer when it starts with `/` (the mapping rules of MQTT
+/// messages and of the HTTP JSON source both address points this way).
+pub fn field<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     if path.starts_with('/') {
         v.pointer(path)
     } else {
