@@ -264,7 +264,7 @@ pub(crate) struct Stats {
 impl Stats {
     pub(crate) fn summary(&self) -> String {
         format!(
-            "mqtt: {} messages received ({} redelivered by the broker), {} readings stored, {} \
+            "mqtt: {} messages received ({} flagged by the broker as redelivered), {} readings stored, {} \
              rejected into the quarantine, {} connections",
             self.received.load(Ordering::Relaxed),
             self.redelivered.load(Ordering::Relaxed),
@@ -463,15 +463,17 @@ async fn write_loop(
             );
             let written =
                 tokio::task::spawn_blocking(move || write_round(&s, &o, m.as_deref(), &msgs)).await;
-            let settled = match written {
-                Ok(settled) => settled,
+            // A round can settle nothing (messages without readings); only a failed task or
+            // a retryable store error leaves it unacknowledged.
+            let (settled, failed) = match written {
+                Ok(settled) => (settled, false),
                 Err(e) => {
                     tracing::error!(error = %e, "The MQTT write task failed.");
-                    Vec::new()
+                    (Vec::new(), true)
                 }
             };
             let retryable: usize = settled.iter().map(Settled::retryable).sum();
-            if retryable == 0 && !settled.is_empty() {
+            if retryable == 0 && !failed {
                 let mut report = Report::new();
                 let mut rejected: Vec<Rejection> = Vec::new();
                 for s in settled {

@@ -25,9 +25,13 @@ def main() -> None:
     step = max(count // 10, 1)
     lock = threading.Lock()
     all_acked = threading.Event()
+    # paho numbers a message when publish() is called, so more than 65,535 unacknowledged
+    # messages would share packet ids; a device keeps a bounded window, and so does this.
+    window = threading.BoundedSemaphore(1000)
 
     def on_publish(client, userdata, mid, reason_code, properties):
         nonlocal acked
+        window.release()
         with lock:
             acked += 1
             n = acked
@@ -49,6 +53,7 @@ def main() -> None:
     client.loop_start()
     for i in range(count):
         meter = i % meters
+        window.acquire()
         payload = json.dumps({"time": START_MS + (i // meters) * 60000, "value": i / 4})
         client.publish(f"meters/M{meter:02}/power", payload, qos=1)
     if not all_acked.wait(timeout=150):
