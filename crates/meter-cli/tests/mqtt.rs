@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use support::Server;
+use support::{push_python, Server};
 
 const COUNT: u64 = 100_000;
 const METERS: u64 = 20;
@@ -34,20 +34,6 @@ fn mosquitto() -> Option<PathBuf> {
         eprintln!("skipped: mosquitto is not installed (scripts/test.sh installs it)");
     }
     found
-}
-
-fn push_python() -> Option<PathBuf> {
-    match std::env::var_os("METER_PUSH_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            assert!(
-                std::env::var_os("METER_REQUIRE_PUSH").is_none(),
-                "METER_REQUIRE_PUSH is set but METER_PUSH_PYTHON is not"
-            );
-            eprintln!("skipped: METER_PUSH_PYTHON is not set (scripts/test.sh sets it)");
-            None
-        }
-    }
 }
 
 fn free_port() -> u16 {

@@ -9,23 +9,7 @@ use std::process::Command;
 
 use base64::Engine as _;
 use serde_json::Value;
-use support::{get_json, http, Server, TOKEN};
-
-/// The Python that has the push clients (`influxdb-client`, `paho-mqtt`): scripts/test.sh makes
-/// a virtualenv and sets this, with METER_REQUIRE_PUSH so CI cannot skip.
-fn push_python() -> Option<PathBuf> {
-    match std::env::var_os("METER_PUSH_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            assert!(
-                std::env::var_os("METER_REQUIRE_PUSH").is_none(),
-                "METER_REQUIRE_PUSH is set but METER_PUSH_PYTHON is not"
-            );
-            eprintln!("skipped: METER_PUSH_PYTHON is not set (scripts/test.sh sets it)");
-            None
-        }
-    }
-}
+use support::{get_json, http, push_python, Server, TOKEN};
 
 fn write(server: &Server, path: &str, auth: &[(&str, &str)], body: &str) -> (u16, Value) {
     let (status, text) = http(&server.addr, "POST", path, auth, body);

@@ -264,3 +264,19 @@ pub(crate) fn get_json(addr: &str, path: &str) -> Value {
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap()
 }
+
+/// The Python that has the push clients (`influxdb-client`, `paho-mqtt`): scripts/test.sh makes
+/// a virtualenv and sets this, with METER_REQUIRE_PUSH so CI cannot skip.
+pub(crate) fn push_python() -> Option<PathBuf> {
+    match std::env::var_os("METER_PUSH_PYTHON") {
+        Some(p) => Some(PathBuf::from(p)),
+        None => {
+            assert!(
+                std::env::var_os("METER_REQUIRE_PUSH").is_none(),
+                "METER_REQUIRE_PUSH is set but METER_PUSH_PYTHON is not"
+            );
+            eprintln!("skipped: METER_PUSH_PYTHON is not set (scripts/test.sh sets it)");
+            None
+        }
+    }
+}
