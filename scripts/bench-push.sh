@@ -102,7 +102,7 @@ serve() {
     --drop "$DATA/drop" "$@" > "$DATA/serve.log" 2>> "$DATA/serve.err" &
   SERVE=$!
   until grep -q "listening on" "$DATA/serve.log"; do sleep 0.02; done
-  if [ "$1" = "--mqtt" ]; then
+  if [ "${1:-}" = "--mqtt" ]; then
     until grep -q "mqtt subscribed" "$DATA/serve.log"; do sleep 0.02; done
   fi
 }

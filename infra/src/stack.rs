@@ -1,5 +1,6 @@
 //! The meterflow stack: every function with its log group and role, the schedule, the fetch
-//! queue and its dead-letter queue, the import bucket and its EventBridge rule, the tables, the
+//! queue and its dead-letter queue, the IoT topic rule with the ingest queue and its dead-letter
+//! queue, the import bucket and its EventBridge rule, the tables, the
 //! optional Timestream database, the Function URLs, the secrets, alarms and a dashboard.
 //!
 //! `template()` calls one module per part of the stack, in the order the resources appear in the
@@ -80,6 +81,10 @@ pub mod ids {
     pub const SST_SECRET: &str = "SstSecret";
     pub const API_TOKEN_SECRET: &str = "ApiTokenSecret";
     pub const WEBHOOK_SECRET: &str = "WebhookSecret";
+    pub const WRITE_TOKEN_SECRET: &str = "WriteTokenSecret";
+    pub const INGEST_QUEUE: &str = "IngestQueue";
+    pub const INGEST_DEAD_LETTER_QUEUE: &str = "IngestDeadLetterQueue";
+    pub const INGEST_TOPIC_RULE: &str = "IngestTopicRule";
 }
 
 /// A function's logical id (`stream-metrics` -> `StreamMetricsFunction`).
@@ -92,6 +97,8 @@ const HAS_ALARM_EMAIL: &str = "HasAlarmEmail";
 const USE_DYNAMODB: &str = "UseDynamoDB";
 const API_PUBLIC: &str = "ApiIsPublic";
 const WEBHOOK_PUBLIC: &str = "WebhookIsPublic";
+const WRITE_PUBLIC: &str = "WriteIsPublic";
+const HAS_MQTT_MAPPING: &str = "HasMqttMapping";
 
 /// Synthesises the stack.
 pub fn template(options: StackOptions) -> Template {

@@ -34,7 +34,7 @@ use meter_core::ports::{Counters, MeterRegistry, RangeReader, ReadingReader};
 
 pub use error::ApiError;
 pub use webhook::WebhookState;
-pub use write::PushState;
+pub use write::{PushState, WriteState};
 
 /// The header mbed Connector sends with every notification, holding the webhook's shared
 /// secret (Connector's callback registration takes fixed headers for exactly this).
@@ -152,11 +152,27 @@ pub fn webhook_router(state: WebhookState) -> Router {
 }
 
 /// The InfluxDB write routes, with their own body limit and authentication.
-fn write_router() -> Router<ApiState> {
+fn write_router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    WriteState: axum::extract::FromRef<S>,
+{
     Router::new()
         .route("/api/v2/write", post(write::write))
         .route("/write", post(write::write))
         .layer(DefaultBodyLimit::max(write::MAX_WRITE_BODY_BYTES))
+}
+
+/// Only the InfluxDB write routes (and `/healthz`), for the write function: it holds the
+/// write grant, and the read API's function does not.
+pub fn push_router(state: WriteState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(write_router())
+        .fallback(error::not_found)
+        .layer(middleware::from_fn(error::limit_uri))
+        .layer(middleware::map_response(error::json_errors))
+        .with_state(state)
 }
 
 /// The whole API.

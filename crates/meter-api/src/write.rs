@@ -15,7 +15,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{FromRef, Query, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_ENCODING};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,11 +24,11 @@ use base64::Engine;
 use meter_core::decode::line_protocol::{LineProtocolDecoder, Precision};
 use meter_core::decode::{DecodeOptions, KnownSeries};
 use meter_core::ingest::{Pipeline, Rejection, Report};
-use meter_core::ports::{Quarantine, ReadingWriter};
+use meter_core::ports::{find_series, Quarantine, ReadingReader, ReadingWriter};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{ApiError, ApiState, Secret};
+use crate::{ApiError, ApiState, AuthConfig, Clock, Secret};
 
 /// The largest body taken as sent (compressed or not).
 pub const MAX_WRITE_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -48,7 +48,44 @@ pub struct PushState {
     pub known: Option<KnownSeries>,
     /// The tag naming the meter, when not `meter`.
     pub meter_tag: Option<String>,
+    /// Where the stored series are asked before decoding when there is no synchronous
+    /// `known` lookup (a cloud store: one catalogue request per meter the body names).
+    pub catalogue: Option<Arc<dyn ReadingReader>>,
 }
+
+/// What the write routes use: authentication, the store, the clock. The whole API derives it
+/// from its own state; a function that only takes writes builds it alone.
+#[derive(Clone)]
+pub struct WriteState {
+    /// Authentication (the write token, else the API token).
+    pub auth: AuthConfig,
+    /// The store, when writes are taken.
+    pub push: Option<PushState>,
+    /// The clock that stamps lines without a time.
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for WriteState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteState")
+            .field("auth", &self.auth)
+            .field("push", &self.push)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FromRef<ApiState> for WriteState {
+    fn from_ref(api: &ApiState) -> Self {
+        Self {
+            auth: api.auth.clone(),
+            push: api.push.clone(),
+            clock: api.clock.clone(),
+        }
+    }
+}
+
+/// Store calls in flight while looking up the series a body names.
+const CATALOGUE_CONCURRENCY: usize = 8;
 
 impl std::fmt::Debug for PushState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,7 +125,7 @@ fn presented(headers: &HeaderMap, params: &WriteParams) -> Option<Vec<u8>> {
     params.p.as_ref().map(|p| p.as_bytes().to_vec())
 }
 
-fn check_auth(state: &ApiState, headers: &HeaderMap, params: &WriteParams) -> Result<(), ApiError> {
+fn check_auth(state: &WriteState, headers: &HeaderMap, params: &WriteParams) -> Result<(), ApiError> {
     if !state.auth.enabled {
         return Ok(());
     }
@@ -143,7 +180,7 @@ fn body_bytes(headers: &HeaderMap, body: Bytes) -> Result<Vec<u8>, ApiError> {
 
 /// `POST /api/v2/write` and `POST /write`.
 pub(crate) async fn write(
-    State(state): State<ApiState>,
+    State(state): State<WriteState>,
     Query(params): Query<WriteParams>,
     headers: HeaderMap,
     body: Bytes,
@@ -165,9 +202,13 @@ pub(crate) async fn write(
     let text = body_bytes(&headers, body)?;
     let mut options = DecodeOptions::new("write");
     options.precision = precision;
-    options.received_at = state.now();
+    options.received_at = (state.clock)();
     options.known = push.known.clone();
     options.meter_tag = push.meter_tag.clone();
+    let text = Arc::new(text);
+    if let (None, Some(catalogue)) = (&options.known, &push.catalogue) {
+        options.known = Some(stored_series(&**catalogue, &text, &options).await?);
+    }
     let max_batch = push.writer.max_batch();
     // Decoding is CPU work on a body of up to tens of megabytes: off the async threads.
     let batches = tokio::task::spawn_blocking(move || {
@@ -225,6 +266,32 @@ pub(crate) async fn write(
         return Ok(partial_write(&report, &rejected));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The stored series of the meters `text` names: a first decoding pass finds them, and the
+/// catalogue is asked once per meter.
+async fn stored_series(
+    catalogue: &dyn ReadingReader,
+    text: &Arc<Vec<u8>>,
+    options: &DecodeOptions,
+) -> Result<KnownSeries, ApiError> {
+    let (text, o) = (text.clone(), options.clone());
+    let meters = tokio::task::spawn_blocking(move || {
+        LineProtocolDecoder::new(&text[..], o)
+            .filter_map(Result::ok)
+            .map(|r| r.meter().clone())
+            .collect::<std::collections::BTreeSet<_>>()
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("decoding failed: {e}"),
+        )
+    })?;
+    let found = find_series(catalogue, meters, CATALOGUE_CONCURRENCY).await?;
+    Ok(found.into_known())
 }
 
 /// InfluxDB's answer to a write with bad lines: 400, `code` "invalid", and a message naming

@@ -5,7 +5,9 @@
 //! - [`CloudWatchMetrics`]: the `MetricPublisher` port over PutMetricData (1,000 values a request);
 //! - [`S3Objects`]: the `ObjectStore` port over S3: objects streamed into the (synchronous)
 //!   decoders through a bounded channel, so a 1 GB object is never in memory; reports and resume
-//!   markers written next to their object.
+//!   markers written next to their object;
+//! - [`ObjectQuarantine`]: the `Quarantine` port over the same store, for rejected messages and
+//!   write lines.
 
 use std::io::Read;
 use std::time::Duration;
@@ -505,5 +507,78 @@ mod tests {
             quarantine_key("in/a.csv"),
             "quarantine/in/a.csv.errors.json"
         );
+    }
+}
+
+/// The `Quarantine` port over an object store (S3 on AWS), for the push paths (MQTT messages
+/// from IoT Core, line-protocol writes): each call keeps its rejections, each with its topic or
+/// request, line, field, reason and original text, as one JSON document at
+/// `<prefix><yyyy>/<mm>/<dd>/<hhmmss.mmm>-<hash>.json` under a prefix of `quarantine/` (the hash is of the content,
+/// so two instances keeping at the same millisecond do not overwrite each other). The import
+/// rule skips the prefix, so nothing kept here is imported.
+#[derive(Clone)]
+#[allow(missing_debug_implementations)] // reason: the port is not Debug
+pub struct ObjectQuarantine {
+    objects: std::sync::Arc<dyn ObjectStore>,
+    bucket: String,
+    prefix: String,
+}
+
+impl ObjectQuarantine {
+    /// Keeps rejections in `bucket` under `prefix` (`MQTT_QUARANTINE_PREFIX`,
+    /// `WRITE_QUARANTINE_PREFIX`).
+    pub fn new(
+        objects: std::sync::Arc<dyn ObjectStore>,
+        bucket: impl Into<String>,
+        prefix: impl Into<String>,
+    ) -> Self {
+        Self {
+            objects,
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The key a document of `body`, kept at `at`, is written to.
+    pub fn key(&self, at: chrono::DateTime<chrono::Utc>, body: &[u8]) -> String {
+        use std::hash::{Hash, Hasher};
+        // SipHash with fixed keys: the same content gives the same name in every instance.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        body.hash(&mut h);
+        format!(
+            "{}{}-{:016x}.json",
+            self.prefix,
+            at.format("%Y/%m/%d/%H%M%S%.3f"),
+            h.finish()
+        )
+    }
+}
+
+#[async_trait]
+impl meter_core::ports::Quarantine for ObjectQuarantine {
+    async fn keep(&self, rejections: &[meter_core::ingest::Rejection]) -> Result<(), StoreError> {
+        if rejections.is_empty() {
+            return Ok(());
+        }
+        let body = serde_json::to_vec_pretty(&serde_json::json!({
+            "rejected": rejections.len(),
+            "rejections": rejections,
+        }))
+        .map_err(|e| StoreError::Corrupt(format!("a rejection cannot be written as JSON: {e}")))?;
+        let at = chrono::Utc::now();
+        let key = self.key(at, &body);
+        match self
+            .objects
+            .put(&self.bucket, &key, body, "application/json")
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(ObjectError::Store(e)) => Err(e),
+            Err(e) => Err(StoreError::Refused {
+                backend: "s3",
+                message: e.to_string(),
+                source: None,
+            }),
+        }
     }
 }

@@ -38,10 +38,16 @@ use crate::serve::env_opt;
 
 /// Messages written in one transaction at most.
 const MAX_ROUND: usize = 8_192;
-/// Messages waiting for the writer at most; the connection task waits beyond it.
+/// Messages in the channel to the writer.
 const QUEUED: usize = 8_192;
-/// Room for every acknowledgement the writer can owe, so sending one never waits on the
-/// connection task (which may itself be waiting for the writer).
+/// Messages the connection task holds beyond the channel. It must keep polling the connection
+/// while the writer is busy: polling is what sends the writer's acknowledgements and the
+/// keep-alive pings, so a connection task that waited for the writer would stall both (the
+/// writer waiting to hand over acknowledgements, the broker dropping a silent client). QoS 1
+/// keeps at most 65,535 messages unacknowledged (one per packet id), and the broker's in-flight
+/// window (`max_inflight_messages`) far fewer, so this bound is not reached in practice.
+const MAX_HELD: usize = 65_536;
+/// Requests (acknowledgements, subscriptions) queued for the connection task.
 const REQUESTS: usize = QUEUED + MAX_ROUND + 64;
 /// The keep-alive interval.
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
@@ -331,9 +337,17 @@ async fn poll_loop(
     let mut connected = false;
     let mut failures = 0u32;
     let mut subscribed = 0usize;
+    let mut held: std::collections::VecDeque<Arrived> = std::collections::VecDeque::new();
     loop {
         let event = tokio::select! {
-            e = eventloop.poll() => e,
+            permit = tx.reserve(), if !held.is_empty() => {
+                let Ok(permit) = permit else { return };
+                if let Some(a) = held.pop_front() {
+                    permit.send(a);
+                }
+                continue;
+            }
+            e = eventloop.poll(), if held.len() < MAX_HELD => e,
             _ = stop.changed() => {
                 // Flush the disconnect the writer asked for.
                 let _ = tokio::time::timeout(Duration::from_millis(500), async {
@@ -390,8 +404,15 @@ async fn poll_loop(
                     publish,
                     connection: connection.load(Ordering::SeqCst),
                 };
-                if tx.send(arrived).await.is_err() {
-                    return;
+                // Handed over without waiting when the writer has room; held otherwise.
+                if held.is_empty() {
+                    match tx.try_send(arrived) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(a)) => held.push_back(a),
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    }
+                } else {
+                    held.push_back(arrived);
                 }
             }
             Ok(_) => {}

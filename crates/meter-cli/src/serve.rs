@@ -146,6 +146,7 @@ pub(crate) async fn run(store_path: &Path, args: ServeArgs) -> anyhow::Result<Ou
             quarantine: quarantine.clone(),
             known: Some(KnownSeries(shared.clone())),
             meter_tag: args.meter_tag.clone(),
+            catalogue: None,
         }),
         auth,
         default_zone: zone,

@@ -92,6 +92,36 @@ pub mod cloud {
     pub const ENV_WEBHOOK_SECRET_SECRET: &str = "WEBHOOK_SECRET_ARN";
     /// Whether the API checks bearer tokens itself (`false` behind an AWS_IAM Function URL).
     pub const ENV_API_AUTH: &str = "API_AUTH";
+    /// The Secrets Manager secret holding the write API's token (InfluxDB clients' token).
+    pub const ENV_WRITE_TOKEN_SECRET: &str = "WRITE_TOKEN_SECRET_ARN";
+    /// The bucket whose `quarantine/` prefix keeps rejected push messages and write lines.
+    pub const ENV_QUARANTINE_BUCKET: &str = "QUARANTINE_BUCKET";
+    /// The TOML text of an MQTT mapping (the same as `meter serve --mqtt-map`'s file).
+    pub const ENV_MQTT_MAPPING: &str = "MQTT_MAPPING";
+    /// The line-protocol tag naming the meter, when not `meter` (then `device`, `host`).
+    pub const ENV_METER_TAG: &str = "METER_TAG";
+
+    /// What the IoT topic rule puts in each ingest-queue message: a JSON object with the
+    /// message's topic, its payload base64-encoded (so numbers, line protocol and any bytes
+    /// arrive as they were published) and the time IoT Core received it (epoch milliseconds).
+    pub mod iot {
+        /// The topic (`topic()`).
+        pub const TOPIC: &str = "topic";
+        /// The payload, base64 (`encode(*, 'base64')`).
+        pub const PAYLOAD: &str = "payload";
+        /// When the broker received it, in epoch milliseconds (`timestamp()`).
+        pub const RECEIVED: &str = "received";
+        /// The rule's SQL version (`2016-03-23` reads `encode`, `topic()` and `timestamp()`).
+        pub const SQL_VERSION: &str = "2016-03-23";
+
+        /// The rule's statement for a topic filter: every message, whatever its payload.
+        pub fn sql(filter: &str) -> String {
+            format!(
+                "SELECT encode(*, 'base64') AS {PAYLOAD}, topic() AS {TOPIC}, timestamp() AS \
+                 {RECEIVED} FROM '{filter}'"
+            )
+        }
+    }
 
     /// Hours a Timestream table keeps readings in its memory store (the template's default):
     /// 30 days, so a month of late readings still lands there.
@@ -101,6 +131,10 @@ pub mod cloud {
     /// Import bucket: rejected rows of `<key>` are reported at `quarantine/<key>.errors.json`;
     /// the import function never imports this prefix.
     pub const QUARANTINE_PREFIX: &str = "quarantine/";
+    /// Import bucket: rejected MQTT messages (IoT Core through the ingest queue).
+    pub const MQTT_QUARANTINE_PREFIX: &str = "quarantine/mqtt/";
+    /// Import bucket: rejected lines of the write API.
+    pub const WRITE_QUARANTINE_PREFIX: &str = "quarantine/write/";
     /// Import bucket: markers that hand the rest of a large object to the next invocation.
     pub const RESUME_PREFIX: &str = "_resume/";
     /// Seed 002's metric namespace, the default of [`ENV_METRIC_NAMESPACE`].
@@ -193,13 +227,15 @@ pub mod cloud {
     };
 
     /// The Lambda functions, by logical name; the binaries are named `meter-fn-<name>`.
-    pub const FUNCTIONS: [&str; 6] = [
+    pub const FUNCTIONS: [&str; 8] = [
         "enqueue",
         "fetch",
         "import",
         "webhook",
         "stream-metrics",
         "api",
+        "ingest",
+        "write",
     ];
 
     /// The functions' own operational metrics, published as CloudWatch embedded-metric log
@@ -237,13 +273,16 @@ pub mod cloud {
         /// stack's alarms and dashboard may watch.
         pub const WRITTEN_BY: [(&str, &[&str]); 8] = [
             (AWS_RETRIES, &super::FUNCTIONS),
-            (READINGS_STORED, &["fetch", "import"]),
-            (ROWS_REJECTED, &["fetch", "import", "stream-metrics"]),
-            (BATCH_ITEM_FAILURES, &["fetch", "stream-metrics"]),
+            (READINGS_STORED, &["fetch", "import", "ingest", "write"]),
+            (
+                ROWS_REJECTED,
+                &["fetch", "import", "stream-metrics", "ingest", "write"],
+            ),
+            (BATCH_ITEM_FAILURES, &["fetch", "stream-metrics", "ingest"]),
             (INVOCATIONS_FAILED, &["enqueue", "import"]),
-            (UNAUTHORIZED, &["api", "webhook"]),
-            (CLIENT_ERRORS, &["api", "webhook"]),
-            (SERVER_ERRORS, &["api", "webhook"]),
+            (UNAUTHORIZED, &["api", "webhook", "write"]),
+            (CLIENT_ERRORS, &["api", "webhook", "write"]),
+            (SERVER_ERRORS, &["api", "webhook", "write"]),
         ];
 
         /// Whether `function` writes `metric`.

@@ -545,6 +545,12 @@ impl Settled {
         self
     }
 
+    /// Each rejection with the unit it belongs to: a queue consumer fails the messages with a
+    /// retryable one and quarantines the rest.
+    pub fn unit_rejections(&self) -> impl Iterator<Item = (UnitId, &Rejection)> {
+        self.rejections.iter().map(|r| (r.unit, &r.rejection))
+    }
+
     /// Readings the store refused for now (it was unavailable): the caller decides whether to
     /// retry the input or report them.
     pub fn retryable(&self) -> usize {

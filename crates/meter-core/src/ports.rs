@@ -124,6 +124,31 @@ pub trait ReadingWriter: Send + Sync {
     }
 }
 
+/// The stored series of `meters`, asked of `reader` with up to `concurrency` requests in flight,
+/// for decoders of messages that may not say their unit and kind ([`FoundSeries`]). A meter
+/// with nothing stored is simply absent.
+///
+/// [`FoundSeries`]: crate::decode::FoundSeries
+pub async fn find_series(
+    reader: &dyn ReadingReader,
+    meters: impl IntoIterator<Item = MeterId>,
+    concurrency: usize,
+) -> Result<crate::decode::FoundSeries, StoreError> {
+    use futures_util::stream::{self, StreamExt, TryStreamExt};
+    let infos: Vec<Option<MeterInfo>> = stream::iter(meters)
+        .map(|m| async move { reader.meter(&m).await })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    let mut found = crate::decode::FoundSeries::default();
+    for info in infos.into_iter().flatten() {
+        for s in info.series {
+            found.insert(info.meter.clone(), s.measure, s.unit, s.kind);
+        }
+    }
+    Ok(found)
+}
+
 /// Writes any number of readings through `writer`, in batches of its maximum size with up to
 /// `concurrency` calls in flight. A batch whose call failed as a whole is reported item by item;
 /// the call only errs when every batch failed with an error that retrying will not fix (a

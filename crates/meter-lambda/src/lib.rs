@@ -24,6 +24,14 @@ pub enum ConfigError {
         /// What is accepted.
         why: &'static str,
     },
+    /// A variable holds a document (a mapping) that cannot be read.
+    #[error("environment variable {name}: {why}")]
+    Malformed {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong, and where.
+        why: String,
+    },
 }
 
 /// Reads variables through a lookup function, so tests need not touch the process environment.

@@ -85,6 +85,7 @@ pub(super) fn add(t: &mut Template, all: &Functions, queues: &Queues) {
         ("ImportDlqAlarm", &queues.import_dlq),
         ("StreamDlqAlarm", &queues.stream_dlq),
         ("ScheduleDlqAlarm", &queues.schedule_dlq),
+        ("IngestDlqAlarm", &queues.ingest_dlq),
     ] {
         let watch = Watch {
             namespace: "AWS/SQS",

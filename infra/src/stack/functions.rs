@@ -1,12 +1,15 @@
-//! The six functions, each with its log group, least-privilege role and environment.
+//! The eight functions, each with its log group, least-privilege role and environment.
 
 use meter_core::contract::cloud as names;
 use serde_json::json;
 
-use super::queues::{Queues, FETCH_TIMEOUT};
+use super::queues::{Queues, FETCH_TIMEOUT, INGEST_TIMEOUT};
 use super::secrets::Secrets;
 use super::tables::Tables;
-use super::{code_key_parameter, function_id, pascal, API_PUBLIC, USE_DYNAMODB, USE_TIMESTREAM};
+use super::{
+    code_key_parameter, function_id, pascal, API_PUBLIC, HAS_MQTT_MAPPING, USE_DYNAMODB,
+    USE_TIMESTREAM,
+};
 use crate::cfn::{kind, skip_checkov, Expr, Handle, Template};
 use crate::iam::{policy, Grant};
 
@@ -33,11 +36,13 @@ pub(super) struct Functions {
     pub(super) webhook: Func,
     pub(super) stream_metrics: Func,
     pub(super) api: Func,
+    pub(super) ingest: Func,
+    pub(super) write: Func,
 }
 
 impl Functions {
     /// Every function, in the order of `names::FUNCTIONS`.
-    pub(super) fn all(&self) -> [&Func; 6] {
+    pub(super) fn all(&self) -> [&Func; 8] {
         [
             &self.enqueue,
             &self.fetch,
@@ -45,6 +50,8 @@ impl Functions {
             &self.webhook,
             &self.stream_metrics,
             &self.api,
+            &self.ingest,
+            &self.write,
         ]
     }
 }
@@ -295,6 +302,64 @@ pub(super) fn add(
         },
     );
 
+    // The push paths write readings and read the series catalogue (for messages that leave out
+    // unit and kind), and keep what they reject under their own quarantine prefix.
+    let mut push_grants = history_write.clone();
+    push_grants.push(Grant::When(
+        USE_TIMESTREAM,
+        Box::new(Grant::TimestreamQuery(tables.ts_table.arn())),
+    ));
+    let mut env = vec![
+        (names::ENV_QUARANTINE_BUCKET, bucket.name()),
+        (
+            names::ENV_MQTT_MAPPING,
+            Expr::when(
+                HAS_MQTT_MAPPING,
+                Expr::param("MqttMapping"),
+                Expr::no_value(),
+            ),
+        ),
+    ];
+    history_env(&mut env);
+    let mut grants = vec![
+        Grant::SqsConsume(queues.ingest_queue.arn()),
+        Grant::S3Write(bucket.arn(), names::MQTT_QUARANTINE_PREFIX),
+    ];
+    grants.extend(push_grants.clone());
+    let ingest = lambda(
+        t,
+        FnSpec {
+            name: "ingest",
+            memory: 512,
+            timeout: INGEST_TIMEOUT,
+            env,
+            grants,
+            dead_letter: None,
+        },
+    );
+    // Its own function rather than a route of the api: the api keeps read-only grants.
+    let mut env = vec![
+        (names::ENV_QUARANTINE_BUCKET, bucket.name()),
+        (names::ENV_WRITE_TOKEN_SECRET, secrets.write_secret.arn()),
+    ];
+    history_env(&mut env);
+    let mut grants = vec![
+        Grant::SecretRead(secrets.write_secret.arn()),
+        Grant::S3Write(bucket.arn(), names::WRITE_QUARANTINE_PREFIX),
+    ];
+    grants.extend(push_grants);
+    let write = lambda(
+        t,
+        FnSpec {
+            name: "write",
+            memory: 1024,
+            timeout: 30,
+            env,
+            grants,
+            dead_letter: None,
+        },
+    );
+
     Functions {
         enqueue,
         fetch,
@@ -302,5 +367,7 @@ pub(super) fn add(
         webhook,
         stream_metrics,
         api,
+        ingest,
+        write,
     }
 }

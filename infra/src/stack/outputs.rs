@@ -26,6 +26,10 @@ pub(super) fn add(
     let outputs = [
         ("ApiUrl", "The API's Function URL.", urls.api_url.url(), None),
         ("WebhookUrl", "The URL to register as the mbed Connector callback.", urls.webhook_url.url(), None),
+        ("WriteUrl", "The InfluxDB write API (POST /api/v2/write, POST /write).", urls.write_url.url(), None),
+        ("WriteTokenSecretArn", "The write API's token.", secrets.write_secret.arn(), None),
+        ("IngestQueueUrl", "MQTT messages from the IoT topic rule.", queues.ingest_queue.url(), None),
+        ("IngestDeadLetterQueueUrl", "MQTT messages that kept failing or could not be delivered.", queues.ingest_dlq.url(), None),
         ("ImportBucketName", "Put CSV and Pi JSON files here.", bucket.name(), None),
         ("RegistryTableName", "The registry table.", tables.registry.name(), None),
         ("ReadingsTableName", "The readings table (HistoryStore=dynamodb).", tables.readings.name(), Some(USE_DYNAMODB)),

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{
     code_key_parameter, StackOptions, API_PUBLIC, HAS_ALARM_EMAIL, USE_DYNAMODB, USE_TIMESTREAM,
-    WEBHOOK_PUBLIC,
+    WEBHOOK_PUBLIC, WRITE_PUBLIC, HAS_MQTT_MAPPING,
 };
 use crate::cfn::Template;
 
@@ -30,6 +30,17 @@ pub(super) fn add(t: &mut Template, options: StackOptions) {
     );
     t.parameter("WebhookAuthType", json!({"Type": "String", "AllowedValues": ["AWS_IAM", "NONE"], "Default": "NONE",
         "Description": "mbed Connector cannot sign requests; the webhook checks its shared secret itself."}));
+    t.parameter("WriteAuthType", json!({"Type": "String", "AllowedValues": ["AWS_IAM", "NONE"], "Default": "NONE",
+        "Description": "InfluxDB clients and Telegraf cannot sign requests; the write function checks its token itself."}));
+    t.parameter("MqttTopicFilter", json!({"Type": "String", "Default": meter_core::decode::mqtt::DEFAULT_TOPIC_FILTER,
+        "AllowedPattern": "^[^'\\s]+$", "ConstraintDescription": "an MQTT topic filter (+ and # wildcards), without quotes or spaces",
+        "Description": "The IoT Core topics whose messages are stored (the topic rule's FROM)."}));
+    t.parameter("MqttMapping", json!({"Type": "String", "Default": "",
+        "Description": "Optional: the TOML text of an MQTT mapping file (as meter serve --mqtt-map reads), for JSON of other shapes."}));
+    t.parameter(
+        "IngestMaxConcurrency",
+        json!({"Type": "Number", "Default": 5, "MinValue": 2, "MaxValue": 1000}),
+    );
     t.parameter(
         "TimestreamMemoryRetentionHours",
         json!({"Type": "Number", "Default": names::TIMESTREAM_MEMORY_RETENTION_HOURS, "MinValue": 1, "MaxValue": 8766}),
@@ -61,6 +72,14 @@ pub(super) fn add(t: &mut Template, options: StackOptions) {
     t.conditions.insert(
         API_PUBLIC.into(),
         json!({"Fn::Equals": [{"Ref": "ApiAuthType"}, "NONE"]}),
+    );
+    t.conditions.insert(
+        WRITE_PUBLIC.into(),
+        json!({"Fn::Equals": [{"Ref": "WriteAuthType"}, "NONE"]}),
+    );
+    t.conditions.insert(
+        HAS_MQTT_MAPPING.into(),
+        json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "MqttMapping"}, ""]}]}),
     );
     t.conditions.insert(
         WEBHOOK_PUBLIC.into(),

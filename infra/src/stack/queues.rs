@@ -1,4 +1,4 @@
-//! The fetch queue and the dead-letter queues.
+//! The fetch queue, the ingest queue (MQTT messages from IoT Core) and the dead-letter queues.
 
 use serde_json::json;
 
@@ -7,6 +7,8 @@ use crate::cfn::{kind, skip_checkov, Handle, Template};
 
 /// The fetch function's timeout, which its queue's visibility timeout must cover.
 pub(super) const FETCH_TIMEOUT: u32 = 120;
+/// The ingest function's timeout (a batch of up to 1,000 small messages).
+pub(super) const INGEST_TIMEOUT: u32 = 60;
 
 /// The stack's queues.
 pub(super) struct Queues {
@@ -15,6 +17,8 @@ pub(super) struct Queues {
     pub(super) import_dlq: Handle<kind::Queue>,
     pub(super) stream_dlq: Handle<kind::Queue>,
     pub(super) schedule_dlq: Handle<kind::Queue>,
+    pub(super) ingest_dlq: Handle<kind::Queue>,
+    pub(super) ingest_queue: Handle<kind::Queue>,
 }
 
 fn queue(
@@ -44,6 +48,10 @@ pub(super) fn add(t: &mut Template) -> Queues {
     let import_dlq = queue(t, "ImportDeadLetterQueue", 60, None);
     let stream_dlq = queue(t, "StreamDeadLetterQueue", 60, None);
     let schedule_dlq = queue(t, "ScheduleDeadLetterQueue", 60, None);
+    // MQTT messages from the IoT topic rule: messages that keep failing, and those the rule
+    // itself could not deliver (its error action), wait in the dead-letter queue.
+    let ingest_dlq = queue(t, ids::INGEST_DEAD_LETTER_QUEUE, 60, None);
+    let ingest_queue = queue(t, ids::INGEST_QUEUE, 6 * INGEST_TIMEOUT, Some(&ingest_dlq));
 
     Queues {
         fetch_dlq,
@@ -51,5 +59,7 @@ pub(super) fn add(t: &mut Template) -> Queues {
         import_dlq,
         stream_dlq,
         schedule_dlq,
+        ingest_dlq,
+        ingest_queue,
     }
 }

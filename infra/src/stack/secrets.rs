@@ -10,6 +10,7 @@ pub(super) struct Secrets {
     pub(super) sst_secret: Handle<kind::Secret>,
     pub(super) api_secret: Handle<kind::Secret>,
     pub(super) hook_secret: Handle<kind::Secret>,
+    pub(super) write_secret: Handle<kind::Secret>,
 }
 
 /// Adds the secrets.
@@ -42,9 +43,16 @@ pub(super) fn add(t: &mut Template) -> Secrets {
         "Shared secret mbed Connector sends in x-webhook-secret (generated).",
     );
 
+    let write_secret = secret(
+        t,
+        ids::WRITE_TOKEN_SECRET,
+        "Token of the InfluxDB write API (Authorization: Token, or the password of 1.x clients) (generated).",
+    );
+
     Secrets {
         sst_secret,
         api_secret,
         hook_secret,
+        write_secret,
     }
 }

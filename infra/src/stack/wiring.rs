@@ -1,13 +1,13 @@
 //! What connects the parts: the schedule, the event source mappings, the import bucket's
-//! EventBridge rule, and the Function URLs.
+//! EventBridge rule, the IoT topic rule, and the Function URLs.
 
-use meter_core::contract::cloud as names;
+use meter_core::contract::cloud::{self as names, iot};
 use serde_json::json;
 
 use super::functions::{Func, Functions};
 use super::queues::Queues;
 use super::tables::Tables;
-use super::{API_PUBLIC, WEBHOOK_PUBLIC};
+use super::{ids, API_PUBLIC, WEBHOOK_PUBLIC, WRITE_PUBLIC};
 use crate::cfn::{kind, skip_checkov, Expr, Handle, Template};
 use crate::iam::{policy, Grant};
 
@@ -15,6 +15,7 @@ use crate::iam::{policy, Grant};
 pub(super) struct Urls {
     pub(super) api_url: Handle<kind::FunctionUrl>,
     pub(super) webhook_url: Handle<kind::FunctionUrl>,
+    pub(super) write_url: Handle<kind::FunctionUrl>,
 }
 
 /// Adds the wiring.
@@ -66,6 +67,59 @@ pub(super) fn add(
             "BatchSize": 10,
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
             "ScalingConfig": {"MaximumConcurrency": Expr::param("FetchMaxConcurrency").into_value()},
+        }),
+    );
+
+    // IoT Core -> topic rule -> ingest queue -> ingest. The payload travels base64-encoded
+    // beside its topic, so bare numbers and line protocol survive as published (a JSON-only
+    // SELECT would drop them); a message the rule cannot deliver goes to the dead-letter queue.
+    let rule_role: Handle<kind::Role> = t.add(
+        "IngestTopicRuleRole",
+        "AWS::IAM::Role",
+        json!({
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": "iot.amazonaws.com"}, "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": Expr::pseudo("AWS::AccountId").into_value()}},
+            }]},
+            "Policies": [{"PolicyName": "send-to-ingest", "PolicyDocument": policy(&[
+                Grant::SqsSend(queues.ingest_queue.arn()),
+                Grant::SqsSend(queues.ingest_dlq.arn()),
+            ])}],
+        }),
+    );
+    let sqs_action = |q: &Handle<kind::Queue>| {
+        json!({"Sqs": {
+            "QueueUrl": q.url().into_value(),
+            "RoleArn": rule_role.arn().into_value(),
+            "UseBase64": false,
+        }})
+    };
+    t.add::<kind::Other>(
+        ids::INGEST_TOPIC_RULE,
+        "AWS::IoT::TopicRule",
+        json!({
+            "TopicRulePayload": {
+                "Description": "MQTT messages of the meters -> the ingest queue (payload base64, with its topic and receipt time).",
+                "Sql": Expr::sub(&iot::sql("${MqttTopicFilter}")).into_value(),
+                "AwsIotSqlVersion": iot::SQL_VERSION,
+                "RuleDisabled": false,
+                "Actions": [sqs_action(&queues.ingest_queue)],
+                "ErrorAction": sqs_action(&queues.ingest_dlq),
+            },
+        }),
+    );
+    t.add::<kind::Other>(
+        "IngestMapping",
+        "AWS::Lambda::EventSourceMapping",
+        json!({
+            "EventSourceArn": queues.ingest_queue.arn().into_value(),
+            "FunctionName": functions.ingest.function.arn().into_value(),
+            // Messages are small: a full batch shares one catalogue lookup per meter and fills
+            // the store's batch requests.
+            "BatchSize": 1000,
+            "MaximumBatchingWindowInSeconds": 5,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "ScalingConfig": {"MaximumConcurrency": Expr::param("IngestMaxConcurrency").into_value()},
         }),
     );
 
@@ -192,6 +246,9 @@ pub(super) fn add(
         "WebhookAuthType",
         WEBHOOK_PUBLIC,
     );
+    let write_url = url(t, "WriteUrl", &functions.write, "WriteAuthType", WRITE_PUBLIC);
+    skip_checkov(t.resource(&write_url), "CKV_AWS_258",
+        "InfluxDB clients and Telegraf cannot sign requests; the write function checks its token (Authorization: Token, or 1.x's password) in constant time.");
     // A public webhook is the point (Connector cannot sign); the function checks its secret.
     skip_checkov(t.resource(&webhook_url), "CKV_AWS_258",
         "mbed Connector cannot sign requests; the webhook authenticates its shared-secret header in constant time.");
@@ -199,5 +256,6 @@ pub(super) fn add(
     Urls {
         api_url,
         webhook_url,
+        write_url,
     }
 }

@@ -164,6 +164,40 @@ impl SeriesLookup for CachedSeries {
     }
 }
 
+/// Series looked up ahead of decoding: a cloud store's catalogue answers asynchronously, and a
+/// decoder asks synchronously, so the caller finds the series of the meters a body names
+/// ([`crate::ports::find_series`]) and decodes with the answers.
+#[derive(Debug, Default, Clone)]
+pub struct FoundSeries(std::collections::HashMap<(MeterId, MeasureName), (Unit, Kind)>);
+
+impl FoundSeries {
+    /// Records a stored series.
+    pub fn insert(&mut self, meter: MeterId, measure: MeasureName, unit: Unit, kind: Kind) {
+        self.0.insert((meter, measure), (unit, kind));
+    }
+
+    /// How many series are known.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// As the decoders' lookup.
+    pub fn into_known(self) -> KnownSeries {
+        KnownSeries(Arc::new(self))
+    }
+}
+
+impl SeriesLookup for FoundSeries {
+    fn series(&self, meter: &MeterId, measure: &MeasureName) -> Option<(Unit, Kind)> {
+        self.0.get(&(meter.clone(), measure.clone())).cloned()
+    }
+}
+
 impl fmt::Debug for KnownSeries {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("KnownSeries")
