@@ -98,8 +98,11 @@ now() { date +%s.%N; }
 # when it has --mqtt).
 serve() {
   local store=$1; shift
+  # Emptied here, not by the redirect: the child truncates it only once it runs, and the wait
+  # below must not find the previous server's line.
+  : > "$DATA/serve.log"
   METER_API_TOKEN=$TOKEN "$BIN/meter" --store "$store" serve --listen 127.0.0.1:0 \
-    --drop "$DATA/drop" "$@" > "$DATA/serve.log" 2>> "$DATA/serve.err" &
+    --drop "$DATA/drop" "$@" >> "$DATA/serve.log" 2>> "$DATA/serve.err" &
   SERVE=$!
   until grep -q "listening on" "$DATA/serve.log"; do sleep 0.02; done
   if [ "${1:-}" = "--mqtt" ]; then

@@ -12,7 +12,6 @@ cd "$(dirname "$0")/.."
 
 venv=${LAMBDA_VENV:-$HOME/.cache/meterflow/lambda-venv}
 max_bytes=$((6 * 1000 * 1000))
-functions=(enqueue fetch import webhook stream-metrics api)
 
 die() { echo "package.sh: $*" >&2; exit 2; }
 
@@ -27,6 +26,9 @@ if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
   rustup target add aarch64-unknown-linux-gnu >&2 || die "cannot add the aarch64-unknown-linux-gnu target"
 fi
 
+# The function names come from the infra crate (the template's own list), not from here.
+mapfile -t functions < <(cargo run -q --locked -p infra -- --functions | cut -d' ' -f1)
+[ "${#functions[@]}" -gt 0 ] || die "the infra crate listed no functions"
 packages=()
 for f in "${functions[@]}"; do packages+=(--package "meter-fn-$f"); done
 # --lambda-dir keeps the zips in the clone even when the build cache is elsewhere.

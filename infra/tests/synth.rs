@@ -208,6 +208,9 @@ fn the_stack_keeps_its_promises() {
         contract::cloud::ENV_API_TOKEN_SECRET,
         contract::cloud::ENV_WEBHOOK_SECRET_SECRET,
         contract::cloud::ENV_API_AUTH,
+        contract::cloud::ENV_WRITE_TOKEN_SECRET,
+        contract::cloud::ENV_QUARANTINE_BUCKET,
+        contract::cloud::ENV_MQTT_MAPPING,
         contract::ENV_SST_SECRET_ID,
     ]
     .into();
@@ -418,4 +421,78 @@ fn the_alarms_notify_and_with_the_dashboard_watch_metrics_the_functions_write() 
             );
         }
     }
+}
+
+/// The IoT topic rule: its SQL, golden (moto does not route IoT messages, so the ingest
+/// function's tests feed it the shape this SQL produces), its queue and error action, and a
+/// role that may send to those two queues only.
+#[test]
+fn the_topic_rule_sends_every_message_with_its_topic_to_the_ingest_queue() {
+    let t = template(HistoryStore::DynamoDb);
+    let r = &t["Resources"];
+    let rule = &r["IngestTopicRule"]["Properties"]["TopicRulePayload"];
+    assert_eq!(
+        rule["Sql"],
+        json!({"Fn::Sub": "SELECT encode(*, 'base64') AS payload, topic() AS topic, timestamp() AS received FROM '${MqttTopicFilter}'"})
+    );
+    assert_eq!(
+        contract::cloud::iot::sql("meters/#"),
+        "SELECT encode(*, 'base64') AS payload, topic() AS topic, timestamp() AS received FROM 'meters/#'"
+    );
+    assert_eq!(rule["AwsIotSqlVersion"], "2016-03-23");
+    assert_eq!(t["Parameters"]["MqttTopicFilter"]["Default"], "meters/#");
+    let action = &rule["Actions"][0]["Sqs"];
+    assert_eq!(action["QueueUrl"], json!({"Ref": "IngestQueue"}));
+    assert_eq!(action["UseBase64"], false);
+    assert_eq!(
+        rule["ErrorAction"]["Sqs"]["QueueUrl"],
+        json!({"Ref": "IngestDeadLetterQueue"})
+    );
+    let role = &r["IngestTopicRuleRole"]["Properties"];
+    let statements = role["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap();
+    let resources: Vec<&Value> = statements.iter().map(|s| &s["Resource"]).collect();
+    assert_eq!(
+        resources,
+        vec![
+            &json!({"Fn::GetAtt": ["IngestQueue", "Arn"]}),
+            &json!({"Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]})
+        ]
+    );
+    // The queue covers 6 x the function's timeout and hands over to its DLQ after 5 receives;
+    // the mapping answers partial batches.
+    let timeout = r["IngestFunction"]["Properties"]["Timeout"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        r["IngestQueue"]["Properties"]["VisibilityTimeout"].as_u64(),
+        Some(6 * timeout)
+    );
+    assert_eq!(
+        r["IngestQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"],
+        5
+    );
+    assert_eq!(
+        r["IngestMapping"]["Properties"]["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    // The write function is its own: no grant on the registry, forecasts or counters.
+    let write_policy = r["WriteRole"]["Properties"]["Policies"][0]["PolicyDocument"].to_string();
+    for table in [
+        "RegistryTable",
+        "ForecastsTable",
+        "CountersTable",
+        "ApiTokenSecret",
+    ] {
+        assert!(
+            !write_policy.contains(table),
+            "the write role names {table}"
+        );
+    }
+    assert!(write_policy.contains("WriteTokenSecret"));
+    assert_eq!(
+        r["WriteUrl"]["Properties"]["AuthType"],
+        json!({"Ref": "WriteAuthType"})
+    );
 }

@@ -125,7 +125,11 @@ fn presented(headers: &HeaderMap, params: &WriteParams) -> Option<Vec<u8>> {
     params.p.as_ref().map(|p| p.as_bytes().to_vec())
 }
 
-fn check_auth(state: &WriteState, headers: &HeaderMap, params: &WriteParams) -> Result<(), ApiError> {
+fn check_auth(
+    state: &WriteState,
+    headers: &HeaderMap,
+    params: &WriteParams,
+) -> Result<(), ApiError> {
     if !state.auth.enabled {
         return Ok(());
     }

@@ -273,10 +273,10 @@ pub mod cloud {
         /// stack's alarms and dashboard may watch.
         pub const WRITTEN_BY: [(&str, &[&str]); 8] = [
             (AWS_RETRIES, &super::FUNCTIONS),
-            (READINGS_STORED, &["fetch", "import", "ingest", "write"]),
+            (READINGS_STORED, &["fetch", "import", "ingest"]),
             (
                 ROWS_REJECTED,
-                &["fetch", "import", "stream-metrics", "ingest", "write"],
+                &["fetch", "import", "stream-metrics", "ingest"],
             ),
             (BATCH_ITEM_FAILURES, &["fetch", "stream-metrics", "ingest"]),
             (INVOCATIONS_FAILED, &["enqueue", "import"]),

@@ -136,7 +136,9 @@ fn the_rule_message_keeps_any_payload_and_its_topic() {
     assert!(parse_body(r#"{"topic":"a","payload":"%%"}"#)
         .unwrap_err()
         .contains("base64"));
-    assert!(parse_body("plain").unwrap_err().contains("not the topic rule's JSON"));
+    assert!(parse_body("plain")
+        .unwrap_err()
+        .contains("not the topic rule's JSON"));
 }
 
 #[tokio::test]
@@ -239,7 +241,10 @@ async fn only_the_messages_the_store_could_not_take_are_retried() {
         .collect();
     assert_eq!(failed, vec!["later"]);
     assert_eq!(f.store.all().len(), 2);
-    assert!(quarantined(&f.objects).is_empty(), "a retry is not a rejection");
+    assert!(
+        quarantined(&f.objects).is_empty(),
+        "a retry is not a rejection"
+    );
     assert_eq!(f.metrics.sum("BatchItemFailures").unwrap(), 1.0);
 }
 

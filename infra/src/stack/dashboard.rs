@@ -46,17 +46,21 @@ pub(super) fn add(t: &mut Template, all: &Functions, queues: &Queues) {
     let body = json!({"widgets": [
         widget("Readings stored and rejected", ops_lines(&[
             (ops::READINGS_STORED, &all.fetch), (ops::READINGS_STORED, &all.import),
+            (ops::READINGS_STORED, &all.ingest),
             (ops::ROWS_REJECTED, &all.fetch), (ops::ROWS_REJECTED, &all.import), (ops::ROWS_REJECTED, &all.stream_metrics),
+            (ops::ROWS_REJECTED, &all.ingest),
         ])),
         widget("Retries and partial failures", [ops_lines(&retries), ops_lines(&[
             (ops::BATCH_ITEM_FAILURES, &all.fetch), (ops::BATCH_ITEM_FAILURES, &all.stream_metrics),
+            (ops::BATCH_ITEM_FAILURES, &all.ingest),
             (ops::INVOCATIONS_FAILED, &all.enqueue), (ops::INVOCATIONS_FAILED, &all.import),
         ])].concat()),
         widget("Refused and failed requests", ops_lines(&[
             (ops::UNAUTHORIZED, &all.api), (ops::CLIENT_ERRORS, &all.api), (ops::SERVER_ERRORS, &all.api),
             (ops::UNAUTHORIZED, &all.webhook), (ops::CLIENT_ERRORS, &all.webhook), (ops::SERVER_ERRORS, &all.webhook),
+            (ops::UNAUTHORIZED, &all.write), (ops::CLIENT_ERRORS, &all.write), (ops::SERVER_ERRORS, &all.write),
         ])),
-        widget("Dead-letter queues", [&queues.fetch_dlq, &queues.import_dlq, &queues.stream_dlq, &queues.schedule_dlq].iter()
+        widget("Dead-letter queues", [&queues.fetch_dlq, &queues.import_dlq, &queues.stream_dlq, &queues.schedule_dlq, &queues.ingest_dlq].iter()
             .map(|q| json!(["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", format!("${{{}.QueueName}}", q.id())])).collect()),
         widget("Function errors", errors),
         widget("Button presses (seed 002)", vec![json!([{"expression": "SEARCH('{${MetricNamespace}} ', 'Sum', 3600)", "id": "presses"}])]),

@@ -4,8 +4,8 @@ use meter_core::contract::cloud as names;
 use serde_json::json;
 
 use super::{
-    code_key_parameter, StackOptions, API_PUBLIC, HAS_ALARM_EMAIL, USE_DYNAMODB, USE_TIMESTREAM,
-    WEBHOOK_PUBLIC, WRITE_PUBLIC, HAS_MQTT_MAPPING,
+    code_key_parameter, StackOptions, API_PUBLIC, HAS_ALARM_EMAIL, HAS_MQTT_MAPPING, USE_DYNAMODB,
+    USE_TIMESTREAM, WEBHOOK_PUBLIC, WRITE_PUBLIC,
 };
 use crate::cfn::Template;
 

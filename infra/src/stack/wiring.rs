@@ -246,7 +246,13 @@ pub(super) fn add(
         "WebhookAuthType",
         WEBHOOK_PUBLIC,
     );
-    let write_url = url(t, "WriteUrl", &functions.write, "WriteAuthType", WRITE_PUBLIC);
+    let write_url = url(
+        t,
+        "WriteUrl",
+        &functions.write,
+        "WriteAuthType",
+        WRITE_PUBLIC,
+    );
     skip_checkov(t.resource(&write_url), "CKV_AWS_258",
         "InfluxDB clients and Telegraf cannot sign requests; the write function checks its token (Authorization: Token, or 1.x's password) in constant time.");
     // A public webhook is the point (Connector cannot sign); the function checks its secret.
